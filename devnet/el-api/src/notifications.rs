@@ -1,0 +1,132 @@
+//! Canonical chain notifications, identical in content to what reth gives an Execution Extension.
+//!
+//! reth's `ExExNotification` has three variants: a chain committed, a chain reverted, and a reorg (the old
+//! chain reverted and the new one committed). [`ChainNotification`] has the same three, carrying the same
+//! data: every block of the chain in ascending order, each with its transactions, senders and receipts. The
+//! ExEx's burn extractor and the eth subscriptions both consume these.
+
+use std::sync::Arc;
+
+use alloy_consensus::{Block, Header, ReceiptEnvelope, TxEnvelope};
+use alloy_eips::BlockNumHash;
+use alloy_primitives::{Address, B256, BlockNumber};
+
+/// A block after execution: the block, its hash, the recovered senders and the receipts, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecutedBlock {
+    /// The block's hash (the hash of its header).
+    pub hash: B256,
+    /// The block: header and body.
+    pub block: Block<TxEnvelope, Header>,
+    /// The sender of each transaction, in the body's order.
+    pub senders: Vec<Address>,
+    /// The receipt of each transaction, in the body's order, with its logs and cumulative gas.
+    pub receipts: Vec<ReceiptEnvelope>,
+}
+
+impl ExecutedBlock {
+    /// The block's number.
+    pub const fn number(&self) -> BlockNumber {
+        self.block.header.number
+    }
+
+    /// The block's number and hash.
+    pub const fn num_hash(&self) -> BlockNumHash {
+        BlockNumHash { number: self.block.header.number, hash: self.hash }
+    }
+}
+
+/// A contiguous run of blocks in ascending order, each the parent of the next (reth's `Chain`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Chain {
+    blocks: Vec<Arc<ExecutedBlock>>,
+}
+
+/// A run of blocks that is not contiguous cannot form a [`Chain`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("block {number} ({hash}) does not extend the chain")]
+pub struct NotContiguous {
+    /// The offending block's number.
+    pub number: BlockNumber,
+    /// The offending block's hash.
+    pub hash: B256,
+}
+
+impl Chain {
+    /// Builds a chain from blocks in ascending order; each block's parent must be the previous block.
+    pub fn new(blocks: Vec<Arc<ExecutedBlock>>) -> Result<Self, NotContiguous> {
+        for pair in blocks.windows(2) {
+            if let [parent, child] = pair
+                && (child.block.header.parent_hash != parent.hash || child.number() != parent.number() + 1)
+            {
+                return Err(NotContiguous { number: child.number(), hash: child.hash });
+            }
+        }
+        Ok(Self { blocks })
+    }
+
+    /// The blocks, ascending.
+    pub fn blocks(&self) -> &[Arc<ExecutedBlock>] {
+        &self.blocks
+    }
+
+    /// The first block, if any.
+    pub fn first(&self) -> Option<&Arc<ExecutedBlock>> {
+        self.blocks.first()
+    }
+
+    /// The last block (the tip), if any.
+    pub fn tip(&self) -> Option<&Arc<ExecutedBlock>> {
+        self.blocks.last()
+    }
+
+    /// Whether the chain has no blocks.
+    pub fn is_empty(&self) -> bool {
+        self.blocks.is_empty()
+    }
+
+    /// The number of blocks.
+    pub fn len(&self) -> usize {
+        self.blocks.len()
+    }
+}
+
+/// A change of the canonical chain (reth's `ExExNotification`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChainNotification {
+    /// New blocks extend the canonical chain.
+    Committed {
+        /// The blocks added.
+        new: Arc<Chain>,
+    },
+    /// Canonical blocks were removed and not replaced (e.g. the head moved back to an ancestor).
+    Reverted {
+        /// The blocks removed, ascending.
+        old: Arc<Chain>,
+    },
+    /// The canonical chain switched branches: `old` was reverted, then `new` committed.
+    Reorged {
+        /// The blocks removed, ascending.
+        old: Arc<Chain>,
+        /// The blocks added, ascending.
+        new: Arc<Chain>,
+    },
+}
+
+impl ChainNotification {
+    /// The chain that was committed, if any.
+    pub fn committed_chain(&self) -> Option<&Arc<Chain>> {
+        match self {
+            Self::Committed { new } | Self::Reorged { new, .. } => Some(new),
+            Self::Reverted { .. } => None,
+        }
+    }
+
+    /// The chain that was reverted, if any.
+    pub fn reverted_chain(&self) -> Option<&Arc<Chain>> {
+        match self {
+            Self::Reverted { old } | Self::Reorged { old, .. } => Some(old),
+            Self::Committed { .. } => None,
+        }
+    }
+}
