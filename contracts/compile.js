@@ -14,6 +14,7 @@ const OUT = path.join(ROOT, 'artifacts');
 const SOURCES = [
   { file: 'src/Bridge.sol', contract: 'Bridge' },
   { file: 'test/PegOutTwice.sol', contract: 'PegOutTwice' },
+  { file: 'test/BenchToken.sol', contract: 'BenchToken' },
 ];
 // One setting for every chain: Shanghai bytecode runs on Shanghai, Cancun and Prague genesis alike.
 const SETTINGS = {
