@@ -230,6 +230,6 @@ fn artifact_matches_committed_source() {
     assert_eq!(
         artifact["sourceSha256"].as_str(),
         Some(digest.as_str()),
-        "Bridge.sol was edited without recompiling: run `npm --prefix contracts run build`"
+        "Bridge.sol was edited without recompiling: run `npm run build:contracts`"
     );
 }
