@@ -58,7 +58,7 @@ for (const [file, text] of Object.entries(compile())) {
   const old = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : null;
   if (check) {
     if (old !== text) {
-      console.error(`contracts/${rel} is stale: run \`npm --prefix contracts run build\` and commit it`);
+      console.error(`contracts/${rel} is stale: run \`npm run build:contracts\` and commit it`);
       stale += 1;
     } else {
       console.log(`contracts/${rel} matches a fresh compile`);
