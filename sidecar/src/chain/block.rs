@@ -1,0 +1,198 @@
+//! The consensus block: one canonical RLP encoding and its hash.
+//!
+//! ```text
+//! ConsensusHeader = RLP[ parent_hash: B256, height: u64, slot: u64, author: u32,
+//!                        execution_block_hash: B256, pegins: [PegInRef], auxpow: bytes ]
+//! PegInRef        = RLP[ txid: B256, vout: u32, evm_address: Address, amount_sats: u64 ]
+//! hash            = keccak256(RLP(ConsensusHeader))
+//! SignedBlock     = RLP[ header, execution_block: bytes, author_signature: bytes96, approvals ]
+//! Approvals       = RLP[ signers: bytes (bitfield, authority i = bit i%8 of byte i/8), signature: bytes96 ]
+//! ```
+//!
+//! `parent_hash` is the parent consensus header's hash (the execution genesis hash for the first block),
+//! `height` equals the execution block number, `auxpow` is empty when the block carries no proof. The
+//! author signs `hash`; approvals are BLS signatures over the same `hash`, aggregated. The execution block
+//! travels RLP-encoded beside the header and must hash to `execution_block_hash`.
+
+use alloy_primitives::{Address, B256, Bytes, keccak256};
+use alloy_rlp::{RlpDecodable, RlpEncodable};
+
+/// A peg-in the block claims: a Bitcoin deposit outpoint minted to an EVM address.
+#[derive(Debug, Clone, PartialEq, Eq, RlpEncodable, RlpDecodable)]
+pub struct PegInRef {
+    /// The deposit transaction id.
+    pub txid: B256,
+    /// The deposit output index.
+    pub vout: u32,
+    /// The EVM address named by the deposit's OP_RETURN.
+    pub evm_address: Address,
+    /// The deposited amount in satoshis.
+    pub amount_sats: u64,
+}
+
+/// The signed part of a consensus block.
+#[derive(Debug, Clone, PartialEq, Eq, RlpEncodable, RlpDecodable)]
+pub struct ConsensusHeader {
+    /// Hash of the parent consensus header (the execution genesis hash for height 1).
+    pub parent_hash: B256,
+    /// Height, equal to the execution block number.
+    pub height: u64,
+    /// The Aura slot the block was produced in.
+    pub slot: u64,
+    /// Index of the author in the authority set.
+    pub author: u32,
+    /// Hash of the execution block this consensus block carries.
+    pub execution_block_hash: B256,
+    /// The peg-ins minted by the execution block's withdrawals, in order.
+    pub pegins: Vec<PegInRef>,
+    /// The serialized AuxPow proof this block includes, or empty.
+    pub auxpow: Bytes,
+}
+
+impl ConsensusHeader {
+    /// The canonical encoding.
+    pub fn encoded(&self) -> Vec<u8> {
+        alloy_rlp::encode(self)
+    }
+
+    /// The block hash: keccak256 of the canonical encoding.
+    pub fn hash(&self) -> B256 {
+        keccak256(self.encoded())
+    }
+
+    /// Decodes a header; trailing bytes are refused.
+    pub fn decode(bytes: &[u8]) -> Result<Self, alloy_rlp::Error> {
+        decode_exact(bytes)
+    }
+}
+
+/// Aggregated approvals of a block.
+#[derive(Debug, Clone, PartialEq, Eq, RlpEncodable, RlpDecodable)]
+pub struct Approvals {
+    /// Bitfield of the approving authorities: authority `i` is bit `i % 8` of byte `i / 8`.
+    pub signers: Bytes,
+    /// The aggregate BLS signature over the block hash (96 bytes).
+    pub signature: Bytes,
+}
+
+impl Approvals {
+    /// The indexes of the approving authorities, ascending.
+    pub fn signer_indexes(&self) -> Vec<u32> {
+        let mut out = Vec::new();
+        for (byte_index, byte) in self.signers.iter().enumerate() {
+            for bit in 0..8u32 {
+                if byte & (1 << bit) != 0 {
+                    out.push(byte_index as u32 * 8 + bit);
+                }
+            }
+        }
+        out
+    }
+
+    /// A bitfield with the given authority indexes set.
+    pub fn bitfield(indexes: impl IntoIterator<Item = u32>) -> Bytes {
+        let mut bits: Vec<u8> = Vec::new();
+        for index in indexes {
+            let byte = (index / 8) as usize;
+            if bits.len() <= byte {
+                bits.resize(byte + 1, 0);
+            }
+            if let Some(slot) = bits.get_mut(byte) {
+                *slot |= 1 << (index % 8);
+            }
+        }
+        bits.into()
+    }
+}
+
+/// A consensus block as exchanged between nodes and stored.
+#[derive(Debug, Clone, PartialEq, Eq, RlpEncodable, RlpDecodable)]
+pub struct SignedBlock {
+    /// The signed header.
+    pub header: ConsensusHeader,
+    /// The execution block, RLP-encoded.
+    pub execution_block: Bytes,
+    /// The author's BLS signature over the header hash (96 bytes).
+    pub author_signature: Bytes,
+    /// The aggregated approvals.
+    pub approvals: Approvals,
+}
+
+impl SignedBlock {
+    /// The canonical encoding.
+    pub fn encoded(&self) -> Vec<u8> {
+        alloy_rlp::encode(self)
+    }
+
+    /// Decodes a block; trailing bytes are refused.
+    pub fn decode(bytes: &[u8]) -> Result<Self, alloy_rlp::Error> {
+        decode_exact(bytes)
+    }
+}
+
+fn decode_exact<T: alloy_rlp::Decodable>(mut bytes: &[u8]) -> Result<T, alloy_rlp::Error> {
+    let value = T::decode(&mut bytes)?;
+    if !bytes.is_empty() {
+        return Err(alloy_rlp::Error::UnexpectedLength);
+    }
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloy_primitives::address;
+
+    fn header() -> ConsensusHeader {
+        ConsensusHeader {
+            parent_hash: B256::repeat_byte(1),
+            height: 7,
+            slot: 1_000,
+            author: 2,
+            execution_block_hash: B256::repeat_byte(2),
+            pegins: vec![PegInRef {
+                txid: B256::repeat_byte(3),
+                vout: 1,
+                evm_address: address!("0x00000000000000000000000000000000000000aa"),
+                amount_sats: 50_000,
+            }],
+            auxpow: Bytes::new(),
+        }
+    }
+
+    #[test]
+    fn encoding_round_trips_and_hash_commits_to_every_field() {
+        let h = header();
+        assert_eq!(ConsensusHeader::decode(&h.encoded()).unwrap(), h);
+        let base = h.hash();
+        let mut variants = Vec::new();
+        variants.push(ConsensusHeader { height: 8, ..h.clone() });
+        variants.push(ConsensusHeader { slot: 1_001, ..h.clone() });
+        variants.push(ConsensusHeader { author: 3, ..h.clone() });
+        variants.push(ConsensusHeader { parent_hash: B256::ZERO, ..h.clone() });
+        variants.push(ConsensusHeader { execution_block_hash: B256::ZERO, ..h.clone() });
+        variants.push(ConsensusHeader { pegins: vec![], ..h.clone() });
+        variants.push(ConsensusHeader { auxpow: Bytes::from_static(b"x"), ..h });
+        for v in variants {
+            assert_ne!(v.hash(), base, "{v:?}");
+        }
+    }
+
+    #[test]
+    fn garbage_and_trailing_bytes_are_refused() {
+        let mut bytes = header().encoded();
+        bytes.push(0);
+        assert!(ConsensusHeader::decode(&bytes).is_err());
+        assert!(ConsensusHeader::decode(&[]).is_err());
+        assert!(ConsensusHeader::decode(&[0xff, 0x00, 0x01]).is_err());
+        assert!(SignedBlock::decode(&[0xc0]).is_err());
+    }
+
+    #[test]
+    fn bitfield_round_trips() {
+        let bits = Approvals::bitfield([0, 3, 9, 17]);
+        let approvals = Approvals { signers: bits, signature: Bytes::new() };
+        assert_eq!(approvals.signer_indexes(), vec![0, 3, 9, 17]);
+        assert_eq!(Approvals::bitfield([]).len(), 0);
+    }
+}

@@ -1,0 +1,110 @@
+//! The supervisor restarts failed actors, keeps their queued messages, and gives up after its limit.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU32, Ordering},
+    },
+    time::Duration,
+};
+
+use alys_sidecar::actor::{self, Actor, ActorError, RestartPolicy, SendError};
+use tokio::sync::oneshot;
+
+enum Msg {
+    Add(u64, oneshot::Sender<u64>),
+    Panic,
+    Fail,
+}
+
+struct Counter {
+    total: u64,
+}
+
+impl Actor for Counter {
+    type Message = Msg;
+    const NAME: &'static str = "counter";
+
+    async fn handle(&mut self, message: Msg) -> Result<(), ActorError> {
+        match message {
+            Msg::Add(n, reply) => {
+                self.total += n;
+                let _ = reply.send(self.total);
+                Ok(())
+            }
+            Msg::Panic => panic!("boom"),
+            Msg::Fail => Err(ActorError::new(Self::NAME, "failed on purpose")),
+        }
+    }
+}
+
+fn policy(max_restarts: u32) -> RestartPolicy {
+    RestartPolicy {
+        min_backoff: Duration::from_millis(10),
+        max_backoff: Duration::from_millis(40),
+        max_restarts,
+        reset_after: Duration::from_secs(3600),
+    }
+}
+
+#[tokio::test]
+async fn panicking_handler_is_restarted_and_queued_messages_survive() {
+    let builds = Arc::new(AtomicU32::new(0));
+    let counted = Arc::clone(&builds);
+    let (handle, _task) = actor::spawn(
+        move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            Counter { total: 0 }
+        },
+        16,
+        policy(5),
+    );
+    assert_eq!(handle.ask(|r| Msg::Add(2, r)).await.unwrap(), 2);
+    handle.send(Msg::Panic).await.unwrap();
+    // Queued behind the panic: handled by the fresh instance, whose state starts over.
+    let after = handle.ask(|r| Msg::Add(5, r)).await.unwrap();
+    assert_eq!(after, 5);
+    handle.send(Msg::Fail).await.unwrap();
+    assert_eq!(handle.ask(|r| Msg::Add(1, r)).await.unwrap(), 1);
+    assert_eq!(builds.load(Ordering::SeqCst), 3, "first instance plus two restarts");
+}
+
+#[tokio::test]
+async fn supervisor_gives_up_after_max_restarts() {
+    let (handle, task) = actor::spawn(|| Counter { total: 0 }, 16, policy(2));
+    for _ in 0..3 {
+        handle.send(Msg::Fail).await.unwrap();
+    }
+    tokio::time::timeout(Duration::from_secs(5), task).await.expect("supervisor stops").unwrap();
+    assert!(handle.is_closed());
+    assert_eq!(handle.send(Msg::Fail).await, Err(SendError::Stopped("counter")));
+    assert!(matches!(handle.ask(|r| Msg::Add(1, r)).await, Err(SendError::Stopped(_))));
+}
+
+#[tokio::test]
+async fn mailbox_is_bounded_and_shutdown_is_graceful() {
+    let (handle, task) = actor::spawn(|| Counter { total: 0 }, 1, policy(1));
+    let (r1, rx1) = oneshot::channel();
+    let (r2, _rx2) = oneshot::channel();
+    // Fill the single slot before the actor task gets to run.
+    handle.try_send(Msg::Add(1, r1)).unwrap();
+    assert_eq!(handle.try_send(Msg::Add(1, r2)).unwrap_err(), SendError::Full("counter"));
+    drop(handle);
+    assert_eq!(rx1.await.unwrap(), 1, "queued message handled before shutdown");
+    tokio::time::timeout(Duration::from_secs(5), task).await.expect("stops when handles drop").unwrap();
+}
+
+#[test]
+fn backoff_doubles_and_is_capped() {
+    let p = RestartPolicy {
+        min_backoff: Duration::from_millis(100),
+        max_backoff: Duration::from_secs(1),
+        max_restarts: 100,
+        reset_after: Duration::from_secs(60),
+    };
+    assert_eq!(p.backoff(1), Duration::from_millis(100));
+    assert_eq!(p.backoff(2), Duration::from_millis(200));
+    assert_eq!(p.backoff(4), Duration::from_millis(800));
+    assert_eq!(p.backoff(5), Duration::from_secs(1));
+    assert_eq!(p.backoff(80), Duration::from_secs(1));
+}
