@@ -7,3 +7,5 @@
 
 pub mod actor;
 pub mod chain;
+
+pub mod storage;
