@@ -130,3 +130,51 @@ impl ChainNotification {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloy_consensus::BlockBody;
+
+    fn block(number: u64, parent: B256, salt: u8) -> Arc<ExecutedBlock> {
+        let header = Header { number, parent_hash: parent, extra_data: vec![salt].into(), ..Default::default() };
+        let hash = header.hash_slow();
+        Arc::new(ExecutedBlock {
+            hash,
+            block: Block { header, body: BlockBody::default() },
+            senders: vec![],
+            receipts: vec![],
+        })
+    }
+
+    #[test]
+    fn chains_must_be_contiguous() {
+        let a = block(1, B256::ZERO, 0);
+        let b = block(2, a.hash, 0);
+        let c = block(3, b.hash, 0);
+        let chain = Chain::new(vec![a.clone(), b.clone(), c.clone()]).unwrap();
+        assert_eq!(chain.len(), 3);
+        assert_eq!(chain.tip().unwrap().num_hash(), c.num_hash());
+        assert_eq!(chain.first().unwrap().number(), 1);
+
+        let stranger = block(3, B256::repeat_byte(1), 1);
+        assert_eq!(
+            Chain::new(vec![a.clone(), b.clone(), stranger.clone()]),
+            Err(NotContiguous { number: 3, hash: stranger.hash })
+        );
+        let gap = block(4, b.hash, 2);
+        assert!(Chain::new(vec![a, b, gap]).is_err());
+        assert!(Chain::new(vec![]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn notifications_expose_committed_and_reverted_chains() {
+        let old = Arc::new(Chain::new(vec![block(1, B256::ZERO, 0)]).unwrap());
+        let new = Arc::new(Chain::new(vec![block(1, B256::ZERO, 1)]).unwrap());
+        let reorg = ChainNotification::Reorged { old: old.clone(), new: new.clone() };
+        assert_eq!(reorg.reverted_chain(), Some(&old));
+        assert_eq!(reorg.committed_chain(), Some(&new));
+        assert_eq!(ChainNotification::Committed { new }.reverted_chain(), None);
+        assert_eq!(ChainNotification::Reverted { old }.committed_chain(), None);
+    }
+}
