@@ -1,0 +1,31 @@
+//! The Engine API server of the embedded execution engine.
+//!
+//! The consensus sidecar drives reth, geth or the embedded engine through the Engine API; this crate makes
+//! the embedded engine indistinguishable from reth on that wire. It owns the JSON-RPC surface
+//! (`engine_newPayloadV2-4`, `engine_forkchoiceUpdatedV2-3`, `engine_getPayloadV2-4`, the payload bodies
+//! methods, `engine_exchangeCapabilities`, `engine_getClientVersionV1`), the method-version rules reth
+//! applies by fork ([`validation`]), the spec's error codes ([`error`]) and JWT authentication ([`jwt`]).
+//! The engine itself is reached only through [`alys_el_api::EngineBackend`].
+//!
+//! ```no_run
+//! # async fn run<B: alys_el_api::EngineBackend>(backend: B) -> Result<(), Box<dyn std::error::Error>> {
+//! use alys_engine_api::{EngineApiConfig, EngineApiServer};
+//! let config = EngineApiConfig::from_secret_file("etc/jwt.hex")?;
+//! let handle = EngineApiServer::new(backend, config).start().await?;
+//! # handle.stop();
+//! # Ok(()) }
+//! ```
+
+pub mod config;
+pub mod error;
+pub mod jwt;
+pub mod server;
+pub mod validation;
+
+pub use config::EngineApiConfig;
+pub use jwt::{JwtAuthLayer, JwtSecretError, bearer_header, encode_jwt, read_jwt_secret, validate_jwt};
+pub use server::{CAPABILITIES, EngineApiHandle, EngineApiServer, StartError};
+pub use validation::EngineApiVersion;
+
+/// The shared-secret type, re-exported so callers need not depend on alloy for it.
+pub use alloy_rpc_types_engine::JwtSecret;
