@@ -1,0 +1,226 @@
+//! `eth_subscribe`: `newHeads` and `logs`, fed by the backend's chain notifications.
+//!
+//! - `newHeads` sends the header (with its hash) of every committed block, in order; on a reorg, the headers
+//!   of the new branch. Reverts alone send nothing, as in geth.
+//! - `logs` sends every log of committed blocks that matches the filter's address and topics; on a revert or
+//!   reorg it first sends the matching logs of the removed blocks again with `removed: true` (ascending, as
+//!   they were first sent), then those of the new branch. The filter's block range is ignored, as geth does
+//!   for subscriptions.
+//!
+//! A subscriber that falls behind the broadcast channel (it lagged, so notifications were dropped) is
+//! **closed with an error notification** (`subscription lagged behind the chain ...; subscribe again`) rather
+//! than skipped: silently skipping would lose logs, and a client that resubscribes can fetch what it missed
+//! with `eth_getLogs`. The rest of the server is unaffected.
+
+use std::{
+    collections::hash_map::RandomState,
+    hash::BuildHasher,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use alloy_consensus::Sealed;
+use alloy_rpc_types_eth::{
+    Filter, Header, Log,
+    pubsub::{Params as SubscriptionParams, SubscriptionKind},
+};
+use alys_el_api::{ChainNotification, EthBackend, ExecutedBlock};
+use jsonrpsee::{
+    PendingSubscriptionSink, SubscriptionSink,
+    core::{SubscriptionError, traits::IdProvider},
+    types::{ErrorObjectOwned, Params, SubscriptionId},
+};
+use serde::Serialize;
+use serde_json::value::RawValue;
+use tokio::sync::broadcast::{self, error::RecvError};
+
+use crate::{api::EthApi, args::Args, error::invalid_params};
+
+/// What one subscription sends.
+#[derive(Debug)]
+enum Kind {
+    NewHeads,
+    Logs(Box<Filter>),
+}
+
+fn parse(params: &Params<'static>) -> Result<Kind, ErrorObjectOwned> {
+    let mut args = Args::new(params, 2)?;
+    let kind: SubscriptionKind = args.required()?;
+    let extra = args.optional_raw();
+    match kind {
+        SubscriptionKind::NewHeads => match extra {
+            None => Ok(Kind::NewHeads),
+            Some(_) => Err(invalid_params("newHeads takes no parameters")),
+        },
+        SubscriptionKind::Logs => match extra {
+            None => Ok(Kind::Logs(Box::default())),
+            Some(value) => match SubscriptionParams::from_json_value(value) {
+                Ok(SubscriptionParams::Logs(filter)) => Ok(Kind::Logs(filter)),
+                Ok(SubscriptionParams::None) => Ok(Kind::Logs(Box::default())),
+                Ok(_) => Err(invalid_params("invalid argument 1: expected a log filter")),
+                Err(err) => Err(invalid_params(format!("invalid argument 1: {err}"))),
+            },
+        },
+        other => Err(invalid_params(format!("unsupported subscription kind: {other}"))),
+    }
+}
+
+/// Handles one `eth_subscribe` call until the client unsubscribes, disconnects, or lags.
+pub(crate) async fn subscribe<B: EthBackend>(
+    params: Params<'static>,
+    pending: PendingSubscriptionSink,
+    api: Arc<EthApi<B>>,
+) -> Result<(), SubscriptionError> {
+    let kind = match parse(&params) {
+        Ok(kind) => kind,
+        Err(err) => {
+            pending.reject(err).await;
+            return Ok(());
+        }
+    };
+    // Subscribe before accepting, so nothing committed after the client got its id is missed.
+    let notifications = api.backend().subscribe_chain();
+    let Ok(sink) = pending.accept().await else {
+        // The connection went away before the answer could be sent.
+        return Ok(());
+    };
+    tracing::debug!(target: "eth_rpc::pubsub", id = ?sink.subscription_id(), ?kind, "subscribed");
+    let result = match kind {
+        Kind::NewHeads => pump(&sink, notifications, new_heads).await,
+        Kind::Logs(filter) => pump(&sink, notifications, |n, out| logs(n, &filter, out)).await,
+    };
+    if let Err(err) = &result {
+        tracing::debug!(target: "eth_rpc::pubsub", id = ?sink.subscription_id(), error = ?err, "subscription closed");
+    }
+    result
+}
+
+/// Forwards what `items` makes of each notification until the subscription ends.
+async fn pump<F>(
+    sink: &SubscriptionSink,
+    mut notifications: broadcast::Receiver<ChainNotification>,
+    mut items: F,
+) -> Result<(), SubscriptionError>
+where
+    F: FnMut(&ChainNotification, &mut Vec<Box<RawValue>>),
+{
+    let mut out = Vec::new();
+    loop {
+        let received = tokio::select! {
+            biased;
+            () = sink.closed() => return Ok(()),
+            received = notifications.recv() => received,
+        };
+        match received {
+            Ok(notification) => {
+                out.clear();
+                items(&notification, &mut out);
+                for item in out.drain(..) {
+                    if sink.send(item).await.is_err() {
+                        // Unsubscribed or disconnected.
+                        return Ok(());
+                    }
+                }
+            }
+            Err(RecvError::Lagged(missed)) => {
+                tracing::warn!(target: "eth_rpc::pubsub", id = ?sink.subscription_id(), missed, "subscriber lagged; closing it");
+                return Err(format!(
+                    "subscription lagged behind the chain and missed {missed} notifications; subscribe again"
+                )
+                .into());
+            }
+            Err(RecvError::Closed) => {
+                return Err("chain notifications ended: the engine is shutting down".into());
+            }
+        }
+    }
+}
+
+fn push(out: &mut Vec<Box<RawValue>>, item: &impl Serialize) {
+    match serde_json::value::to_raw_value(item) {
+        Ok(raw) => out.push(raw),
+        // Our own types always serialize; never drop the subscription over it.
+        Err(err) => tracing::error!(target: "eth_rpc::pubsub", %err, "failed to serialize a notification"),
+    }
+}
+
+fn new_heads(notification: &ChainNotification, out: &mut Vec<Box<RawValue>>) {
+    let Some(chain) = notification.committed_chain() else { return };
+    for block in chain.blocks() {
+        push(out, &rpc_header(block));
+    }
+}
+
+fn logs(notification: &ChainNotification, filter: &Filter, out: &mut Vec<Box<RawValue>>) {
+    if let Some(old) = notification.reverted_chain() {
+        for block in old.blocks() {
+            for log in block_logs(block, true).filter(|log| filter.matches(&log.inner)) {
+                push(out, &log);
+            }
+        }
+    }
+    if let Some(new) = notification.committed_chain() {
+        for block in new.blocks() {
+            for log in block_logs(block, false).filter(|log| filter.matches(&log.inner)) {
+                push(out, &log);
+            }
+        }
+    }
+}
+
+/// The RPC header (with hash) of an executed block, as `newHeads` sends it.
+pub fn rpc_header(block: &ExecutedBlock) -> Header {
+    Header::from_sealed(Sealed::new_unchecked(block.block.header.clone(), block.hash))
+}
+
+/// Every log of an executed block in RPC form, with its block, transaction and in-block log index.
+pub fn block_logs(block: &ExecutedBlock, removed: bool) -> impl Iterator<Item = Log> + '_ {
+    let header = &block.block.header;
+    block
+        .block
+        .body
+        .transactions
+        .iter()
+        .zip(&block.receipts)
+        .enumerate()
+        .flat_map(|(tx_index, (tx, receipt))| {
+            let tx_hash = *tx.tx_hash();
+            receipt.logs().iter().map(move |log| (tx_index, tx_hash, log))
+        })
+        .enumerate()
+        .map(move |(log_index, (tx_index, tx_hash, log))| Log {
+            inner: log.clone(),
+            block_hash: Some(block.hash),
+            block_number: Some(header.number),
+            block_timestamp: Some(header.timestamp),
+            transaction_hash: Some(tx_hash),
+            transaction_index: Some(tx_index as u64),
+            log_index: Some(log_index as u64),
+            removed,
+        })
+}
+
+/// Subscription ids as geth and reth give them: `0x` and 32 hex digits.
+#[derive(Debug)]
+pub(crate) struct HexIdProvider {
+    state: RandomState,
+    counter: AtomicU64,
+}
+
+impl Default for HexIdProvider {
+    fn default() -> Self {
+        Self { state: RandomState::new(), counter: AtomicU64::new(0) }
+    }
+}
+
+impl IdProvider for HexIdProvider {
+    fn next_id(&self) -> SubscriptionId<'static> {
+        // Unique per server (the counter) and not guessable across restarts (the random keys).
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let high = self.state.hash_one((n, 0_u8));
+        let low = self.state.hash_one((n, 1_u8));
+        SubscriptionId::Str(format!("0x{high:016x}{low:016x}").into())
+    }
+}
