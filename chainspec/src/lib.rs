@@ -8,8 +8,11 @@ pub mod dev;
 
 use std::{fmt, path::Path};
 
+use alloy_consensus::{EMPTY_OMMER_ROOT_HASH, Header, constants::EMPTY_WITHDRAWALS};
+use alloy_eips::{eip1559::INITIAL_BASE_FEE, eip7685::EMPTY_REQUESTS_HASH};
 use alloy_genesis::Genesis;
-use alloy_primitives::U256;
+use alloy_primitives::{B256, U256};
+use alloy_trie::{EMPTY_ROOT_HASH, root::state_root_ref_unhashed};
 
 /// Chain id of the local development network (`etc/genesis/devnet.json`).
 pub const DEVNET_CHAIN_ID: u64 = 121_212;
@@ -197,6 +200,43 @@ impl ChainSpec {
         self.fork_time(fork).is_some_and(|t| t <= timestamp)
     }
 
+    /// The genesis block header, built from the file exactly as reth and geth build it: state root of the
+    /// allocation, the fork fields of the forks active at the genesis timestamp, and the file's header
+    /// values. The consensus sidecar takes its genesis hash from here, the execution engine its header.
+    pub fn genesis_header(&self) -> Header {
+        let genesis = &self.genesis;
+        let timestamp = genesis.timestamp;
+        let cancun = self.is_active_at(Fork::Cancun, timestamp);
+        Header {
+            parent_hash: genesis.parent_hash.unwrap_or_default(),
+            ommers_hash: EMPTY_OMMER_ROOT_HASH,
+            beneficiary: genesis.coinbase,
+            state_root: state_root_ref_unhashed(&genesis.alloc),
+            transactions_root: EMPTY_ROOT_HASH,
+            receipts_root: EMPTY_ROOT_HASH,
+            logs_bloom: Default::default(),
+            difficulty: genesis.difficulty,
+            number: genesis.number.unwrap_or_default(),
+            gas_limit: genesis.gas_limit,
+            timestamp,
+            extra_data: genesis.extra_data.clone(),
+            mix_hash: genesis.mix_hash,
+            nonce: genesis.nonce.into(),
+            base_fee_per_gas: Some(genesis.base_fee_per_gas.map_or(INITIAL_BASE_FEE, |fee| fee as u64)),
+            withdrawals_root: self.is_active_at(Fork::Shanghai, timestamp).then_some(EMPTY_WITHDRAWALS),
+            blob_gas_used: cancun.then(|| genesis.blob_gas_used.unwrap_or_default()),
+            excess_blob_gas: cancun.then(|| genesis.excess_blob_gas.unwrap_or_default()),
+            parent_beacon_block_root: cancun.then_some(B256::ZERO),
+            requests_hash: self.is_active_at(Fork::Prague, timestamp).then_some(EMPTY_REQUESTS_HASH),
+            ..Default::default()
+        }
+    }
+
+    /// The genesis block hash.
+    pub fn genesis_hash(&self) -> B256 {
+        self.genesis_header().hash_slow()
+    }
+
     /// The latest fork active for a block with this timestamp.
     pub fn fork_at(&self, timestamp: u64) -> Fork {
         [Fork::Prague, Fork::Cancun]
@@ -228,6 +268,23 @@ mod tests {
         assert_eq!(shanghai.fork_at(0), Fork::Shanghai);
         assert_eq!(shanghai.fork_at(u64::MAX), Fork::Shanghai);
         assert!(!shanghai.is_active_at(Fork::Cancun, u64::MAX));
+    }
+
+    #[test]
+    fn genesis_headers_carry_the_fork_fields() {
+        let devnet = ChainSpec::devnet().unwrap().genesis_header();
+        assert_eq!(devnet.number, 0);
+        assert_eq!(devnet.base_fee_per_gas, Some(1_000_000_000));
+        assert_eq!(devnet.withdrawals_root, Some(EMPTY_WITHDRAWALS));
+        assert_eq!(devnet.parent_beacon_block_root, Some(B256::ZERO));
+        assert_eq!((devnet.blob_gas_used, devnet.excess_blob_gas), (Some(0), Some(0)));
+        assert_eq!(devnet.requests_hash, Some(EMPTY_REQUESTS_HASH));
+        assert_ne!(devnet.state_root, EMPTY_ROOT_HASH);
+
+        let shanghai = ChainSpec::shanghai().unwrap().genesis_header();
+        assert_eq!(shanghai.withdrawals_root, Some(EMPTY_WITHDRAWALS));
+        assert!(shanghai.parent_beacon_block_root.is_none() && shanghai.requests_hash.is_none());
+        assert_ne!(ChainSpec::devnet().unwrap().genesis_hash(), ChainSpec::shanghai().unwrap().genesis_hash());
     }
 
     #[test]
