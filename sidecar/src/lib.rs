@@ -7,5 +7,8 @@
 
 pub mod actor;
 pub mod chain;
-
+pub mod config;
+pub mod engine;
+pub mod node;
+pub mod rpc;
 pub mod storage;

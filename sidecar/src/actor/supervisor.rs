@@ -6,7 +6,7 @@ use futures::FutureExt;
 use tokio::{sync::mpsc, task::JoinHandle};
 use tracing::Instrument;
 
-use super::{Actor, Handle};
+use super::{Actor, ActorError, Handle};
 
 /// When and how often a failed actor is restarted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,23 +42,33 @@ impl RestartPolicy {
 
 /// Starts an actor built by `factory` under a supervisor with a mailbox of `capacity` messages.
 ///
-/// The factory builds the first instance and every replacement after a failure. The returned task ends
-/// when every handle is dropped (graceful shutdown: queued messages are handled first) or when the actor
-/// runs out of restarts.
-pub fn spawn<A, F>(factory: F, capacity: usize, policy: RestartPolicy) -> (Handle<A::Message>, JoinHandle<()>)
+/// The factory builds the first instance (its error is returned here) and every replacement after a
+/// failure (a replacement that fails to build counts as a failed restart). The returned task ends when
+/// every handle is dropped (graceful shutdown: queued messages are handled first) or when the actor runs
+/// out of restarts.
+pub fn spawn<A, F>(
+    mut factory: F,
+    capacity: usize,
+    policy: RestartPolicy,
+) -> Result<(Handle<A::Message>, JoinHandle<()>), ActorError>
 where
     A: Actor,
-    F: FnMut() -> A + Send + 'static,
+    F: FnMut() -> Result<A, ActorError> + Send + 'static,
 {
+    let actor = factory()?;
     let (tx, rx) = mpsc::channel(capacity.max(1));
-    let task = tokio::spawn(supervise(factory, rx, policy));
-    (Handle { name: A::NAME, tx }, task)
+    let task = tokio::spawn(supervise(actor, factory, rx, policy));
+    Ok((Handle { name: A::NAME, tx }, task))
 }
 
-async fn supervise<A, F>(mut factory: F, mut rx: mpsc::Receiver<A::Message>, policy: RestartPolicy)
-where
+async fn supervise<A, F>(
+    mut actor: A,
+    mut factory: F,
+    mut rx: mpsc::Receiver<A::Message>,
+    policy: RestartPolicy,
+) where
     A: Actor,
-    F: FnMut() -> A + Send + 'static,
+    F: FnMut() -> Result<A, ActorError> + Send + 'static,
 {
     let name = A::NAME;
     let depth = metrics::gauge!("alys_actor_mailbox_depth", "actor" => name);
@@ -66,7 +76,6 @@ where
     let restarts = metrics::counter!("alys_actor_restarts_total", "actor" => name);
     let failures = metrics::counter!("alys_actor_failures_total", "actor" => name);
 
-    let mut actor = factory();
     let mut attempt = 0u32;
     let mut healthy_since = tokio::time::Instant::now();
     tracing::debug!(target: "alys::actor", actor = name, "started");
@@ -78,25 +87,33 @@ where
         let outcome = AssertUnwindSafe(actor.handle(message).instrument(span)).catch_unwind().await;
         latency.record(started.elapsed().as_secs_f64());
 
-        let reason = match outcome {
+        let mut reason = match outcome {
             Ok(Ok(())) => continue,
             Ok(Err(error)) => error.reason,
             Err(panic) => panic_message(panic.as_ref()),
         };
-        failures.increment(1);
         if healthy_since.elapsed() >= policy.reset_after {
             attempt = 0;
         }
-        attempt += 1;
-        if attempt > policy.max_restarts {
-            tracing::error!(target: "alys::actor", actor = name, %reason, restarts = attempt - 1, "out of restarts; stopping");
-            return;
+        loop {
+            failures.increment(1);
+            attempt += 1;
+            if attempt > policy.max_restarts {
+                tracing::error!(target: "alys::actor", actor = name, %reason, restarts = attempt - 1, "out of restarts; stopping");
+                return;
+            }
+            let backoff = policy.backoff(attempt);
+            tracing::warn!(target: "alys::actor", actor = name, %reason, attempt, ?backoff, "handler failed; restarting");
+            tokio::time::sleep(backoff).await;
+            restarts.increment(1);
+            match factory() {
+                Ok(fresh) => {
+                    actor = fresh;
+                    break;
+                }
+                Err(error) => reason = format!("restart failed: {}", error.reason),
+            }
         }
-        let backoff = policy.backoff(attempt);
-        tracing::warn!(target: "alys::actor", actor = name, %reason, attempt, ?backoff, "handler failed; restarting");
-        tokio::time::sleep(backoff).await;
-        actor = factory();
-        restarts.increment(1);
         healthy_since = tokio::time::Instant::now();
     }
     tracing::debug!(target: "alys::actor", actor = name, "all handles dropped; stopped");

@@ -5,14 +5,16 @@
 //!                        execution_block_hash: B256, pegins: [PegInRef], auxpow: bytes ]
 //! PegInRef        = RLP[ txid: B256, vout: u32, evm_address: Address, amount_sats: u64 ]
 //! hash            = keccak256(RLP(ConsensusHeader))
-//! SignedBlock     = RLP[ header, execution_block: bytes, author_signature: bytes96, approvals ]
+//! SignedBlock     = RLP[ header, execution_block: bytes, execution_requests: [bytes],
+//!                        author_signature: bytes96, approvals ]
 //! Approvals       = RLP[ signers: bytes (bitfield, authority i = bit i%8 of byte i/8), signature: bytes96 ]
 //! ```
 //!
 //! `parent_hash` is the parent consensus header's hash (the execution genesis hash for the first block),
 //! `height` equals the execution block number, `auxpow` is empty when the block carries no proof. The
 //! author signs `hash`; approvals are BLS signatures over the same `hash`, aggregated. The execution block
-//! travels RLP-encoded beside the header and must hash to `execution_block_hash`.
+//! travels RLP-encoded beside the header and must hash to `execution_block_hash`; its EIP-7685 requests
+//! (Prague) travel beside it, since `newPayloadV4` needs them and the block holds only their hash.
 
 use alloy_primitives::{Address, B256, Bytes, keccak256};
 use alloy_rlp::{RlpDecodable, RlpEncodable};
@@ -112,6 +114,8 @@ pub struct SignedBlock {
     pub header: ConsensusHeader,
     /// The execution block, RLP-encoded.
     pub execution_block: Bytes,
+    /// The execution block's EIP-7685 requests, each `type ++ data` (empty before Prague).
+    pub execution_requests: Vec<Bytes>,
     /// The author's BLS signature over the header hash (96 bytes).
     pub author_signature: Bytes,
     /// The aggregated approvals.

@@ -85,6 +85,11 @@ impl AuthorityKey {
         Self { secret, public }
     }
 
+    /// The secret key's bytes, to write a key file. Handle with care.
+    pub fn secret_bytes(&self) -> [u8; 32] {
+        self.secret.to_bytes()
+    }
+
     /// The public key.
     pub const fn public(&self) -> &AuthorityPublicKey {
         &self.public

@@ -4,10 +4,13 @@
 //! `authorities[slot mod n]`. The author builds and signs the block; the other authorities verify it and
 //! sign approvals; a block is accepted with `ceil(2n/3)` approvals, aggregated into one BLS signature.
 
+pub mod actor;
 pub mod aura;
 pub mod block;
+pub mod execution;
 pub mod keys;
 
+pub use actor::{ChainActor, ChainConfig, ChainMessage, ChainStatus, ImportError, run_slot_clock};
 pub use aura::{Aura, AuraError, Equivocation, EquivocationDetector};
 pub use block::{Approvals, ConsensusHeader, PegInRef, SignedBlock};
 pub use keys::{AuthorityKey, AuthorityPublicKey, BlsSignature, KeyError};

@@ -248,6 +248,7 @@ mod tests {
                 auxpow: Bytes::new(),
             },
             execution_block: Bytes::new(),
+            execution_requests: vec![],
             author_signature: Bytes::new(),
             approvals: Approvals { signers: Bytes::new(), signature: Bytes::new() },
         }

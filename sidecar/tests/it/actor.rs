@@ -54,11 +54,12 @@ async fn panicking_handler_is_restarted_and_queued_messages_survive() {
     let (handle, _task) = actor::spawn(
         move || {
             counted.fetch_add(1, Ordering::SeqCst);
-            Counter { total: 0 }
+            Ok(Counter { total: 0 })
         },
         16,
         policy(5),
-    );
+    )
+    .unwrap();
     assert_eq!(handle.ask(|r| Msg::Add(2, r)).await.unwrap(), 2);
     handle.send(Msg::Panic).await.unwrap();
     // Queued behind the panic: handled by the fresh instance, whose state starts over.
@@ -71,7 +72,7 @@ async fn panicking_handler_is_restarted_and_queued_messages_survive() {
 
 #[tokio::test]
 async fn supervisor_gives_up_after_max_restarts() {
-    let (handle, task) = actor::spawn(|| Counter { total: 0 }, 16, policy(2));
+    let (handle, task) = actor::spawn(|| Ok(Counter { total: 0 }), 16, policy(2)).unwrap();
     for _ in 0..3 {
         handle.send(Msg::Fail).await.unwrap();
     }
@@ -83,7 +84,7 @@ async fn supervisor_gives_up_after_max_restarts() {
 
 #[tokio::test]
 async fn mailbox_is_bounded_and_shutdown_is_graceful() {
-    let (handle, task) = actor::spawn(|| Counter { total: 0 }, 1, policy(1));
+    let (handle, task) = actor::spawn(|| Ok(Counter { total: 0 }), 1, policy(1)).unwrap();
     let (r1, rx1) = oneshot::channel();
     let (r2, _rx2) = oneshot::channel();
     // Fill the single slot before the actor task gets to run.
@@ -92,6 +93,28 @@ async fn mailbox_is_bounded_and_shutdown_is_graceful() {
     drop(handle);
     assert_eq!(rx1.await.unwrap(), 1, "queued message handled before shutdown");
     tokio::time::timeout(Duration::from_secs(5), task).await.expect("stops when handles drop").unwrap();
+}
+
+#[tokio::test]
+async fn a_failing_rebuild_counts_as_a_failed_restart() {
+    let builds = Arc::new(AtomicU32::new(0));
+    let counted = Arc::clone(&builds);
+    let (handle, task) = actor::spawn(
+        move || match counted.fetch_add(1, Ordering::SeqCst) {
+            0 | 3 => Ok(Counter { total: 0 }),
+            _ => Err(ActorError::new("counter", "resource unavailable")),
+        },
+        16,
+        policy(5),
+    )
+    .unwrap();
+    handle.send(Msg::Fail).await.unwrap();
+    // Builds 1 and 2 fail, build 3 succeeds: the message queued behind the failure is served.
+    assert_eq!(handle.ask(|r| Msg::Add(4, r)).await.unwrap(), 4);
+    assert_eq!(builds.load(Ordering::SeqCst), 4);
+    drop(handle);
+    task.await.unwrap();
+    assert!(actor::spawn(|| Err::<Counter, _>(ActorError::new("counter", "no")), 1, policy(1)).is_err());
 }
 
 #[test]

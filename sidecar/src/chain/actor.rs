@@ -1,0 +1,484 @@
+//! The ChainActor: Aura block production and import, fork choice, and keeping the execution client in
+//! step with the consensus chain.
+//!
+//! Each slot the slot's author builds an execution payload through the Engine API, wraps it in a
+//! consensus block, signs it, collects approvals (with one authority, its own) and imports it. Import
+//! checks the Aura rules, the approvals, the execution block against the header (hash, number, peg-in
+//! withdrawals, and the parent consensus hash in `parentBeaconBlockRoot` and `prevRandao`), then has the
+//! execution client validate it (`newPayload`) before the block is stored and made head in one
+//! transaction. When the execution client has lost blocks (restart without data), the missing payloads
+//! are re-sent from the sidecar's own store.
+
+use std::{
+    sync::Arc,
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use alloy_primitives::{Address, B256, Bytes};
+use alloy_rpc_types_engine::{ForkchoiceState, PayloadAttributes, PayloadStatusEnum};
+use alys_chainspec::Fork;
+use tokio::sync::oneshot;
+
+use super::{
+    Approvals, Aura, AuraError, AuthorityKey, ConsensusHeader, EquivocationDetector, SignedBlock,
+    execution::{
+        ExecutionBlockError, block_to_payload, encode_execution_block, payload_to_block, pegin_withdrawals,
+        requests_of, verify_execution_block,
+    },
+    keys::BlsSignature,
+};
+use crate::{
+    actor::{Actor, ActorError},
+    engine::{EngineClient, EngineClientError},
+    storage::{BlockRef, Store, StoreError},
+};
+
+/// Static settings of the chain.
+#[derive(Debug, Clone)]
+pub struct ChainConfig {
+    /// Hash of the execution genesis block: the parent of consensus height 1.
+    pub genesis_hash: B256,
+    /// Timestamp of the execution genesis block.
+    pub genesis_timestamp: u64,
+    /// Where block fees go.
+    pub fee_recipient: Address,
+}
+
+/// What the chain reports over RPC and metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainStatus {
+    /// The head consensus block (genesis: height 0, the execution genesis hash).
+    pub head: BlockRef,
+    /// The head's execution block hash.
+    pub head_execution_hash: B256,
+    /// The slot of the head block (0 for genesis).
+    pub head_slot: u64,
+    /// The finalized block, if any block was finalized.
+    pub finalized: Option<BlockRef>,
+    /// The local clock's slot.
+    pub slot: u64,
+    /// The authority set, as hex public keys.
+    pub authorities: Vec<String>,
+    /// This node's authority index, if it is an authority.
+    pub authority_index: Option<u32>,
+    /// Equivocations seen since start.
+    pub equivocations: u64,
+    /// Whether production was paused by an operator.
+    pub paused: bool,
+}
+
+/// Messages the ChainActor takes.
+#[derive(Debug)]
+pub enum ChainMessage {
+    /// A slot began: produce if this node is its author.
+    Tick {
+        /// The slot.
+        slot: u64,
+    },
+    /// A block from the network (or a test) to import.
+    Import(Box<SignedBlock>, oneshot::Sender<Result<B256, ImportError>>),
+    /// The current status.
+    Status(oneshot::Sender<ChainStatus>),
+    /// The canonical block at a height.
+    BlockByHeight(u64, oneshot::Sender<Result<Option<SignedBlock>, StoreError>>),
+    /// A stored block by consensus hash.
+    BlockByHash(B256, oneshot::Sender<Result<Option<SignedBlock>, StoreError>>),
+    /// Pauses (`true`) or resumes (`false`) block production.
+    SetPaused(bool, oneshot::Sender<()>),
+}
+
+/// Why a block was not imported.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// The block breaks an Aura rule (author, slot, signature, approvals, parent).
+    #[error(transparent)]
+    Aura(#[from] AuraError),
+    /// The execution block does not match the header.
+    #[error(transparent)]
+    Execution(#[from] ExecutionBlockError),
+    /// The parent is unknown.
+    #[error("unknown parent {0}")]
+    UnknownParent(B256),
+    /// The author already produced a different block for this slot.
+    #[error("equivocation by authority {author} in slot {slot}")]
+    Equivocation {
+        /// The slot.
+        slot: u64,
+        /// The author.
+        author: u32,
+    },
+    /// The execution client judged the payload invalid.
+    #[error("execution client: payload invalid: {0}")]
+    InvalidPayload(String),
+    /// The execution client could not be reached or answered an error.
+    #[error(transparent)]
+    Engine(#[from] EngineClientError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The head as the actor tracks it.
+#[derive(Debug, Clone)]
+struct Head {
+    block: BlockRef,
+    header: Option<ConsensusHeader>,
+    execution_hash: B256,
+    execution_timestamp: u64,
+}
+
+/// The ChainActor. See the module docs.
+#[derive(Debug)]
+pub struct ChainActor {
+    config: ChainConfig,
+    aura: Aura,
+    key: Option<Arc<AuthorityKey>>,
+    engine: EngineClient,
+    store: Arc<Store>,
+    head: Head,
+    finalized_execution_hash: B256,
+    equivocations: EquivocationDetector,
+    equivocation_count: u64,
+    paused: bool,
+    engine_synced: bool,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+impl ChainActor {
+    /// Loads the head from the store (or starts at genesis).
+    pub fn new(
+        config: ChainConfig,
+        aura: Aura,
+        key: Option<Arc<AuthorityKey>>,
+        engine: EngineClient,
+        store: Arc<Store>,
+    ) -> Result<Self, StoreError> {
+        let genesis = Head {
+            block: BlockRef { height: 0, hash: config.genesis_hash },
+            header: None,
+            execution_hash: config.genesis_hash,
+            execution_timestamp: config.genesis_timestamp,
+        };
+        let head = match store.head()? {
+            Some(head) => {
+                let block = store.block(&head.hash)?.ok_or(StoreError::UnknownBlock(head.hash))?;
+                let execution = verify_execution_block(&block).map_err(|_| StoreError::Corrupt(head.hash))?;
+                Head {
+                    block: head,
+                    execution_hash: block.header.execution_block_hash,
+                    execution_timestamp: execution.header.timestamp,
+                    header: Some(block.header),
+                }
+            }
+            None => genesis,
+        };
+        let finalized_execution_hash = match store.finalized()? {
+            Some(f) => store.block(&f.hash)?.map_or(config.genesis_hash, |b| b.header.execution_block_hash),
+            None => config.genesis_hash,
+        };
+        metrics::gauge!("alys_chain_head_height").set(head.block.height as f64);
+        Ok(Self {
+            config,
+            aura,
+            key,
+            engine,
+            store,
+            head,
+            finalized_execution_hash,
+            equivocations: EquivocationDetector::default(),
+            equivocation_count: 0,
+            paused: false,
+            engine_synced: false,
+        })
+    }
+
+    fn my_index(&self) -> Option<u32> {
+        self.key.as_ref().and_then(|k| self.aura.index_of(k.public()))
+    }
+
+    fn forkchoice(&self, head: B256) -> ForkchoiceState {
+        ForkchoiceState {
+            head_block_hash: head,
+            safe_block_hash: self.finalized_execution_hash,
+            finalized_block_hash: self.finalized_execution_hash,
+        }
+    }
+
+    fn status(&self) -> ChainStatus {
+        ChainStatus {
+            head: self.head.block,
+            head_execution_hash: self.head.execution_hash,
+            head_slot: self.head.header.as_ref().map_or(0, |h| h.slot),
+            finalized: self.store.finalized().ok().flatten(),
+            slot: self.aura.slot_at(now_ms()),
+            authorities: self.aura.authorities().iter().map(|k| k.to_string()).collect(),
+            authority_index: self.my_index(),
+            equivocations: self.equivocation_count,
+            paused: self.paused,
+        }
+    }
+
+    /// Makes sure the execution client has every canonical block up to the head, re-sending what it lost.
+    async fn sync_engine(&mut self) -> Result<(), ImportError> {
+        let head = self.head.execution_hash;
+        let state = self.forkchoice(head);
+        let updated = self.engine.forkchoice_updated(state, None, self.head.execution_timestamp).await?;
+        match updated.payload_status.status {
+            PayloadStatusEnum::Valid => {
+                self.engine_synced = true;
+                return Ok(());
+            }
+            PayloadStatusEnum::Invalid { validation_error } => {
+                return Err(ImportError::InvalidPayload(validation_error));
+            }
+            PayloadStatusEnum::Syncing | PayloadStatusEnum::Accepted => {}
+        }
+        // Find the highest canonical block the execution client still has, walking back in batches.
+        let mut missing_from = 1;
+        let mut height = self.head.block.height;
+        'search: while height >= 1 {
+            let low = height.saturating_sub(63).max(1);
+            let mut hashes = Vec::new();
+            for h in low..=height {
+                let block = self.store.block_by_height(h)?.ok_or(StoreError::UnknownBlock(B256::ZERO))?;
+                hashes.push(block.header.execution_block_hash);
+            }
+            let bodies = self.engine.payload_bodies_by_hash(hashes).await?;
+            for (offset, body) in bodies.iter().enumerate().rev() {
+                if body.is_some() {
+                    missing_from = low + offset as u64 + 1;
+                    break 'search;
+                }
+            }
+            height = low - 1;
+        }
+        tracing::warn!(target: "alys::chain", from = missing_from, to = self.head.block.height,
+            "execution client is missing blocks; re-sending them");
+        metrics::counter!("alys_chain_engine_resync_total").increment(1);
+        for h in missing_from..=self.head.block.height {
+            let block = self.store.block_by_height(h)?.ok_or(StoreError::UnknownBlock(B256::ZERO))?;
+            self.send_payload(&block).await?;
+        }
+        let updated = self.engine.forkchoice_updated(state, None, self.head.execution_timestamp).await?;
+        match updated.payload_status.status {
+            PayloadStatusEnum::Valid => {
+                self.engine_synced = true;
+                Ok(())
+            }
+            other => Err(ImportError::InvalidPayload(format!("after re-sending: {other:?}"))),
+        }
+    }
+
+    /// `newPayload` for a stored or received block.
+    async fn send_payload(&self, block: &SignedBlock) -> Result<(), ImportError> {
+        let execution = verify_execution_block(block)?;
+        let timestamp = execution.header.timestamp;
+        let payload = block_to_payload(block.header.execution_block_hash, &execution);
+        let spec = self.engine.chain_spec();
+        let root = spec.is_active_at(Fork::Cancun, timestamp).then_some(block.header.parent_hash);
+        let requests = spec.is_active_at(Fork::Prague, timestamp).then(|| requests_of(block));
+        let status = self.engine.new_payload(payload, root, requests).await?;
+        match status.status {
+            PayloadStatusEnum::Valid | PayloadStatusEnum::Accepted => Ok(()),
+            PayloadStatusEnum::Invalid { validation_error } => {
+                Err(ImportError::InvalidPayload(validation_error))
+            }
+            PayloadStatusEnum::Syncing => Err(ImportError::UnknownParent(block.header.parent_hash)),
+        }
+    }
+
+    /// The parent header of a block at `parent_hash` (None for genesis), if known.
+    fn parent_of(&self, header: &ConsensusHeader) -> Result<Option<Option<ConsensusHeader>>, StoreError> {
+        if header.parent_hash == self.config.genesis_hash && header.height == 1 {
+            return Ok(Some(None));
+        }
+        Ok(self.store.block(&header.parent_hash)?.map(|b| Some(b.header)))
+    }
+
+    /// Imports a block: consensus checks, execution validation, storage, fork choice.
+    async fn import(&mut self, block: SignedBlock) -> Result<B256, ImportError> {
+        let hash = block.header.hash();
+        if self.store.block(&hash)?.is_some() {
+            return Ok(hash);
+        }
+        let header = &block.header;
+        self.aura.verify_header(header, &block.author_signature, now_ms())?;
+        if self.equivocations.observe(header.slot, header.author, hash).is_err() {
+            self.equivocation_count += 1;
+            metrics::counter!("alys_chain_equivocations_total").increment(1);
+            tracing::warn!(target: "alys::chain", slot = header.slot, author = header.author, %hash, "equivocation");
+            return Err(ImportError::Equivocation { slot: header.slot, author: header.author });
+        }
+        let parent = self.parent_of(header)?.ok_or(ImportError::UnknownParent(header.parent_hash))?;
+        match &parent {
+            Some(parent) => self.aura.check_child(parent, header)?,
+            None if header.height != 1 => return Err(AuraError::NotChild("height").into()),
+            None => {}
+        }
+        self.aura.verify_approvals(&hash, &block.approvals)?;
+        let execution = verify_execution_block(&block)?;
+        if execution.header.mix_hash != header.parent_hash
+            || execution.header.parent_beacon_block_root.is_some_and(|root| root != header.parent_hash)
+        {
+            return Err(AuraError::NotChild("execution block not bound to the consensus parent").into());
+        }
+        if !self.engine_synced {
+            self.sync_engine().await?;
+        }
+        self.send_payload(&block).await?;
+
+        if header.height > self.head.block.height {
+            let head = self.store.commit_head(&block)?;
+            let state = self.forkchoice(header.execution_block_hash);
+            let updated = self.engine.forkchoice_updated(state, None, execution.header.timestamp).await?;
+            if let PayloadStatusEnum::Invalid { validation_error } = updated.payload_status.status {
+                return Err(ImportError::InvalidPayload(validation_error));
+            }
+            self.head = Head {
+                block: head,
+                execution_hash: header.execution_block_hash,
+                execution_timestamp: execution.header.timestamp,
+                header: Some(block.header.clone()),
+            };
+            metrics::gauge!("alys_chain_head_height").set(head.height as f64);
+        } else {
+            self.store.insert_block(&block)?;
+        }
+        metrics::counter!("alys_chain_blocks_imported_total").increment(1);
+        Ok(hash)
+    }
+
+    /// Produces the block of `slot` if this node is its author.
+    async fn produce(&mut self, slot: u64) -> Result<(), ImportError> {
+        let Some(index) = self.my_index() else { return Ok(()) };
+        if self.aura.author_of(slot) != index || self.paused {
+            return Ok(());
+        }
+        let Some(key) = self.key.clone() else { return Ok(()) };
+        let need = Aura::required_approvals(self.aura.authorities().len());
+        if need > 1 {
+            // Approvals from other authorities arrive over the network, which this build does not have yet.
+            metrics::counter!("alys_chain_slots_skipped_total", "reason" => "no_network").increment(1);
+            return Ok(());
+        }
+        let timestamp = self.aura.slot_start_ms(slot) / 1_000;
+        if timestamp <= self.head.execution_timestamp
+            || slot <= self.head.header.as_ref().map_or(0, |h| h.slot)
+        {
+            metrics::counter!("alys_chain_slots_skipped_total", "reason" => "timestamp").increment(1);
+            return Ok(());
+        }
+        if !self.engine_synced {
+            self.sync_engine().await?;
+        }
+        let parent_hash = self.head.block.hash;
+        let spec = self.engine.chain_spec();
+        let cancun = spec.is_active_at(Fork::Cancun, timestamp);
+        let attributes = PayloadAttributes {
+            timestamp,
+            prev_randao: parent_hash,
+            suggested_fee_recipient: self.config.fee_recipient,
+            withdrawals: Some(pegin_withdrawals(&[])),
+            parent_beacon_block_root: cancun.then_some(parent_hash),
+            ..Default::default()
+        };
+        let state = self.forkchoice(self.head.execution_hash);
+        let updated =
+            self.engine.forkchoice_updated(state, Some(attributes), self.head.execution_timestamp).await?;
+        let Some(id) = updated.payload_id else {
+            self.engine_synced = false;
+            return Err(ImportError::InvalidPayload(format!(
+                "no payload started: {:?}",
+                updated.payload_status
+            )));
+        };
+        let built = self.engine.get_payload(id, timestamp).await?;
+        let execution_hash = built.payload.block_hash();
+        let requests = built.execution_requests.clone();
+        let execution = payload_to_block(built.payload, cancun.then_some(parent_hash), requests.as_ref())?;
+        let header = ConsensusHeader {
+            parent_hash,
+            height: self.head.block.height + 1,
+            slot,
+            author: index,
+            execution_block_hash: execution_hash,
+            pegins: Vec::new(),
+            auxpow: Bytes::new(),
+        };
+        let hash = header.hash();
+        let signature = key.sign(&hash);
+        let approval = BlsSignature::aggregate(&[&signature]).map_err(AuraError::ApprovalSignature)?;
+        let block = SignedBlock {
+            header,
+            execution_block: encode_execution_block(&execution),
+            execution_requests: requests.map(|r| r.take()).unwrap_or_default(),
+            author_signature: signature.to_bytes().to_vec().into(),
+            approvals: Approvals {
+                signers: Approvals::bitfield([index]),
+                signature: approval.to_bytes().to_vec().into(),
+            },
+        };
+        self.import(block).await?;
+        metrics::counter!("alys_chain_blocks_produced_total").increment(1);
+        tracing::info!(target: "alys::chain", height = self.head.block.height, slot, %hash,
+            execution = %execution_hash, "produced block");
+        Ok(())
+    }
+}
+
+impl Actor for ChainActor {
+    type Message = ChainMessage;
+    const NAME: &'static str = "chain";
+
+    async fn handle(&mut self, message: ChainMessage) -> Result<(), ActorError> {
+        match message {
+            ChainMessage::Tick { slot } => {
+                if let Err(error) = self.produce(slot).await {
+                    metrics::counter!("alys_chain_production_errors_total").increment(1);
+                    tracing::warn!(target: "alys::chain", slot, %error, "block production failed");
+                    if matches!(error, ImportError::Engine(_)) {
+                        self.engine_synced = false;
+                    }
+                }
+            }
+            ChainMessage::Import(block, reply) => {
+                let result = self.import(*block).await;
+                if let Err(error) = &result {
+                    tracing::debug!(target: "alys::chain", %error, "block refused");
+                }
+                let _ = reply.send(result);
+            }
+            ChainMessage::Status(reply) => {
+                let _ = reply.send(self.status());
+            }
+            ChainMessage::BlockByHeight(height, reply) => {
+                let _ = reply.send(self.store.block_by_height(height));
+            }
+            ChainMessage::BlockByHash(hash, reply) => {
+                let _ = reply.send(self.store.block(&hash));
+            }
+            ChainMessage::SetPaused(paused, reply) => {
+                self.paused = paused;
+                tracing::info!(target: "alys::chain", paused, "block production {}", if paused { "paused" } else { "resumed" });
+                let _ = reply.send(());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Sends a [`ChainMessage::Tick`] at the start of every slot until the chain actor stops.
+pub async fn run_slot_clock(chain: crate::actor::Handle<ChainMessage>, slot_duration_ms: u64) {
+    let duration = slot_duration_ms.max(1);
+    loop {
+        let now = now_ms();
+        let next = (now / duration + 1) * duration;
+        tokio::time::sleep(std::time::Duration::from_millis(next - now)).await;
+        if chain.send(ChainMessage::Tick { slot: next / duration }).await.is_err() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! The node configuration: a TOML file (see `etc/config/alys.toml`), overridable by `ALYS_`-prefixed
+//! environment variables (`ALYS_RPC__LISTEN=127.0.0.1:3001`).
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use alloy_primitives::Address;
+use figment::{
+    Figment,
+    providers::{Env, Format, Toml},
+};
+use serde::Deserialize;
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(#[from] Box<figment::Error>);
+
+/// The whole node configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Chain and consensus settings.
+    pub chain: ChainSection,
+    /// This node's authority key, if it is an authority.
+    #[serde(default)]
+    pub authority: Option<AuthoritySection>,
+    /// Where the sidecar keeps its data.
+    pub storage: StorageSection,
+    /// The execution client.
+    pub engine: EngineSection,
+    /// The JSON-RPC server.
+    #[serde(default)]
+    pub rpc: RpcSection,
+    /// The Prometheus exporter.
+    #[serde(default)]
+    pub metrics: MetricsSection,
+}
+
+/// `[chain]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChainSection {
+    /// Genesis file shared with the execution client.
+    pub genesis: PathBuf,
+    /// Aura slot length in milliseconds.
+    #[serde(default = "default_slot_duration_ms")]
+    pub slot_duration_ms: u64,
+    /// How far ahead of the local clock a block's slot may be, in milliseconds.
+    #[serde(default = "default_future_tolerance_ms")]
+    pub future_tolerance_ms: u64,
+    /// The authority set: BLS public keys (48 bytes, hex), in schedule order.
+    pub authorities: Vec<String>,
+    /// Where block fees go.
+    #[serde(default)]
+    pub fee_recipient: Address,
+}
+
+/// `[authority]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthoritySection {
+    /// File holding the BLS secret key as 64 hex characters.
+    pub key_file: PathBuf,
+}
+
+/// `[storage]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageSection {
+    /// Data directory.
+    pub data_dir: PathBuf,
+}
+
+/// `[engine]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineSection {
+    /// Engine API URL of the execution client.
+    pub url: String,
+    /// JWT secret file (64 hex characters) shared with the execution client.
+    pub jwt_secret: PathBuf,
+    /// eth JSON-RPC URL of the execution client.
+    #[serde(default)]
+    pub eth_rpc_url: Option<String>,
+}
+
+/// `[rpc]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RpcSection {
+    /// Listen address (HTTP and WebSocket).
+    #[serde(default = "default_rpc_listen")]
+    pub listen: SocketAddr,
+    /// File holding the token the admin methods require; without it they are refused.
+    #[serde(default)]
+    pub admin_token_file: Option<PathBuf>,
+}
+
+impl Default for RpcSection {
+    fn default() -> Self {
+        Self { listen: default_rpc_listen(), admin_token_file: None }
+    }
+}
+
+/// `[metrics]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    /// Listen address of the Prometheus exporter; none disables it.
+    #[serde(default = "default_metrics_listen")]
+    pub listen: Option<SocketAddr>,
+}
+
+impl Default for MetricsSection {
+    fn default() -> Self {
+        Self { listen: default_metrics_listen() }
+    }
+}
+
+const fn default_slot_duration_ms() -> u64 {
+    2_000
+}
+
+const fn default_future_tolerance_ms() -> u64 {
+    500
+}
+
+fn default_rpc_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 3000))
+}
+
+#[allow(clippy::unnecessary_wraps, reason = "serde default for an optional field")]
+fn default_metrics_listen() -> Option<SocketAddr> {
+    Some(SocketAddr::from(([127, 0, 0, 1], 9001)))
+}
+
+impl NodeConfig {
+    /// Loads `path`, then applies `ALYS_` environment overrides (`__` separates sections).
+    pub fn load(path: impl AsRef<std::path::Path>) -> Result<Self, ConfigError> {
+        Figment::new()
+            .merge(Toml::file_exact(path.as_ref()))
+            .merge(Env::prefixed("ALYS_").split("__"))
+            .extract()
+            .map_err(|e| ConfigError(Box::new(e)))
+    }
+
+    /// Parses a TOML document (no environment overrides).
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        Figment::new().merge(Toml::string(text)).extract().map_err(|e| ConfigError(Box::new(e)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_loads() {
+        let text = include_str!("../../etc/config/alys.toml");
+        let config = NodeConfig::from_toml(text).unwrap();
+        assert_eq!(config.chain.authorities.len(), 1);
+        assert_eq!(config.rpc.listen.port(), 3000);
+        assert!(config.authority.is_some());
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_values_are_refused() {
+        let bad = "[chain]\ngenesis = 'g'\nauthorities = []\nslot_duration_ms = 'soon'\n[storage]\ndata_dir='d'\n[engine]\nurl='u'\njwt_secret='j'\n";
+        assert!(NodeConfig::from_toml(bad).is_err());
+        let unknown = "[chain]\ngenesis = 'g'\nauthorities = []\ncolour = 1\n[storage]\ndata_dir='d'\n[engine]\nurl='u'\njwt_secret='j'\n";
+        assert!(NodeConfig::from_toml(unknown).is_err());
+        assert!(NodeConfig::load("/nonexistent/alys.toml").is_err());
+    }
+}

@@ -1,0 +1,154 @@
+//! Launching a node: configuration in, running actors, RPC and metrics out.
+
+use std::{path::Path, sync::Arc};
+
+use alloy_rpc_types_engine::JwtSecret;
+use alys_chainspec::ChainSpec;
+use tokio::task::JoinHandle;
+
+use crate::{
+    actor::{self, Handle, RestartPolicy},
+    chain::{Aura, AuthorityKey, AuthorityPublicKey, ChainActor, ChainConfig, ChainMessage, run_slot_clock},
+    config::NodeConfig,
+    engine::EngineClient,
+    rpc::{self, RpcHandle},
+    storage::Store,
+};
+
+/// Why a node did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    /// The genesis file is unusable.
+    #[error("genesis: {0}")]
+    Genesis(#[from] alys_chainspec::ChainSpecError),
+    /// A key or the authority list is unusable.
+    #[error("keys: {0}")]
+    Key(#[from] crate::chain::KeyError),
+    /// The authority set is unusable.
+    #[error("authorities: {0}")]
+    Aura(#[from] crate::chain::AuraError),
+    /// The JWT secret is unusable.
+    #[error("JWT secret {path}: {reason}")]
+    Jwt {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The engine client could not be built.
+    #[error("engine: {0}")]
+    Engine(#[from] crate::engine::EngineClientError),
+    /// The store could not be opened.
+    #[error("storage: {0}")]
+    Store(#[from] crate::storage::StoreError),
+    /// A file or directory could not be read or created.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// An actor did not start.
+    #[error("actor: {0}")]
+    Actor(#[from] crate::actor::ActorError),
+    /// The RPC server did not start.
+    #[error("rpc: {0}")]
+    Rpc(#[from] rpc::RpcStartError),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> LaunchError + '_ {
+    move |source| LaunchError::Io { path: path.display().to_string(), source }
+}
+
+/// A running node.
+#[derive(Debug)]
+pub struct NodeHandle {
+    /// The chain actor.
+    pub chain: Handle<ChainMessage>,
+    /// The RPC server.
+    pub rpc: RpcHandle,
+    chain_task: JoinHandle<()>,
+    clock_task: JoinHandle<()>,
+}
+
+impl NodeHandle {
+    /// Stops the node: the slot clock, the RPC server, then the chain actor after its queued messages.
+    pub async fn shutdown(self) {
+        self.clock_task.abort();
+        self.rpc.stop();
+        self.rpc.stopped().await;
+        drop(self.chain);
+        let _ = self.chain_task.await;
+    }
+}
+
+/// Installs the Prometheus exporter on `addr` (once per process).
+pub fn install_metrics(addr: std::net::SocketAddr) {
+    match metrics_exporter_prometheus::PrometheusBuilder::new().with_http_listener(addr).install() {
+        Ok(()) => tracing::info!(target: "alys::node", %addr, "Prometheus metrics at /metrics"),
+        Err(error) => tracing::warn!(target: "alys::node", %error, "metrics exporter not installed"),
+    }
+}
+
+/// Starts a node from its configuration.
+pub async fn launch(config: NodeConfig) -> Result<NodeHandle, LaunchError> {
+    let spec = Arc::new(ChainSpec::from_file(&config.chain.genesis)?);
+    let authorities = config
+        .chain
+        .authorities
+        .iter()
+        .map(|k| {
+            let bytes =
+                alloy_primitives::hex::decode(k).map_err(|_| crate::chain::KeyError::InvalidPublicKey)?;
+            AuthorityPublicKey::from_bytes(&bytes)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let aura = Aura::new(authorities, config.chain.slot_duration_ms, config.chain.future_tolerance_ms)?;
+    let key = match &config.authority {
+        Some(a) => Some(Arc::new(AuthorityKey::from_file(&a.key_file)?)),
+        None => None,
+    };
+    if let Some(key) = &key
+        && aura.index_of(key.public()).is_none()
+    {
+        tracing::warn!(target: "alys::node", key = %key.public(), "authority key is not in the authority set; not producing");
+    }
+    let secret = JwtSecret::from_file(&config.engine.jwt_secret).map_err(|e| LaunchError::Jwt {
+        path: config.engine.jwt_secret.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    let engine = EngineClient::new(&config.engine.url, secret, Arc::clone(&spec))?;
+    std::fs::create_dir_all(&config.storage.data_dir).map_err(io_err(&config.storage.data_dir))?;
+    let store = Arc::new(Store::open(config.storage.data_dir.join("sidecar.redb"))?);
+    let admin_token = match &config.rpc.admin_token_file {
+        Some(path) => Some(std::fs::read_to_string(path).map_err(io_err(path))?.trim().to_owned()),
+        None => None,
+    };
+
+    let chain_config = ChainConfig {
+        genesis_hash: spec.genesis_hash(),
+        genesis_timestamp: spec.genesis().timestamp,
+        fee_recipient: config.chain.fee_recipient,
+    };
+    tracing::info!(target: "alys::node", chain_id = spec.chain_id(), genesis = %chain_config.genesis_hash,
+        authorities = aura.authorities().len(), "starting node");
+    let slot_ms = config.chain.slot_duration_ms;
+    let (chain, chain_task) = actor::spawn(
+        move || {
+            ChainActor::new(
+                chain_config.clone(),
+                aura.clone(),
+                key.clone(),
+                engine.clone(),
+                Arc::clone(&store),
+            )
+            .map_err(|e| actor::ActorError::new("chain", e))
+        },
+        256,
+        RestartPolicy::default(),
+    )?;
+    let clock_task = tokio::spawn(run_slot_clock(chain.clone(), slot_ms));
+    let rpc = rpc::start(config.rpc.listen, chain.clone(), admin_token).await?;
+    Ok(NodeHandle { chain, rpc, chain_task, clock_task })
+}

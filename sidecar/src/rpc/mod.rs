@@ -1,0 +1,248 @@
+//! The sidecar's JSON-RPC server (HTTP and WebSocket, default port 3000): Alys's methods with Alys's
+//! parameter shapes, the `alys_` namespace, and admin methods guarded by a token.
+//!
+//! | method | params | result |
+//! |---|---|---|
+//! | `getheadblock` | none | the head block, or null at genesis |
+//! | `getblockbyheight` | `[height]` | the canonical block at that height, or null |
+//! | `getblockbyhash` | `["0x…"]` | the stored block with that consensus hash, or null |
+//! | `alys_syncStatus` | none | head, safe, finalized, slot, authorities, equivocations, paused |
+//! | `alys_pauseProduction` | `["token"]` | true; block production stops until resumed |
+//! | `alys_resumeProduction` | `["token"]` | true |
+//! | `alys_health` | none | `"ok"` (also served as `GET /health`) |
+
+use std::net::SocketAddr;
+
+use alloy_primitives::{B256, hex};
+use jsonrpsee::{
+    RpcModule,
+    server::{Server, ServerHandle},
+    types::{ErrorObject, ErrorObjectOwned},
+};
+use serde_json::{Value, json};
+
+use crate::{
+    actor::Handle,
+    chain::{ChainMessage, ChainStatus, SignedBlock},
+};
+
+/// JSON-RPC error code for a refused admin token.
+pub const UNAUTHORIZED: i32 = -32001;
+/// JSON-RPC error code for an internal failure (store or actor).
+pub const INTERNAL: i32 = -32603;
+
+/// Why the RPC server did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RpcStartError {
+    /// The listen address could not be bound.
+    #[error("cannot bind RPC on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A method could not be registered (a bug).
+    #[error("registering RPC methods: {0}")]
+    Register(String),
+}
+
+/// A running RPC server.
+#[derive(Debug, Clone)]
+pub struct RpcHandle {
+    addr: SocketAddr,
+    handle: ServerHandle,
+}
+
+impl RpcHandle {
+    /// The bound address.
+    pub const fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops the server.
+    pub fn stop(&self) {
+        let _ = self.handle.stop();
+    }
+
+    /// Waits until the server stopped.
+    pub async fn stopped(self) {
+        self.handle.stopped().await;
+    }
+}
+
+struct Context {
+    chain: Handle<ChainMessage>,
+    admin_token: Option<String>,
+}
+
+fn internal(error: impl std::fmt::Display) -> ErrorObjectOwned {
+    ErrorObject::owned(INTERNAL, error.to_string(), None::<()>)
+}
+
+/// The JSON shape of a consensus block.
+pub fn block_json(block: &SignedBlock) -> Value {
+    let h = &block.header;
+    json!({
+        "hash": h.hash(),
+        "parentHash": h.parent_hash,
+        "height": h.height,
+        "slot": h.slot,
+        "author": h.author,
+        "executionBlockHash": h.execution_block_hash,
+        "pegins": h.pegins.iter().map(|p| json!({
+            "txid": p.txid, "vout": p.vout, "evmAddress": p.evm_address, "amountSats": p.amount_sats,
+        })).collect::<Vec<_>>(),
+        "auxpow": (!h.auxpow.is_empty()).then(|| h.auxpow.clone()),
+        "authorSignature": block.author_signature,
+        "approvals": {
+            "signers": block.approvals.signer_indexes(),
+            "signature": block.approvals.signature,
+        },
+        "executionBlock": block.execution_block,
+        "executionRequests": block.execution_requests,
+    })
+}
+
+fn status_json(status: &ChainStatus) -> Value {
+    let finalized = status.finalized.map(|f| json!({ "height": f.height, "hash": f.hash }));
+    json!({
+        "head": { "height": status.head.height, "hash": status.head.hash, "executionHash": status.head_execution_hash, "slot": status.head_slot },
+        "safe": finalized,
+        "finalized": finalized,
+        "slot": status.slot,
+        "authorities": status.authorities,
+        "authorityIndex": status.authority_index,
+        "equivocations": status.equivocations,
+        "paused": status.paused,
+    })
+}
+
+fn check_token(ctx: &Context, token: &str) -> Result<(), ErrorObjectOwned> {
+    let Some(expected) = &ctx.admin_token else {
+        return Err(ErrorObject::owned(
+            UNAUTHORIZED,
+            "admin methods are disabled (no admin token configured)",
+            None::<()>,
+        ));
+    };
+    // Constant-time comparison: the token guards production control.
+    let same = expected.len() == token.len()
+        && expected.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+    if same { Ok(()) } else { Err(ErrorObject::owned(UNAUTHORIZED, "invalid admin token", None::<()>)) }
+}
+
+fn parse_hash(text: &str) -> Result<B256, ErrorObjectOwned> {
+    let bytes = hex::decode(text)
+        .map_err(|_| ErrorObject::owned(-32602, "invalid block hash: not hex", None::<()>))?;
+    B256::try_from(bytes.as_slice())
+        .map_err(|_| ErrorObject::owned(-32602, "invalid block hash: must be 32 bytes", None::<()>))
+}
+
+/// Builds the RPC module over the chain actor.
+pub fn rpc_module(
+    chain: Handle<ChainMessage>,
+    admin_token: Option<String>,
+) -> Result<RpcModule<()>, RpcStartError> {
+    let ctx = std::sync::Arc::new(Context { chain, admin_token });
+    let mut module = RpcModule::new(());
+    let reg = |e: jsonrpsee::core::RegisterMethodError| RpcStartError::Register(e.to_string());
+
+    let c = ctx.clone();
+    module
+        .register_async_method("getheadblock", move |_, _, _| {
+            let c = c.clone();
+            async move {
+                let status = c.chain.ask(ChainMessage::Status).await.map_err(internal)?;
+                if status.head.height == 0 {
+                    return Ok::<Value, ErrorObjectOwned>(Value::Null);
+                }
+                let block = c
+                    .chain
+                    .ask(|r| ChainMessage::BlockByHash(status.head.hash, r))
+                    .await
+                    .map_err(internal)?;
+                Ok(block.map_err(internal)?.as_ref().map_or(Value::Null, block_json))
+            }
+        })
+        .map_err(reg)?;
+
+    let c = ctx.clone();
+    module
+        .register_async_method("getblockbyheight", move |params, _, _| {
+            let c = c.clone();
+            async move {
+                let (height,): (u64,) = params.parse()?;
+                let block =
+                    c.chain.ask(|r| ChainMessage::BlockByHeight(height, r)).await.map_err(internal)?;
+                Ok::<Value, ErrorObjectOwned>(
+                    block.map_err(internal)?.as_ref().map_or(Value::Null, block_json),
+                )
+            }
+        })
+        .map_err(reg)?;
+
+    let c = ctx.clone();
+    module
+        .register_async_method("getblockbyhash", move |params, _, _| {
+            let c = c.clone();
+            async move {
+                let (hash,): (String,) = params.parse()?;
+                let hash = parse_hash(&hash)?;
+                let block = c.chain.ask(|r| ChainMessage::BlockByHash(hash, r)).await.map_err(internal)?;
+                Ok::<Value, ErrorObjectOwned>(
+                    block.map_err(internal)?.as_ref().map_or(Value::Null, block_json),
+                )
+            }
+        })
+        .map_err(reg)?;
+
+    let c = ctx.clone();
+    module
+        .register_async_method("alys_syncStatus", move |_, _, _| {
+            let c = c.clone();
+            async move {
+                let status = c.chain.ask(ChainMessage::Status).await.map_err(internal)?;
+                Ok::<Value, ErrorObjectOwned>(status_json(&status))
+            }
+        })
+        .map_err(reg)?;
+
+    for (method, paused) in [("alys_pauseProduction", true), ("alys_resumeProduction", false)] {
+        let c = ctx.clone();
+        module
+            .register_async_method(method, move |params, _, _| {
+                let c = c.clone();
+                async move {
+                    let (token,): (String,) = params.parse()?;
+                    check_token(&c, &token)?;
+                    c.chain.ask(|r| ChainMessage::SetPaused(paused, r)).await.map_err(internal)?;
+                    Ok::<bool, ErrorObjectOwned>(true)
+                }
+            })
+            .map_err(reg)?;
+    }
+
+    module.register_method("alys_health", |_, _, _| "ok").map_err(reg)?;
+    Ok(module)
+}
+
+/// Starts the RPC server on `addr` (port 0 picks a free port); `GET /health` answers `alys_health`.
+pub async fn start(
+    addr: SocketAddr,
+    chain: Handle<ChainMessage>,
+    admin_token: Option<String>,
+) -> Result<RpcHandle, RpcStartError> {
+    let module = rpc_module(chain, admin_token)?;
+    let health = jsonrpsee::server::middleware::http::ProxyGetRequestLayer::new([("/health", "alys_health")])
+        .map_err(|e| RpcStartError::Register(e.to_string()))?;
+    let server = Server::builder()
+        .set_http_middleware(tower::ServiceBuilder::new().layer(health))
+        .build(addr)
+        .await
+        .map_err(|source| RpcStartError::Bind { addr, source })?;
+    let addr = server.local_addr().map_err(|source| RpcStartError::Bind { addr, source })?;
+    let handle = server.start(module);
+    tracing::info!(target: "alys::rpc", %addr, "RPC listening");
+    Ok(RpcHandle { addr, handle })
+}
