@@ -1,0 +1,531 @@
+//! The ExEx's durable store (redb): canonical burns, the feed's event log and the ExEx's own head.
+//!
+//! Every notification is applied in ONE write transaction: the burns it adds or retracts, the feed
+//! events that announce them, the processed blocks and the new head. So after a crash the store is
+//! either before or after a notification, never half-way, and `FinishedHeight` (DESIGN invariant 7) is
+//! computed from committed state only.
+
+use std::{path::Path, time::Instant};
+
+use alloy_eips::BlockNumHash;
+use alloy_primitives::{B256, BlockNumber};
+use alys_el_api::{ChainNotification, ExecutedBlock};
+use redb::{
+    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction,
+};
+
+use crate::{
+    BurnExtractor,
+    burn::{
+        Burn, BurnKey, CorruptRecord, FeedEvent, FeedEventKind, decode_burn, decode_event, encode_burn,
+        encode_event,
+    },
+    metrics as m,
+};
+
+/// Canonical burns: (block hash, log index) → burn.
+const BURNS: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("burns");
+/// The feed's append-only event log: cursor → event.
+const EVENTS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("events");
+/// The blocks processed and still canonical: number → hash.
+const CANONICAL: TableDefinition<'_, u64, [u8; 32]> = TableDefinition::new("canonical");
+/// Single values: head, finalized.
+const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("meta");
+
+/// The last processed block.
+const META_HEAD: &str = "head";
+/// The finalized block as the consensus layer reported it.
+const META_FINALIZED: &str = "finalized";
+
+/// An error of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database failed (I/O, lock, corruption detected by redb).
+    #[error("burn store: {0}")]
+    Db(#[from] redb::Error),
+    /// A record does not decode.
+    #[error("burn store: {0}")]
+    Corrupt(#[from] CorruptRecord),
+}
+
+macro_rules! from_redb {
+    ($($ty:ty),*) => {$(
+        impl From<$ty> for StoreError {
+            fn from(err: $ty) -> Self {
+                Self::Db(err.into())
+            }
+        }
+    )*};
+}
+from_redb!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// A block as the store sees it: its number, hash and parent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockRef {
+    /// The block's number and hash.
+    pub num_hash: BlockNumHash,
+    /// The parent's hash.
+    pub parent_hash: B256,
+}
+
+impl BlockRef {
+    /// The block's reference, read from an executed block.
+    pub const fn of(block: &ExecutedBlock) -> Self {
+        Self { num_hash: block.num_hash(), parent_hash: block.block.header.parent_hash }
+    }
+
+    fn parent(&self) -> BlockNumHash {
+        BlockNumHash { number: self.num_hash.number.saturating_sub(1), hash: self.parent_hash }
+    }
+}
+
+/// A committed block and its burns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommittedBlock {
+    /// The block.
+    pub block: BlockRef,
+    /// Its burns, in log order.
+    pub burns: Vec<Burn>,
+}
+
+/// What one chain notification changes, with burns already extracted: blocks reverted, then blocks
+/// committed. This is the store's input; building it needs no store access, so it happens outside the
+/// write transaction.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChainUpdate {
+    /// Blocks removed from the canonical chain, ascending (applied newest first).
+    pub reverted: Vec<BlockRef>,
+    /// Blocks added to the canonical chain, ascending.
+    pub committed: Vec<CommittedBlock>,
+}
+
+impl ChainUpdate {
+    /// The update a notification stands for: a reorg is its old chain reverted, then its new one committed.
+    pub fn from_notification(notification: &ChainNotification, extractor: &BurnExtractor) -> Self {
+        let reverted = notification
+            .reverted_chain()
+            .map(|chain| chain.blocks().iter().map(|b| BlockRef::of(b)).collect())
+            .unwrap_or_default();
+        let committed = notification
+            .committed_chain()
+            .map(|chain| {
+                chain
+                    .blocks()
+                    .iter()
+                    .map(|b| CommittedBlock { block: BlockRef::of(b), burns: extractor.extract_block(b) })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Self { reverted, committed }
+    }
+}
+
+/// What applying an update did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApplyOutcome {
+    /// The head after the update.
+    pub head: Option<BlockNumHash>,
+    /// The last cursor of the event log after the update (0: empty).
+    pub last_cursor: u64,
+    /// Blocks newly recorded as canonical.
+    pub blocks_committed: usize,
+    /// Blocks removed from the canonical record.
+    pub blocks_reverted: usize,
+    /// Blocks skipped because the store already was in the state the notification describes.
+    pub blocks_replayed: usize,
+    /// Burns added.
+    pub burns_added: usize,
+    /// Burns retracted.
+    pub burns_retracted: usize,
+}
+
+impl ApplyOutcome {
+    /// Whether the update changed anything.
+    pub const fn changed(&self) -> bool {
+        self.blocks_committed + self.blocks_reverted > 0
+    }
+}
+
+/// The ExEx's durable store.
+///
+/// All methods take `&self`: redb serializes writers and gives readers consistent snapshots, so one store
+/// can be shared (in an `Arc`) by the ExEx, which writes, and the feed server, which reads.
+#[derive(Debug)]
+pub struct BurnStore {
+    db: Database,
+}
+
+fn encode_num_hash(nh: BlockNumHash) -> [u8; 40] {
+    let mut out = [0u8; 40];
+    let (num, hash) = out.split_at_mut(8);
+    num.copy_from_slice(&nh.number.to_be_bytes());
+    hash.copy_from_slice(nh.hash.as_slice());
+    out
+}
+
+fn decode_num_hash(bytes: &[u8]) -> Result<BlockNumHash, CorruptRecord> {
+    let bad = CorruptRecord { what: "block", reason: "not 40 bytes" };
+    let bytes: &[u8; 40] = bytes.try_into().map_err(|_| bad)?;
+    let (num, hash) = bytes.split_at(8);
+    let num: [u8; 8] = num.try_into().map_err(|_| CorruptRecord { what: "block", reason: "number" })?;
+    Ok(BlockNumHash { number: u64::from_be_bytes(num), hash: B256::from_slice(hash) })
+}
+
+fn read_meta(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    key: &str,
+) -> Result<Option<BlockNumHash>, StoreError> {
+    match table.get(key)? {
+        Some(value) => Ok(Some(decode_num_hash(value.value())?)),
+        None => Ok(None),
+    }
+}
+
+fn burn_range(block_hash: B256) -> ([u8; 40], [u8; 40]) {
+    (BurnKey { block_hash, log_index: 0 }.to_bytes(), BurnKey { block_hash, log_index: u64::MAX }.to_bytes())
+}
+
+/// The tables of one write transaction, and the next cursor.
+struct Writer<'txn> {
+    burns: redb::Table<'txn, &'static [u8], &'static [u8]>,
+    events: redb::Table<'txn, u64, &'static [u8]>,
+    canonical: redb::Table<'txn, u64, [u8; 32]>,
+    next_cursor: u64,
+    outcome: ApplyOutcome,
+    // Parent of the lowest block this update removed: the head if nothing canonical remains.
+    lowest_removed_parent: Option<BlockNumHash>,
+}
+
+impl<'txn> Writer<'txn> {
+    fn open(txn: &'txn WriteTransaction) -> Result<Self, StoreError> {
+        let events = txn.open_table(EVENTS)?;
+        let next_cursor = match events.last()? {
+            Some((cursor, _)) => cursor.value().saturating_add(1),
+            None => 1,
+        };
+        Ok(Self {
+            burns: txn.open_table(BURNS)?,
+            events,
+            canonical: txn.open_table(CANONICAL)?,
+            next_cursor,
+            outcome: ApplyOutcome::default(),
+            lowest_removed_parent: None,
+        })
+    }
+
+    fn append_event(&mut self, kind: FeedEventKind, burn: &Burn) -> Result<(), StoreError> {
+        self.events.insert(self.next_cursor, encode_event(kind, burn).as_slice())?;
+        self.next_cursor = self.next_cursor.saturating_add(1);
+        Ok(())
+    }
+
+    /// Removes a canonical block and its burns, appending one `Retract` per burn in log order.
+    fn remove_block(&mut self, block: BlockNumHash, parent: Option<BlockNumHash>) -> Result<(), StoreError> {
+        let (lo, hi) = burn_range(block.hash);
+        let mut removed = Vec::new();
+        for entry in self.burns.range::<&[u8]>(lo.as_slice()..=hi.as_slice())? {
+            let (_, value) = entry?;
+            removed.push(decode_burn(value.value())?);
+        }
+        for burn in &removed {
+            self.burns.remove(burn.key().to_bytes().as_slice())?;
+            self.append_event(FeedEventKind::Retract, burn)?;
+        }
+        self.canonical.remove(block.number)?;
+        self.outcome.blocks_reverted += 1;
+        self.outcome.burns_retracted += removed.len();
+        let parent = parent.unwrap_or(BlockNumHash {
+            number: block.number.saturating_sub(1),
+            hash: self
+                .canonical
+                .get(block.number.saturating_sub(1))?
+                .map(|h| B256::from(h.value()))
+                .unwrap_or_default(),
+        });
+        self.lowest_removed_parent = Some(match self.lowest_removed_parent {
+            Some(p) if p.number <= parent.number => p,
+            _ => parent,
+        });
+        Ok(())
+    }
+
+    fn canonical_hash(&self, number: BlockNumber) -> Result<Option<B256>, StoreError> {
+        Ok(self.canonical.get(number)?.map(|h| B256::from(h.value())))
+    }
+
+    fn revert(&mut self, block: &BlockRef) -> Result<(), StoreError> {
+        match self.canonical_hash(block.num_hash.number)? {
+            Some(hash) if hash == block.num_hash.hash => {
+                self.remove_block(block.num_hash, Some(block.parent()))
+            }
+            // Not (or no longer) ours: a replay of a revert that is already applied.
+            _ => {
+                self.outcome.blocks_replayed += 1;
+                Ok(())
+            }
+        }
+    }
+
+    fn commit(&mut self, block: &CommittedBlock) -> Result<(), StoreError> {
+        let num_hash = block.block.num_hash;
+        match self.canonical_hash(num_hash.number)? {
+            Some(hash) if hash == num_hash.hash => {
+                self.outcome.blocks_replayed += 1;
+                return Ok(());
+            }
+            Some(other) => {
+                // reth reverts before it commits a competing block; if it did not, still keep the store
+                // equal to the canonical chain: drop our blocks from this height up, newest first.
+                tracing::warn!(
+                    target: "alys::exex::store",
+                    number = num_hash.number,
+                    ours = %other,
+                    theirs = %num_hash.hash,
+                    "committed block replaces a processed block without a revert"
+                );
+                let above: Vec<(u64, B256)> = self
+                    .canonical
+                    .range(num_hash.number..)?
+                    .map(|e| e.map(|(k, v)| (k.value(), B256::from(v.value()))))
+                    .collect::<Result<_, _>>()?;
+                for (number, hash) in above.into_iter().rev() {
+                    self.remove_block(BlockNumHash { number, hash }, None)?;
+                }
+            }
+            None => {
+                if let Some(parent) = self.canonical_hash(num_hash.number.saturating_sub(1))?
+                    && parent != block.block.parent_hash
+                {
+                    // Recorded, not refused: the execution client is the authority on the canonical chain.
+                    tracing::warn!(
+                        target: "alys::exex::store",
+                        number = num_hash.number,
+                        parent = %block.block.parent_hash,
+                        processed_parent = %parent,
+                        "committed block does not extend the processed block below it"
+                    );
+                }
+            }
+        }
+        self.canonical.insert(num_hash.number, num_hash.hash.0)?;
+        for burn in &block.burns {
+            let key = burn.key().to_bytes();
+            // A burn already stored (its block's canonical record was pruned) is not announced twice.
+            if self.burns.get(key.as_slice())?.is_some() {
+                continue;
+            }
+            let mut value = Vec::new();
+            encode_burn(burn, &mut value);
+            self.burns.insert(key.as_slice(), value.as_slice())?;
+            self.append_event(FeedEventKind::Burn, burn)?;
+            self.outcome.burns_added += 1;
+        }
+        self.outcome.blocks_committed += 1;
+        Ok(())
+    }
+}
+
+impl BurnStore {
+    /// Opens the store at `path`, creating the file and its tables if needed.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let db = Database::create(path)?;
+        let txn = db.begin_write()?;
+        txn.open_table(BURNS)?;
+        txn.open_table(EVENTS)?;
+        txn.open_table(CANONICAL)?;
+        txn.open_table(META)?;
+        txn.commit()?;
+        Ok(Self { db })
+    }
+
+    /// Applies one notification's update in one write transaction.
+    ///
+    /// Idempotent: blocks already processed (same number and hash) are skipped, reverts of blocks that
+    /// are not canonical here are skipped, so replaying a notification after a restart neither loses
+    /// nor duplicates burns or feed events.
+    pub fn apply(&self, update: &ChainUpdate) -> Result<ApplyOutcome, StoreError> {
+        let _span = tracing::debug_span!(
+            target: "alys::exex::store",
+            "apply",
+            reverted = update.reverted.len(),
+            committed = update.committed.len()
+        )
+        .entered();
+        let started = Instant::now();
+        let txn = self.db.begin_write()?;
+        let mut outcome = {
+            let mut w = Writer::open(&txn)?;
+            for block in update.reverted.iter().rev() {
+                w.revert(block)?;
+            }
+            for block in &update.committed {
+                w.commit(block)?;
+            }
+            let mut meta = txn.open_table(META)?;
+            let head = match w.canonical.last()? {
+                Some((number, hash)) => {
+                    Some(BlockNumHash { number: number.value(), hash: B256::from(hash.value()) })
+                }
+                // Every processed block was reverted: the head is the parent of the lowest one.
+                None => match w.lowest_removed_parent {
+                    Some(parent) => Some(parent),
+                    None => read_meta(&meta, META_HEAD)?,
+                },
+            };
+            if let Some(head) = head {
+                meta.insert(META_HEAD, encode_num_hash(head).as_slice())?;
+            }
+            let mut outcome = w.outcome;
+            outcome.head = head;
+            outcome.last_cursor = w.next_cursor.saturating_sub(1);
+            outcome
+        };
+        if outcome.changed() {
+            txn.commit()?;
+            metrics::histogram!(m::STORE_COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
+            metrics::counter!(m::BURNS_EXTRACTED).increment(outcome.burns_added as u64);
+            metrics::counter!(m::BURNS_RETRACTED).increment(outcome.burns_retracted as u64);
+            metrics::gauge!(m::FEED_LAST_CURSOR).set(outcome.last_cursor as f64);
+            if let Some(head) = outcome.head {
+                metrics::gauge!(m::HEAD_BLOCK).set(head.number as f64);
+            }
+        } else {
+            // A pure replay: nothing to write, no fsync.
+            txn.abort()?;
+            outcome.head = self.head()?;
+        }
+        metrics::counter!(m::BLOCKS_REPLAYED).increment(outcome.blocks_replayed as u64);
+        tracing::debug!(
+            target: "alys::exex::store",
+            head = ?outcome.head.map(|h| h.number),
+            added = outcome.burns_added,
+            retracted = outcome.burns_retracted,
+            replayed = outcome.blocks_replayed,
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "applied chain update"
+        );
+        Ok(outcome)
+    }
+
+    /// The last processed block (what reth's `set_notifications_with_head` needs on restart).
+    pub fn head(&self) -> Result<Option<BlockNumHash>, StoreError> {
+        let txn = self.db.begin_read()?;
+        read_meta(&txn.open_table(META)?, META_HEAD)
+    }
+
+    /// The finalized block last reported by the consensus layer.
+    pub fn finalized(&self) -> Result<Option<BlockNumHash>, StoreError> {
+        let txn = self.db.begin_read()?;
+        read_meta(&txn.open_table(META)?, META_FINALIZED)
+    }
+
+    /// Records the finalized block. A report lower than the stored one is ignored (finality does not move
+    /// back). Processed-block records below it are pruned: reverts never reach below finality, and a
+    /// replayed burn is still recognised by its key.
+    pub fn set_finalized(&self, finalized: BlockNumHash) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut meta = txn.open_table(META)?;
+            if let Some(current) = read_meta(&meta, META_FINALIZED)?
+                && current.number > finalized.number
+            {
+                tracing::warn!(
+                    target: "alys::exex::store",
+                    current = current.number,
+                    reported = finalized.number,
+                    "ignoring a finalized block below the stored one"
+                );
+                drop(meta);
+                txn.abort()?;
+                return Ok(());
+            }
+            meta.insert(META_FINALIZED, encode_num_hash(finalized).as_slice())?;
+            let head = read_meta(&meta, META_HEAD)?;
+            let mut canonical = txn.open_table(CANONICAL)?;
+            // Keep the finalized block's own record (finished_height checks it) and never prune past head.
+            let prune_below = head.map_or(0, |h| h.number).min(finalized.number);
+            canonical.retain_in(..prune_below, |_, _| false)?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// The height reth may prune its WAL to: min(finalized, head), from committed state only.
+    ///
+    /// `None` until both are known, and when the processed chain holds a different block at the finalized
+    /// height (then nothing processed is final and reth must keep its WAL).
+    pub fn finished_height(&self) -> Result<Option<BlockNumHash>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let meta = txn.open_table(META)?;
+        let (Some(finalized), Some(head)) = (read_meta(&meta, META_FINALIZED)?, read_meta(&meta, META_HEAD)?)
+        else {
+            return Ok(None);
+        };
+        if finalized.number >= head.number {
+            return Ok(Some(head));
+        }
+        let canonical = txn.open_table(CANONICAL)?;
+        match canonical.get(finalized.number)? {
+            Some(hash) if B256::from(hash.value()) != finalized.hash => {
+                tracing::warn!(
+                    target: "alys::exex::store",
+                    number = finalized.number,
+                    finalized = %finalized.hash,
+                    processed = %B256::from(hash.value()),
+                    "finalized block is not the processed block at its height"
+                );
+                Ok(None)
+            }
+            _ => Ok(Some(finalized)),
+        }
+    }
+
+    /// The last cursor of the event log (0 when empty).
+    pub fn last_cursor(&self) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read()?;
+        let events = txn.open_table(EVENTS)?;
+        Ok(events.last()?.map_or(0, |(cursor, _)| cursor.value()))
+    }
+
+    /// Up to `limit` events with a cursor greater than `after`, in cursor order.
+    pub fn events_after(&self, after: u64, limit: usize) -> Result<Vec<FeedEvent>, StoreError> {
+        let Some(from) = after.checked_add(1) else { return Ok(Vec::new()) };
+        let txn = self.db.begin_read()?;
+        let events = txn.open_table(EVENTS)?;
+        let mut out = Vec::new();
+        for entry in events.range(from..)?.take(limit) {
+            let (cursor, value) = entry?;
+            out.push(decode_event(cursor.value(), value.value())?);
+        }
+        Ok(out)
+    }
+
+    /// The burn with this key, if it is canonical.
+    pub fn burn(&self, key: BurnKey) -> Result<Option<Burn>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let burns = txn.open_table(BURNS)?;
+        match burns.get(key.to_bytes().as_slice())? {
+            Some(value) => Ok(Some(decode_burn(value.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every canonical burn, ordered by block number then log index.
+    pub fn burns(&self) -> Result<Vec<Burn>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let burns = txn.open_table(BURNS)?;
+        let mut out = Vec::with_capacity(usize::try_from(burns.len()?).unwrap_or(0));
+        for entry in burns.iter()? {
+            let (_, value) = entry?;
+            out.push(decode_burn(value.value())?);
+        }
+        out.sort_by_key(|b| (b.block_number, b.log_index));
+        Ok(out)
+    }
+}

@@ -1,0 +1,713 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, reason = "test code")]
+//! The ExEx core end to end: extraction, the store across reverts, reorgs and restarts, and the burn feed
+//! over real gRPC on loopback.
+
+use std::{net::SocketAddr, path::Path, time::Duration};
+
+use alloy_consensus::Transaction as _;
+use alloy_eips::BlockNumHash;
+use alloy_primitives::{Address, B256, U256, address};
+use alys_contracts::{BRIDGE_ADDRESS, MIN_PEGOUT_WEI, REQUEST_PEGOUT_TOPIC};
+use alys_el_api::ExecutedBlock;
+use alys_exex::{
+    Burn, BurnExEx, BurnExtractor, BurnFeedClient, ClientConfig, ClientError, FeedConfig, FeedEvent,
+    FeedEventKind, FileCursorStore,
+    test_utils::{block, bridge_burn_log, burn_log, committed, raw_log, reorged, reverted, transfer_log},
+};
+use alys_proto::burnfeed::v1 as proto;
+use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+
+const ALICE: Address = address!("0x00000000000000000000000000000000000a11ce");
+const BOB: Address = address!("0x0000000000000000000000000000000000000b0b");
+const TOKEN: Address = address!("0x7070707070707070707070707070707070707070");
+const BTC_ADDR: &[u8] = b"bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080";
+
+fn wei(n: u64) -> U256 {
+    MIN_PEGOUT_WEI * U256::from(n)
+}
+
+/// A block with: a token transfer, a bridge burn, a transfer + a burn in one tx.
+fn block_with_burns(number: u64, parent: B256, salt: u64) -> ExecutedBlock {
+    block(
+        number,
+        parent,
+        salt,
+        vec![
+            vec![transfer_log(TOKEN, ALICE, BOB, U256::from(5))],
+            vec![bridge_burn_log(ALICE, BTC_ADDR, wei(salt + 1))],
+            vec![transfer_log(TOKEN, BOB, ALICE, U256::from(1)), bridge_burn_log(BOB, b"bc1qbob", wei(2))],
+        ],
+    )
+}
+
+/// `n` contiguous blocks after `parent`, each with one burn.
+fn blocks(first: u64, parent: B256, n: u64, salt: u64) -> Vec<ExecutedBlock> {
+    let mut out = Vec::new();
+    let mut parent = parent;
+    for number in first..first + n {
+        let b = block(number, parent, salt, vec![vec![bridge_burn_log(ALICE, BTC_ADDR, wei(number))]]);
+        parent = b.hash;
+        out.push(b);
+    }
+    out
+}
+
+fn keys(burns: &[Burn]) -> Vec<(B256, u64)> {
+    burns.iter().map(|b| (b.block_hash, b.log_index)).collect()
+}
+
+fn open_store(path: &Path) -> BurnExEx {
+    // A store whose last handle is being dropped on another task may still hold redb's lock briefly.
+    for _ in 0..200 {
+        match BurnExEx::open(path) {
+            Ok(exex) => return exex,
+            Err(_) => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+    BurnExEx::open(path).unwrap()
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Extraction
+// ---------------------------------------------------------------------------------------------------
+
+#[test]
+fn extracts_bridge_burns_with_block_wide_log_indexes() {
+    let b = block_with_burns(7, B256::repeat_byte(9), 3);
+    let burns = BurnExtractor::default().extract_block(&b);
+    assert_eq!(burns.len(), 2);
+
+    // log 0: transfer (tx 0); log 1: burn (tx 1); log 2: transfer, log 3: burn (tx 2)
+    assert_eq!(burns[0].log_index, 1);
+    assert_eq!(burns[0].tx_index, 1);
+    assert_eq!(burns[0].sender, ALICE);
+    assert_eq!(burns[0].bitcoin_address.as_ref(), BTC_ADDR);
+    assert_eq!(burns[0].value, wei(4));
+    assert_eq!(burns[1].log_index, 3);
+    assert_eq!(burns[1].tx_index, 2);
+    assert_eq!(burns[1].sender, BOB);
+    for burn in &burns {
+        assert_eq!(burn.block_number, 7);
+        assert_eq!(burn.block_hash, b.hash);
+        assert_eq!(burn.tx_hash, *b.block.body.transactions[burn.tx_index as usize].tx_hash());
+    }
+    assert_eq!(b.block.body.transactions[1].to(), Some(BRIDGE_ADDRESS));
+}
+
+#[test]
+fn burn_from_a_copy_of_the_contract_elsewhere_is_ignored() {
+    let copy = address!("0xbBbBbBbBbBbBbBbBbBbBbBbBbBbBbBbBbBbBbBbC");
+    let b = block(
+        1,
+        B256::ZERO,
+        0,
+        vec![vec![burn_log(copy, ALICE, BTC_ADDR, wei(1)), bridge_burn_log(BOB, BTC_ADDR, wei(2))]],
+    );
+    let burns = BurnExtractor::default().extract_block(&b);
+    assert_eq!(burns.len(), 1);
+    assert_eq!(burns[0].sender, BOB);
+    assert_eq!(burns[0].log_index, 1, "the ignored log still counts for the index");
+
+    // An extractor configured for the other address sees only that one.
+    let other = BurnExtractor::default().with_bridge_address(copy).extract_block(&b);
+    assert_eq!(other.len(), 1);
+    assert_eq!(other[0].sender, ALICE);
+}
+
+#[test]
+fn two_burns_in_one_transaction_are_both_kept() {
+    let b = block(
+        1,
+        B256::ZERO,
+        0,
+        vec![vec![bridge_burn_log(ALICE, BTC_ADDR, wei(1)), bridge_burn_log(ALICE, BTC_ADDR, wei(1))]],
+    );
+    let burns = BurnExtractor::default().extract_block(&b);
+    assert_eq!(burns.len(), 2);
+    assert_eq!(burns[0].tx_hash, burns[1].tx_hash);
+    assert_ne!(burns[0].key(), burns[1].key());
+    assert_eq!((burns[0].log_index, burns[1].log_index), (0, 1));
+
+    // Both survive the store, with their own keys.
+    let dir = tempfile::tempdir().unwrap();
+    let exex = BurnExEx::open(dir.path().join("exex.redb")).unwrap();
+    exex.process(&committed(vec![b])).unwrap();
+    assert_eq!(exex.store().burns().unwrap(), burns);
+}
+
+/// A tiny deterministic generator, so the garbage is reproducible.
+struct XorShift(u64);
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next() as u8).collect()
+    }
+}
+
+#[test]
+fn garbage_bridge_logs_are_skipped_without_panic() {
+    let good = bridge_burn_log(ALICE, BTC_ADDR, wei(1));
+    let sender_topic = ALICE.into_word();
+    let mut dirty_topic = sender_topic;
+    dirty_topic.0[0] = 0xff; // an address topic with non-zero upper bytes
+    let mut logs = vec![
+        raw_log(BRIDGE_ADDRESS, vec![REQUEST_PEGOUT_TOPIC], &good.data.data), // topic missing
+        raw_log(BRIDGE_ADDRESS, vec![REQUEST_PEGOUT_TOPIC, sender_topic, sender_topic], &good.data.data),
+        raw_log(BRIDGE_ADDRESS, vec![REQUEST_PEGOUT_TOPIC, dirty_topic], &good.data.data),
+        raw_log(BRIDGE_ADDRESS, vec![REQUEST_PEGOUT_TOPIC, sender_topic], &[]),
+        raw_log(BRIDGE_ADDRESS, vec![REQUEST_PEGOUT_TOPIC, sender_topic], &good.data.data[..40]),
+        raw_log(BRIDGE_ADDRESS, vec![REQUEST_PEGOUT_TOPIC, sender_topic], &[0xff; 96]), // huge offset
+    ];
+    // Every truncation of a valid body, and random bodies of many lengths.
+    for len in 0..good.data.data.len() {
+        logs.push(raw_log(BRIDGE_ADDRESS, vec![REQUEST_PEGOUT_TOPIC, sender_topic], &good.data.data[..len]));
+    }
+    let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+    for i in 0..2_000 {
+        let len = (rng.next() % 300) as usize;
+        let mut data = rng.bytes(len);
+        if i % 2 == 0 && data.len() >= 64 {
+            // A plausible head (offset 64, value) with a garbage tail.
+            data[..32].copy_from_slice(&U256::from(64).to_be_bytes::<32>());
+        }
+        logs.push(raw_log(BRIDGE_ADDRESS, vec![REQUEST_PEGOUT_TOPIC, sender_topic], &data));
+    }
+    let n_garbage = logs.len() as u64;
+    logs.push(good);
+    let b = block(1, B256::ZERO, 0, vec![logs]);
+
+    let burns = BurnExtractor::default().extract_block(&b);
+    // Random data may happen to decode; the valid burn at the end must, with the right index.
+    let last = burns.last().unwrap();
+    assert_eq!(last.log_index, n_garbage);
+    assert_eq!(last.value, wei(1));
+
+    // The store takes such a block too.
+    let dir = tempfile::tempdir().unwrap();
+    let exex = BurnExEx::open(dir.path().join("exex.redb")).unwrap();
+    exex.process(&committed(vec![b])).unwrap();
+    assert_eq!(exex.store().burns().unwrap().len(), burns.len());
+}
+
+#[test]
+fn receipts_without_transactions_do_not_panic() {
+    let mut b = block_with_burns(1, B256::ZERO, 0);
+    b.block.body.transactions.truncate(1);
+    let burns = BurnExtractor::default().extract_block(&b);
+    assert!(burns.is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Store: reverts, reorgs, restarts, FinishedHeight
+// ---------------------------------------------------------------------------------------------------
+
+#[test]
+fn commit_a_revert_a_commit_b_leaves_exactly_b() {
+    let dir = tempfile::tempdir().unwrap();
+    let exex = BurnExEx::open(dir.path().join("exex.redb")).unwrap();
+    let genesis = B256::repeat_byte(0x01);
+    let base = blocks(1, genesis, 2, 0);
+    let a3 = block_with_burns(3, base[1].hash, 1);
+    let a = vec![a3.clone(), block_with_burns(4, a3.hash, 1)];
+    let b = vec![block_with_burns(3, base[1].hash, 2)];
+
+    exex.process(&committed(base.clone())).unwrap();
+    exex.process(&committed(a.clone())).unwrap();
+    assert_eq!(exex.store().burns().unwrap().len(), 2 + 4);
+    assert_eq!(exex.head().unwrap(), Some(a[1].num_hash()));
+
+    let p = exex.process(&reverted(a)).unwrap();
+    assert_eq!(p.outcome.burns_retracted, 4);
+    assert_eq!(exex.head().unwrap(), Some(base[1].num_hash()));
+
+    exex.process(&committed(b.clone())).unwrap();
+    let ex = BurnExtractor::default();
+    let mut expected: Vec<Burn> = base.iter().chain(&b).flat_map(|blk| ex.extract_block(blk)).collect();
+    expected.sort_by_key(|x| (x.block_number, x.log_index));
+    assert_eq!(exex.store().burns().unwrap(), expected);
+    assert_eq!(exex.head().unwrap(), Some(b[0].num_hash()));
+
+    // The feed tells the whole story: burns of base and A, retractions of A (newest block first), B.
+    let events = exex.store().events_after(0, 1000).unwrap();
+    let story: Vec<(FeedEventKind, u64)> = events.iter().map(|e| (e.kind, e.burn.block_number)).collect();
+    use FeedEventKind::{Burn as Add, Retract};
+    assert_eq!(
+        story,
+        vec![
+            (Add, 1),
+            (Add, 2),
+            (Add, 3),
+            (Add, 3),
+            (Add, 4),
+            (Add, 4),
+            (Retract, 4),
+            (Retract, 4),
+            (Retract, 3),
+            (Retract, 3),
+            (Add, 3),
+            (Add, 3)
+        ]
+    );
+    assert!(events.iter().enumerate().all(|(i, e)| e.cursor == i as u64 + 1), "dense cursors");
+}
+
+#[test]
+fn reorg_notification_equals_revert_then_commit_and_replays_are_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let exex = BurnExEx::open(dir.path().join("exex.redb")).unwrap();
+    let base = blocks(1, B256::repeat_byte(2), 3, 0);
+    let a = blocks(4, base[2].hash, 2, 1);
+    let b = blocks(4, base[2].hash, 3, 2);
+    exex.process(&committed(base.clone())).unwrap();
+    exex.process(&committed(a.clone())).unwrap();
+    let reorg = reorged(a.clone(), b.clone());
+    let p = exex.process(&reorg).unwrap();
+    assert_eq!((p.outcome.burns_retracted, p.outcome.burns_added), (2, 3));
+    let burns = exex.store().burns().unwrap();
+    let last_cursor = exex.store().last_cursor().unwrap();
+
+    // Notifications whose outcome the store already holds (a WAL replay after a restart): nothing
+    // changes. (A stale `Committed(a)` is not one of them: it conflicts with the processed chain and is
+    // applied as a reorg; reth never sends it after `set_notifications_with_head`.)
+    for n in [committed(base.clone()), committed(b.clone()), reorg, reverted(a)] {
+        let p = exex.process(&n).unwrap();
+        assert!(!p.outcome.changed(), "{p:?}");
+    }
+    assert_eq!(exex.store().burns().unwrap(), burns);
+    assert_eq!(exex.store().last_cursor().unwrap(), last_cursor);
+    assert_eq!(exex.head().unwrap(), Some(b[2].num_hash()));
+
+    // Reverting everything puts the head on the first block's parent.
+    let all: Vec<_> = base.iter().chain(&b).cloned().collect();
+    exex.process(&reverted(all)).unwrap();
+    assert!(exex.store().burns().unwrap().is_empty());
+    assert_eq!(exex.head().unwrap(), Some(BlockNumHash { number: 0, hash: B256::repeat_byte(2) }));
+}
+
+#[test]
+fn committing_over_a_processed_block_without_revert_retracts_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let exex = BurnExEx::open(dir.path().join("exex.redb")).unwrap();
+    let a = blocks(1, B256::ZERO, 3, 1);
+    let b = blocks(2, a[0].hash, 1, 2);
+    exex.process(&committed(a.clone())).unwrap();
+    exex.process(&committed(b.clone())).unwrap();
+    let burns = exex.store().burns().unwrap();
+    assert_eq!(keys(&burns), vec![(a[0].hash, 0), (b[0].hash, 0)]);
+    assert_eq!(exex.head().unwrap(), Some(b[0].num_hash()));
+}
+
+#[test]
+fn restart_between_commit_and_finished_height_neither_loses_nor_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("exex.redb");
+    let chain_a = blocks(1, B256::repeat_byte(3), 5, 0);
+    let chain_b = blocks(6, chain_a[4].hash, 5, 0);
+
+    let exex = BurnExEx::open(&path).unwrap();
+    exex.process(&committed(chain_a.clone())).unwrap();
+    // Finality not yet reported: nothing may be pruned.
+    assert_eq!(exex.finished_height().unwrap(), None);
+    // Commit B; the process dies before FinishedHeight is sent.
+    let p = exex.process(&committed(chain_b.clone())).unwrap();
+    assert_eq!(p.finished_height, None);
+    let burns_before = exex.store().burns().unwrap();
+    let events_before = exex.store().events_after(0, 1000).unwrap();
+    drop(exex);
+
+    // Restart: the head is where reth must resume.
+    let exex = BurnExEx::open(&path).unwrap();
+    assert_eq!(exex.head().unwrap(), Some(chain_b[4].num_hash()));
+    // reth replays what it has not seen FinishedHeight for (from its WAL), maybe in other groupings.
+    let all: Vec<_> = chain_a.iter().chain(&chain_b).cloned().collect();
+    for n in [committed(chain_b.clone()), committed(all), committed(chain_a[2..].to_vec())] {
+        let p = exex.process(&n).unwrap();
+        assert!(!p.outcome.changed());
+    }
+    assert_eq!(exex.store().burns().unwrap(), burns_before);
+    assert_eq!(exex.store().events_after(0, 1000).unwrap(), events_before);
+
+    // FinishedHeight follows finality: min(finalized, head).
+    assert_eq!(exex.set_finalized(chain_a[2].num_hash()).unwrap(), Some(chain_a[2].num_hash()));
+    let far = BlockNumHash { number: 100, hash: B256::repeat_byte(7) };
+    assert_eq!(exex.set_finalized(far).unwrap(), Some(chain_b[4].num_hash()));
+    // Finality does not move back.
+    assert_eq!(exex.set_finalized(chain_a[0].num_hash()).unwrap(), Some(chain_b[4].num_hash()));
+    drop(exex);
+
+    // After another restart, with records below finality pruned, a replay of old blocks still adds nothing.
+    let exex = BurnExEx::open(&path).unwrap();
+    assert_eq!(exex.store().finalized().unwrap(), Some(far));
+    let p = exex.process(&committed(chain_a)).unwrap();
+    assert_eq!(p.outcome.burns_added, 0);
+    assert_eq!(exex.store().burns().unwrap(), burns_before);
+}
+
+#[test]
+fn finished_height_is_withheld_when_finality_disagrees_with_processed_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let exex = BurnExEx::open(dir.path().join("exex.redb")).unwrap();
+    let a = blocks(1, B256::ZERO, 4, 0);
+    exex.process(&committed(a.clone())).unwrap();
+    let other = BlockNumHash { number: 2, hash: B256::repeat_byte(0xee) };
+    assert_eq!(exex.set_finalized(other).unwrap(), None);
+    assert_eq!(exex.set_finalized(a[2].num_hash()).unwrap(), Some(a[2].num_hash()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_handler_commits_before_returning() {
+    let dir = tempfile::tempdir().unwrap();
+    let exex = BurnExEx::open(dir.path().join("exex.redb")).unwrap();
+    let a = blocks(1, B256::ZERO, 3, 0);
+    exex.set_finalized(a[1].num_hash()).unwrap();
+    let p = exex.handle_notification(committed(a.clone())).await.unwrap();
+    assert_eq!(p.finished_height, Some(a[1].num_hash()));
+    assert_eq!(p.outcome.last_cursor, 3);
+    assert_eq!(exex.store().last_cursor().unwrap(), 3);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The feed over gRPC
+// ---------------------------------------------------------------------------------------------------
+
+struct Server {
+    addr: SocketAddr,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+impl Server {
+    async fn start(exex: &BurnExEx, addr: SocketAddr, config: FeedConfig) -> Self {
+        let mut listener = None;
+        for _ in 0..200 {
+            match TcpListener::bind(addr).await {
+                Ok(l) => {
+                    listener = Some(l);
+                    break;
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+        let listener = listener.expect("bind");
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel();
+        let server = exex.feed_server().with_config(config);
+        let task = tokio::spawn(async move {
+            server
+                .serve(listener, async {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap();
+        });
+        Self { addr, stop, task }
+    }
+
+    async fn shutdown(self) {
+        self.stop.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), self.task).await.expect("graceful shutdown").unwrap();
+    }
+}
+
+fn client_config() -> ClientConfig {
+    ClientConfig {
+        min_backoff: Duration::from_millis(20),
+        max_backoff: Duration::from_millis(200),
+        connect_timeout: Duration::from_secs(2),
+    }
+}
+
+async fn next(client: &mut BurnFeedClient) -> FeedEvent {
+    tokio::time::timeout(Duration::from_secs(15), client.next()).await.expect("event in time").unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feed_streams_backlog_then_live_and_survives_restarts_of_both_sides() {
+    let dir = tempfile::tempdir().unwrap();
+    let store_path = dir.path().join("exex.redb");
+    let cursor_path = dir.path().join("feed.cursor");
+    let exex = BurnExEx::open(&store_path).unwrap();
+    let config = FeedConfig { batch_size: 3, channel_capacity: 2 };
+
+    // Backlog before anyone listens.
+    let a = blocks(1, B256::repeat_byte(4), 10, 0);
+    exex.process(&committed(a.clone())).unwrap();
+    let server = Server::start(&exex, "127.0.0.1:0".parse().unwrap(), config).await;
+    let endpoint = format!("http://{}", server.addr);
+
+    let mut client = BurnFeedClient::new(&endpoint, FileCursorStore::new(&cursor_path))
+        .unwrap()
+        .with_config(client_config());
+    let mut seen = Vec::new();
+    for _ in 0..10 {
+        seen.push(next(&mut client).await);
+    }
+    // Live: commits while subscribed.
+    let b = blocks(11, a[9].hash, 5, 0);
+    for blk in &b {
+        exex.process(&committed(vec![blk.clone()])).unwrap();
+    }
+    for _ in 0..5 {
+        seen.push(next(&mut client).await);
+    }
+    client.ack(15).unwrap();
+
+    // Server restart: stop it, drop the ExEx and its store, write more while the feed is down, reopen.
+    server.shutdown().await;
+    let addr = {
+        // Same port: the client reconnects to the address it knows.
+        let endpoint_addr: SocketAddr = endpoint.trim_start_matches("http://").parse().unwrap();
+        endpoint_addr
+    };
+    drop(exex);
+    let exex = open_store(&store_path);
+    let c = blocks(16, b[4].hash, 3, 0);
+    exex.process(&committed(c.clone())).unwrap();
+    // The client is waiting (and retrying) while the server is down.
+    let waiting = tokio::spawn(async move {
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            got.push(next(&mut client).await);
+        }
+        (client, got)
+    });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let server = Server::start(&exex, addr, config).await;
+    let (client, got) = waiting.await.unwrap();
+    seen.extend(got);
+    assert_eq!(client.position(), 18);
+    assert_eq!(client.acked(), 15);
+
+    // Client restart: a new client with the same cursor file resumes after the acknowledged cursor (15),
+    // so the unacknowledged 16..18 come again, then the live 19.
+    drop(client);
+    let mut client = BurnFeedClient::new(&endpoint, FileCursorStore::new(&cursor_path))
+        .unwrap()
+        .with_config(client_config());
+    assert_eq!(client.position(), 15);
+    let again: Vec<FeedEvent> =
+        vec![next(&mut client).await, next(&mut client).await, next(&mut client).await];
+    assert_eq!(again, seen[15..18].to_vec());
+    client.ack(18).unwrap();
+    exex.process(&reverted(vec![c[2].clone()])).unwrap();
+    let retract = next(&mut client).await;
+    assert_eq!(retract.kind, FeedEventKind::Retract);
+    assert_eq!(retract.burn, seen[17].burn);
+    seen.push(retract);
+
+    // No gap, no duplicate, and exactly the store's log.
+    let cursors: Vec<u64> = seen.iter().map(|e| e.cursor).collect();
+    assert_eq!(cursors, (1..=19).collect::<Vec<_>>());
+    assert_eq!(seen, exex.store().events_after(0, 100).unwrap());
+
+    // A client restarted after acknowledging everything gets only new events.
+    client.ack(19).unwrap();
+    drop(client);
+    let mut client = BurnFeedClient::new(&endpoint, FileCursorStore::new(&cursor_path))
+        .unwrap()
+        .with_config(client_config());
+    let d = blocks(18, c[1].hash, 1, 9);
+    exex.process(&committed(d)).unwrap();
+    assert_eq!(next(&mut client).await.cursor, 20);
+
+    let head = client.head().await.unwrap();
+    assert_eq!(head.last_cursor, 20);
+    assert_eq!(head.head, exex.head().unwrap());
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribe_from_a_cursor_and_slow_consumers() {
+    let dir = tempfile::tempdir().unwrap();
+    let exex = BurnExEx::open(dir.path().join("exex.redb")).unwrap();
+    let server = Server::start(
+        &exex,
+        "127.0.0.1:0".parse().unwrap(),
+        FeedConfig { batch_size: 7, channel_capacity: 1 },
+    )
+    .await;
+    let all = blocks(1, B256::repeat_byte(5), 300, 0);
+    exex.process(&committed(all[..150].to_vec())).unwrap();
+
+    // Raw gRPC: from_cursor 100 yields 101.. in order.
+    let mut raw =
+        proto::burn_feed_client::BurnFeedClient::connect(format!("http://{}", server.addr)).await.unwrap();
+    let mut stream = raw.subscribe(proto::SubscribeRequest { from_cursor: 100 }).await.unwrap().into_inner();
+    // A slow consumer: the server is bounded by the channel and keeps writing meanwhile.
+    for blk in all[150..].iter().cloned() {
+        exex.process(&committed(vec![blk])).unwrap();
+    }
+    for expected in 101..=300u64 {
+        let event =
+            tokio::time::timeout(Duration::from_secs(10), stream.message()).await.unwrap().unwrap().unwrap();
+        assert_eq!(event.cursor, expected);
+        let typed = FeedEvent::try_from(event).unwrap();
+        assert_eq!(typed.burn.block_number, expected);
+        if expected % 50 == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let head = raw.head(proto::HeadRequest {}).await.unwrap().into_inner();
+    assert_eq!(head.last_cursor, 300);
+    drop(stream);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_refuses_a_feed_behind_its_cursor() {
+    let dir = tempfile::tempdir().unwrap();
+    let cursor_path = dir.path().join("feed.cursor");
+    std::fs::write(&cursor_path, "42\n").unwrap();
+    let exex = BurnExEx::open(dir.path().join("exex.redb")).unwrap();
+    exex.process(&committed(blocks(1, B256::ZERO, 3, 0))).unwrap();
+    let server = Server::start(&exex, "127.0.0.1:0".parse().unwrap(), FeedConfig::default()).await;
+    let mut client =
+        BurnFeedClient::new(format!("http://{}", server.addr), FileCursorStore::new(&cursor_path))
+            .unwrap()
+            .with_config(client_config());
+    let err = tokio::time::timeout(Duration::from_secs(10), client.next()).await.unwrap().unwrap_err();
+    assert!(matches!(err, ClientError::CursorAhead { server: 3, client: 42 }), "{err}");
+    assert!(matches!(client.ack(43), Err(ClientError::AckAhead { .. })));
+    server.shutdown().await;
+}
+
+#[test]
+fn wire_conversion_rejects_malformed_messages() {
+    let b = blocks(1, B256::ZERO, 1, 0);
+    let burn = BurnExtractor::default().extract_block(&b[0]).remove(0);
+    let event = FeedEvent { cursor: 1, kind: FeedEventKind::Burn, burn };
+    let wire = proto::FeedEvent::from(&event);
+    assert_eq!(FeedEvent::try_from(wire.clone()).unwrap(), event);
+    assert_eq!(wire.event.as_ref().map(|e| matches!(e, proto::feed_event::Event::Burn(_))), Some(true));
+
+    let mut short = wire;
+    if let Some(proto::feed_event::Event::Burn(b)) = short.event.as_mut() {
+        b.value.pop();
+    }
+    assert!(FeedEvent::try_from(short).is_err());
+    assert!(FeedEvent::try_from(proto::FeedEvent { cursor: 1, event: None }).is_err());
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Model test: random commits, reverts, reorgs, replays, restarts and finality against a model chain
+// ---------------------------------------------------------------------------------------------------
+
+/// A block on `parent` with 0..=3 burns (and transfers between them), distinct per salt.
+fn random_block(rng: &mut XorShift, number: u64, parent: B256, salt: u64) -> ExecutedBlock {
+    let txs = (0..rng.next() % 4)
+        .map(|i| {
+            let mut logs = vec![transfer_log(TOKEN, ALICE, BOB, U256::from(i))];
+            if rng.next().is_multiple_of(2) {
+                logs.push(bridge_burn_log(ALICE, BTC_ADDR, wei(number)));
+            }
+            logs
+        })
+        .collect();
+    block(number, parent, salt, txs)
+}
+
+#[test]
+fn random_histories_keep_the_store_equal_to_the_canonical_chain() {
+    for seed in [1u64, 7, 0xdead_beef] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("exex.redb");
+        let mut exex = BurnExEx::open(&path).unwrap();
+        let mut rng = XorShift(seed);
+        let genesis = B256::repeat_byte(0x42);
+        let mut chain: Vec<ExecutedBlock> = Vec::new();
+        let mut finalized: Option<BlockNumHash> = None;
+        let mut last = None;
+        let mut salt = 0u64;
+        let tip = |chain: &[ExecutedBlock]| chain.last().map_or((0, genesis), |b| (b.number(), b.hash));
+        let new_blocks = |rng: &mut XorShift, from: (u64, B256), n: u64, salt: u64| {
+            let mut out: Vec<ExecutedBlock> = Vec::new();
+            let (mut number, mut parent) = from;
+            for _ in 0..n {
+                number += 1;
+                let b = random_block(rng, number, parent, salt);
+                parent = b.hash;
+                out.push(b);
+            }
+            out
+        };
+        for _ in 0..150 {
+            // Blocks at or below finality are never reverted.
+            let revertible = chain.len() - finalized.map_or(0, |f| f.number as usize);
+            let notification = match rng.next() % 10 {
+                0..=3 => {
+                    salt += 1;
+                    let n = 1 + rng.next() % 3;
+                    let new = new_blocks(&mut rng, tip(&chain), n, salt);
+                    chain.extend(new.iter().cloned());
+                    Some(committed(new))
+                }
+                4 if revertible > 0 => {
+                    let k = 1 + (rng.next() as usize) % revertible.min(3);
+                    let old = chain.split_off(chain.len() - k);
+                    Some(reverted(old))
+                }
+                5 | 6 if revertible > 0 => {
+                    let k = 1 + (rng.next() as usize) % revertible.min(3);
+                    let old = chain.split_off(chain.len() - k);
+                    salt += 1;
+                    let n = 1 + rng.next() % 4;
+                    let new = new_blocks(&mut rng, tip(&chain), n, salt);
+                    chain.extend(new.iter().cloned());
+                    Some(reorged(old, new))
+                }
+                7 => last.clone(), // the last notification again (a WAL replay)
+                8 => {
+                    drop(exex);
+                    exex = BurnExEx::open(&path).unwrap();
+                    None
+                }
+                _ if !chain.is_empty() => {
+                    let at = (rng.next() as usize) % chain.len();
+                    let f = chain[at].num_hash();
+                    if finalized.is_none_or(|old| old.number <= f.number) {
+                        finalized = Some(f);
+                    }
+                    exex.set_finalized(f).unwrap();
+                    None
+                }
+                _ => None,
+            };
+            if let Some(n) = notification {
+                let p = exex.process(&n).unwrap();
+                if let (Some(f), Some(h)) = (finalized, p.outcome.head) {
+                    let expect = if f.number >= h.number { h } else { f };
+                    assert_eq!(p.finished_height, Some(expect));
+                }
+                last = Some(n);
+            }
+
+            // The store holds exactly the canonical chain's burns, and its head is the chain's tip.
+            let ex = BurnExtractor::default();
+            let expected: Vec<Burn> = chain.iter().flat_map(|b| ex.extract_block(b)).collect();
+            let stored = exex.store().burns().unwrap();
+            assert_eq!(keys(&stored), keys(&expected), "seed {seed}");
+            if !chain.is_empty() {
+                assert_eq!(exex.head().unwrap().map(|h| h.hash), Some(tip(&chain).1));
+            }
+        }
+        // Folding the feed reproduces the store, with dense cursors and no double add or retract.
+        let events = exex.store().events_after(0, usize::MAX).unwrap();
+        let mut live = std::collections::BTreeSet::new();
+        for (i, e) in events.iter().enumerate() {
+            assert_eq!(e.cursor, i as u64 + 1);
+            let key = (e.burn.block_hash, e.burn.log_index);
+            match e.kind {
+                FeedEventKind::Burn => assert!(live.insert(key), "burn announced twice"),
+                FeedEventKind::Retract => assert!(live.remove(&key), "retract of an unknown burn"),
+            }
+        }
+        let mut stored = keys(&exex.store().burns().unwrap());
+        stored.sort();
+        assert_eq!(live.into_iter().collect::<Vec<_>>(), stored, "seed {seed}");
+    }
+}
