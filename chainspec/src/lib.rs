@@ -284,7 +284,10 @@ mod tests {
         let shanghai = ChainSpec::shanghai().unwrap().genesis_header();
         assert_eq!(shanghai.withdrawals_root, Some(EMPTY_WITHDRAWALS));
         assert!(shanghai.parent_beacon_block_root.is_none() && shanghai.requests_hash.is_none());
-        assert_ne!(ChainSpec::devnet().unwrap().genesis_hash(), ChainSpec::shanghai().unwrap().genesis_hash());
+        assert_ne!(
+            ChainSpec::devnet().unwrap().genesis_hash(),
+            ChainSpec::shanghai().unwrap().genesis_hash()
+        );
     }
 
     #[test]

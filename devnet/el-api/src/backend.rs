@@ -8,7 +8,9 @@ use std::future::Future;
 
 use alloy_eips::{BlockId, BlockNumberOrTag};
 use alloy_primitives::{Address, B256, Bytes, U256};
-use alloy_rpc_types_eth::{Block, FeeHistory, Filter, Log, Transaction, TransactionReceipt, TransactionRequest};
+use alloy_rpc_types_eth::{
+    Block, FeeHistory, Filter, Log, Transaction, TransactionReceipt, TransactionRequest,
+};
 use tokio::sync::broadcast;
 
 use crate::notifications::ChainNotification;
@@ -131,12 +133,18 @@ pub trait EthBackend: Clone + Send + Sync + 'static {
     fn block_number(&self) -> impl Future<Output = Result<u64, BackendError>> + Send;
 
     /// A block with full transactions (`full`) or their hashes; `None` when unknown.
-    fn block(&self, id: BlockId, full: bool)
-    -> impl Future<Output = Result<Option<Block>, BackendError>> + Send;
+    fn block(
+        &self,
+        id: BlockId,
+        full: bool,
+    ) -> impl Future<Output = Result<Option<Block>, BackendError>> + Send;
 
     /// An account's balance at a block.
-    fn balance(&self, address: Address, at: BlockId)
-    -> impl Future<Output = Result<U256, BackendError>> + Send;
+    fn balance(
+        &self,
+        address: Address,
+        at: BlockId,
+    ) -> impl Future<Output = Result<U256, BackendError>> + Send;
 
     /// An account's nonce at a block. For `pending`, pooled transactions of the sender count too.
     fn transaction_count(
@@ -146,7 +154,8 @@ pub trait EthBackend: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<u64, BackendError>> + Send;
 
     /// An account's code at a block.
-    fn code(&self, address: Address, at: BlockId) -> impl Future<Output = Result<Bytes, BackendError>> + Send;
+    fn code(&self, address: Address, at: BlockId)
+    -> impl Future<Output = Result<Bytes, BackendError>> + Send;
 
     /// A storage slot's value at a block.
     fn storage_at(
@@ -277,9 +286,8 @@ pub trait EngineBackend: Clone + Send + Sync + 'static {
     fn payload_bodies_by_hash(
         &self,
         hashes: Vec<B256>,
-    ) -> impl Future<
-        Output = Result<Vec<Option<alloy_rpc_types_engine::ExecutionPayloadBodyV1>>, EngineError>,
-    > + Send;
+    ) -> impl Future<Output = Result<Vec<Option<alloy_rpc_types_engine::ExecutionPayloadBodyV1>>, EngineError>>
+    + Send;
 
     /// Bodies of canonical blocks `start..start + count` (`engine_getPayloadBodiesByRangeV1`); the list
     /// stops at the head, and `None` stands for a block that is not available.
@@ -287,7 +295,6 @@ pub trait EngineBackend: Clone + Send + Sync + 'static {
         &self,
         start: u64,
         count: u64,
-    ) -> impl Future<
-        Output = Result<Vec<Option<alloy_rpc_types_engine::ExecutionPayloadBodyV1>>, EngineError>,
-    > + Send;
+    ) -> impl Future<Output = Result<Vec<Option<alloy_rpc_types_engine::ExecutionPayloadBodyV1>>, EngineError>>
+    + Send;
 }

@@ -137,7 +137,8 @@ mod tests {
     use alloy_consensus::BlockBody;
 
     fn block(number: u64, parent: B256, salt: u8) -> Arc<ExecutedBlock> {
-        let header = Header { number, parent_hash: parent, extra_data: vec![salt].into(), ..Default::default() };
+        let header =
+            Header { number, parent_hash: parent, extra_data: vec![salt].into(), ..Default::default() };
         let hash = header.hash_slow();
         Arc::new(ExecutedBlock {
             hash,
