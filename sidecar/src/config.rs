@@ -102,7 +102,7 @@ impl Default for RpcSection {
     }
 }
 
-/// `[metrics]`
+/// `[metrics]`. The default port, 9101, leaves reth's 9001 free for an execution client on the same host.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsSection {
@@ -131,7 +131,7 @@ fn default_rpc_listen() -> SocketAddr {
 
 #[allow(clippy::unnecessary_wraps, reason = "serde default for an optional field")]
 fn default_metrics_listen() -> Option<SocketAddr> {
-    Some(SocketAddr::from(([127, 0, 0, 1], 9001)))
+    Some(SocketAddr::from(([127, 0, 0, 1], 9101)))
 }
 
 impl NodeConfig {

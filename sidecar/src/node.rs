@@ -35,6 +35,17 @@ pub enum LaunchError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The configured authority key is not one of the authorities.
+    #[error("the authority key {0} is not in [chain].authorities; add it there or remove [authority]")]
+    UnknownAuthority(String),
+    /// The execution client did not answer (down, wrong URL, or a different JWT secret).
+    #[error("cannot reach the execution client at {url} ({error}); is it running with the same JWT secret?")]
+    EngineUnreachable {
+        /// The configured URL.
+        url: String,
+        /// What failed.
+        error: crate::engine::EngineClientError,
+    },
     /// The engine client could not be built.
     #[error("engine: {0}")]
     Engine(#[from] crate::engine::EngineClientError),
@@ -60,6 +71,19 @@ pub enum LaunchError {
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> LaunchError + '_ {
     move |source| LaunchError::Io { path: path.display().to_string(), source }
 }
+
+/// The Engine API methods the sidecar calls.
+const ENGINE_CAPABILITIES: &[&str] = &[
+    "engine_forkchoiceUpdatedV2",
+    "engine_forkchoiceUpdatedV3",
+    "engine_getPayloadV2",
+    "engine_getPayloadV3",
+    "engine_getPayloadV4",
+    "engine_newPayloadV2",
+    "engine_newPayloadV3",
+    "engine_newPayloadV4",
+    "engine_getPayloadBodiesByHashV1",
+];
 
 /// A running node.
 #[derive(Debug)]
@@ -112,13 +136,19 @@ pub async fn launch(config: NodeConfig) -> Result<NodeHandle, LaunchError> {
     if let Some(key) = &key
         && aura.index_of(key.public()).is_none()
     {
-        tracing::warn!(target: "alys::node", key = %key.public(), "authority key is not in the authority set; not producing");
+        return Err(LaunchError::UnknownAuthority(key.public().to_string()));
     }
     let secret = JwtSecret::from_file(&config.engine.jwt_secret).map_err(|e| LaunchError::Jwt {
         path: config.engine.jwt_secret.display().to_string(),
         reason: e.to_string(),
     })?;
     let engine = EngineClient::new(&config.engine.url, secret, Arc::clone(&spec))?;
+    // Refuse to start against an execution client that is not there or refuses our JWT: the operator
+    // should learn it now, not from a stream of failed slots.
+    engine
+        .exchange_capabilities(ENGINE_CAPABILITIES)
+        .await
+        .map_err(|error| LaunchError::EngineUnreachable { url: config.engine.url.clone(), error })?;
     std::fs::create_dir_all(&config.storage.data_dir).map_err(io_err(&config.storage.data_dir))?;
     let store = Arc::new(Store::open(config.storage.data_dir.join("sidecar.redb"))?);
     let admin_token = match &config.rpc.admin_token_file {
@@ -130,6 +160,7 @@ pub async fn launch(config: NodeConfig) -> Result<NodeHandle, LaunchError> {
         genesis_hash: spec.genesis_hash(),
         genesis_timestamp: spec.genesis().timestamp,
         fee_recipient: config.chain.fee_recipient,
+        clock: crate::chain::system_clock(),
     };
     tracing::info!(target: "alys::node", chain_id = spec.chain_id(), genesis = %chain_config.genesis_hash,
         authorities = aura.authorities().len(), "starting node");

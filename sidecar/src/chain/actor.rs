@@ -33,8 +33,16 @@ use crate::{
     storage::{BlockRef, Store, StoreError},
 };
 
+/// The wall clock the chain reads, in unix milliseconds. Benchmarks and tests may drive their own.
+pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// The system clock.
+pub fn system_clock() -> Clock {
+    Arc::new(now_ms)
+}
+
 /// Static settings of the chain.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ChainConfig {
     /// Hash of the execution genesis block: the parent of consensus height 1.
     pub genesis_hash: B256,
@@ -42,6 +50,18 @@ pub struct ChainConfig {
     pub genesis_timestamp: u64,
     /// Where block fees go.
     pub fee_recipient: Address,
+    /// The wall clock (slots, future-slot checks).
+    pub clock: Clock,
+}
+
+impl std::fmt::Debug for ChainConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChainConfig")
+            .field("genesis_hash", &self.genesis_hash)
+            .field("genesis_timestamp", &self.genesis_timestamp)
+            .field("fee_recipient", &self.fee_recipient)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What the chain reports over RPC and metrics.
@@ -65,6 +85,8 @@ pub struct ChainStatus {
     pub equivocations: u64,
     /// Whether production was paused by an operator.
     pub paused: bool,
+    /// Whether the last call to the execution client succeeded.
+    pub engine_online: bool,
 }
 
 /// Messages the ChainActor takes.
@@ -85,6 +107,9 @@ pub enum ChainMessage {
     BlockByHash(B256, oneshot::Sender<Result<Option<SignedBlock>, StoreError>>),
     /// Pauses (`true`) or resumes (`false`) block production.
     SetPaused(bool, oneshot::Sender<()>),
+    /// Fault injection for tests of the supervisor (feature `fault-injection`): the handler panics.
+    #[cfg(feature = "fault-injection")]
+    Panic,
 }
 
 /// Why a block was not imported.
@@ -141,6 +166,18 @@ pub struct ChainActor {
     equivocation_count: u64,
     paused: bool,
     engine_synced: bool,
+    engine_online: bool,
+    /// Nanoseconds spent waiting on the execution client during the current production.
+    engine_nanos: std::sync::atomic::AtomicU64,
+}
+
+/// How long producing one block took, split into the sidecar's own work and Engine API calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProductionTiming {
+    /// Time spent in the sidecar: signing, verifying, encoding, storing.
+    pub consensus: std::time::Duration,
+    /// Time spent waiting on the execution client.
+    pub engine: std::time::Duration,
 }
 
 fn now_ms() -> u64 {
@@ -179,7 +216,7 @@ impl ChainActor {
             Some(f) => store.block(&f.hash)?.map_or(config.genesis_hash, |b| b.header.execution_block_hash),
             None => config.genesis_hash,
         };
-        metrics::gauge!("alys_chain_head_height").set(head.block.height as f64);
+        metrics::gauge!("alys_chain_head_height", "head" => "head").set(head.block.height as f64);
         Ok(Self {
             config,
             aura,
@@ -192,6 +229,8 @@ impl ChainActor {
             equivocation_count: 0,
             paused: false,
             engine_synced: false,
+            engine_online: true,
+            engine_nanos: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -213,19 +252,21 @@ impl ChainActor {
             head_execution_hash: self.head.execution_hash,
             head_slot: self.head.header.as_ref().map_or(0, |h| h.slot),
             finalized: self.store.finalized().ok().flatten(),
-            slot: self.aura.slot_at(now_ms()),
+            slot: self.aura.slot_at((self.config.clock)()),
             authorities: self.aura.authorities().iter().map(|k| k.to_string()).collect(),
             authority_index: self.my_index(),
             equivocations: self.equivocation_count,
             paused: self.paused,
+            engine_online: self.engine_online,
         }
     }
 
     /// Makes sure the execution client has every canonical block up to the head, re-sending what it lost.
-    async fn sync_engine(&mut self) -> Result<(), ImportError> {
+    pub async fn sync_engine(&mut self) -> Result<(), ImportError> {
         let head = self.head.execution_hash;
         let state = self.forkchoice(head);
-        let updated = self.engine.forkchoice_updated(state, None, self.head.execution_timestamp).await?;
+        let updated =
+            self.timed(self.engine.forkchoice_updated(state, None, self.head.execution_timestamp)).await?;
         match updated.payload_status.status {
             PayloadStatusEnum::Valid => {
                 self.engine_synced = true;
@@ -246,7 +287,7 @@ impl ChainActor {
                 let block = self.store.block_by_height(h)?.ok_or(StoreError::UnknownBlock(B256::ZERO))?;
                 hashes.push(block.header.execution_block_hash);
             }
-            let bodies = self.engine.payload_bodies_by_hash(hashes).await?;
+            let bodies = self.timed(self.engine.payload_bodies_by_hash(hashes)).await?;
             for (offset, body) in bodies.iter().enumerate().rev() {
                 if body.is_some() {
                     missing_from = low + offset as u64 + 1;
@@ -262,7 +303,8 @@ impl ChainActor {
             let block = self.store.block_by_height(h)?.ok_or(StoreError::UnknownBlock(B256::ZERO))?;
             self.send_payload(&block).await?;
         }
-        let updated = self.engine.forkchoice_updated(state, None, self.head.execution_timestamp).await?;
+        let updated =
+            self.timed(self.engine.forkchoice_updated(state, None, self.head.execution_timestamp)).await?;
         match updated.payload_status.status {
             PayloadStatusEnum::Valid => {
                 self.engine_synced = true;
@@ -272,15 +314,33 @@ impl ChainActor {
         }
     }
 
+    /// Awaits an execution-client call, adding its duration to the production's engine time.
+    async fn timed<T>(&self, call: impl std::future::Future<Output = T>) -> T {
+        let started = std::time::Instant::now();
+        let out = call.await;
+        let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.engine_nanos.fetch_add(nanos, std::sync::atomic::Ordering::Relaxed);
+        out
+    }
+
     /// `newPayload` for a stored or received block.
     async fn send_payload(&self, block: &SignedBlock) -> Result<(), ImportError> {
         let execution = verify_execution_block(block)?;
+        self.send_execution(block, &execution).await
+    }
+
+    /// `newPayload` for a block whose execution part is already decoded and checked.
+    async fn send_execution(
+        &self,
+        block: &SignedBlock,
+        execution: &alloy_consensus::Block<alloy_consensus::TxEnvelope>,
+    ) -> Result<(), ImportError> {
         let timestamp = execution.header.timestamp;
-        let payload = block_to_payload(block.header.execution_block_hash, &execution);
+        let payload = block_to_payload(block.header.execution_block_hash, execution);
         let spec = self.engine.chain_spec();
         let root = spec.is_active_at(Fork::Cancun, timestamp).then_some(block.header.parent_hash);
         let requests = spec.is_active_at(Fork::Prague, timestamp).then(|| requests_of(block));
-        let status = self.engine.new_payload(payload, root, requests).await?;
+        let status = self.timed(self.engine.new_payload(payload, root, requests)).await?;
         match status.status {
             PayloadStatusEnum::Valid | PayloadStatusEnum::Accepted => Ok(()),
             PayloadStatusEnum::Invalid { validation_error } => {
@@ -299,13 +359,13 @@ impl ChainActor {
     }
 
     /// Imports a block: consensus checks, execution validation, storage, fork choice.
-    async fn import(&mut self, block: SignedBlock) -> Result<B256, ImportError> {
+    pub async fn import(&mut self, block: SignedBlock) -> Result<B256, ImportError> {
         let hash = block.header.hash();
         if self.store.block(&hash)?.is_some() {
             return Ok(hash);
         }
         let header = &block.header;
-        self.aura.verify_header(header, &block.author_signature, now_ms())?;
+        self.aura.verify_header(header, &block.author_signature, (self.config.clock)())?;
         if self.equivocations.observe(header.slot, header.author, hash).is_err() {
             self.equivocation_count += 1;
             metrics::counter!("alys_chain_equivocations_total").increment(1);
@@ -319,6 +379,14 @@ impl ChainActor {
             None => {}
         }
         self.aura.verify_approvals(&hash, &block.approvals)?;
+        self.apply(block, hash).await
+    }
+
+    /// Imports a block whose signatures and Aura rules are already checked (received and verified, or
+    /// just produced and signed here): execution binding, execution-client validation, storage, fork
+    /// choice.
+    async fn apply(&mut self, block: SignedBlock, hash: B256) -> Result<B256, ImportError> {
+        let header = &block.header;
         let execution = verify_execution_block(&block)?;
         if execution.header.mix_hash != header.parent_hash
             || execution.header.parent_beacon_block_root.is_some_and(|root| root != header.parent_hash)
@@ -328,12 +396,14 @@ impl ChainActor {
         if !self.engine_synced {
             self.sync_engine().await?;
         }
-        self.send_payload(&block).await?;
+        self.send_execution(&block, &execution).await?;
 
         if header.height > self.head.block.height {
             let head = self.store.commit_head(&block)?;
             let state = self.forkchoice(header.execution_block_hash);
-            let updated = self.engine.forkchoice_updated(state, None, execution.header.timestamp).await?;
+            let engine = self.engine.clone();
+            let updated =
+                self.timed(engine.forkchoice_updated(state, None, execution.header.timestamp)).await?;
             if let PayloadStatusEnum::Invalid { validation_error } = updated.payload_status.status {
                 return Err(ImportError::InvalidPayload(validation_error));
             }
@@ -343,7 +413,7 @@ impl ChainActor {
                 execution_timestamp: execution.header.timestamp,
                 header: Some(block.header.clone()),
             };
-            metrics::gauge!("alys_chain_head_height").set(head.height as f64);
+            metrics::gauge!("alys_chain_head_height", "head" => "head").set(head.height as f64);
         } else {
             self.store.insert_block(&block)?;
         }
@@ -351,25 +421,40 @@ impl ChainActor {
         Ok(hash)
     }
 
-    /// Produces the block of `slot` if this node is its author.
-    async fn produce(&mut self, slot: u64) -> Result<(), ImportError> {
-        let Some(index) = self.my_index() else { return Ok(()) };
-        if self.aura.author_of(slot) != index || self.paused {
-            return Ok(());
+    /// Produces the block of `slot` if this node is its author; returns how long it took, or `None` when
+    /// this node did not produce (not its slot, paused, no key, or the slot could not carry a block).
+    pub async fn produce_slot(&mut self, slot: u64) -> Result<Option<ProductionTiming>, ImportError> {
+        let started = std::time::Instant::now();
+        self.engine_nanos.store(0, std::sync::atomic::Ordering::Relaxed);
+        if !self.produce(slot).await? {
+            return Ok(None);
         }
-        let Some(key) = self.key.clone() else { return Ok(()) };
+        let engine =
+            std::time::Duration::from_nanos(self.engine_nanos.load(std::sync::atomic::Ordering::Relaxed));
+        let consensus = started.elapsed().saturating_sub(engine);
+        metrics::histogram!("alys_chain_consensus_overhead_seconds").record(consensus.as_secs_f64());
+        Ok(Some(ProductionTiming { consensus, engine }))
+    }
+
+    /// Produces the block of `slot` if this node is its author; `Ok(false)` when it did not.
+    async fn produce(&mut self, slot: u64) -> Result<bool, ImportError> {
+        let Some(index) = self.my_index() else { return Ok(false) };
+        if self.aura.author_of(slot) != index || self.paused {
+            return Ok(false);
+        }
+        let Some(key) = self.key.clone() else { return Ok(false) };
         let need = Aura::required_approvals(self.aura.authorities().len());
         if need > 1 {
             // Approvals from other authorities arrive over the network, which this build does not have yet.
             metrics::counter!("alys_chain_slots_skipped_total", "reason" => "no_network").increment(1);
-            return Ok(());
+            return Ok(false);
         }
         let timestamp = self.aura.slot_start_ms(slot) / 1_000;
         if timestamp <= self.head.execution_timestamp
             || slot <= self.head.header.as_ref().map_or(0, |h| h.slot)
         {
             metrics::counter!("alys_chain_slots_skipped_total", "reason" => "timestamp").increment(1);
-            return Ok(());
+            return Ok(false);
         }
         if !self.engine_synced {
             self.sync_engine().await?;
@@ -386,8 +471,10 @@ impl ChainActor {
             ..Default::default()
         };
         let state = self.forkchoice(self.head.execution_hash);
-        let updated =
-            self.engine.forkchoice_updated(state, Some(attributes), self.head.execution_timestamp).await?;
+        let engine = self.engine.clone();
+        let updated = self
+            .timed(engine.forkchoice_updated(state, Some(attributes), self.head.execution_timestamp))
+            .await?;
         let Some(id) = updated.payload_id else {
             self.engine_synced = false;
             return Err(ImportError::InvalidPayload(format!(
@@ -395,7 +482,7 @@ impl ChainActor {
                 updated.payload_status
             )));
         };
-        let built = self.engine.get_payload(id, timestamp).await?;
+        let built = self.timed(self.engine.get_payload(id, timestamp)).await?;
         let execution_hash = built.payload.block_hash();
         let requests = built.execution_requests.clone();
         let execution = payload_to_block(built.payload, cancun.then_some(parent_hash), requests.as_ref())?;
@@ -421,11 +508,15 @@ impl ChainActor {
                 signature: approval.to_bytes().to_vec().into(),
             },
         };
-        self.import(block).await?;
+        // Our own block: its signatures were made just now, so only the execution side is checked.
+        if self.equivocations.observe(slot, index, hash).is_err() {
+            return Err(ImportError::Equivocation { slot, author: index });
+        }
+        self.apply(block, hash).await?;
         metrics::counter!("alys_chain_blocks_produced_total").increment(1);
         tracing::info!(target: "alys::chain", height = self.head.block.height, slot, %hash,
             execution = %execution_hash, "produced block");
-        Ok(())
+        Ok(true)
     }
 }
 
@@ -436,7 +527,10 @@ impl Actor for ChainActor {
     async fn handle(&mut self, message: ChainMessage) -> Result<(), ActorError> {
         match message {
             ChainMessage::Tick { slot } => {
-                if let Err(error) = self.produce(slot).await {
+                let result = self.produce_slot(slot).await;
+                self.engine_online = !matches!(&result, Err(ImportError::Engine(e)) if e.is_transport());
+                metrics::gauge!("alys_engine_online").set(if self.engine_online { 1.0 } else { 0.0 });
+                if let Err(error) = result {
                     metrics::counter!("alys_chain_production_errors_total").increment(1);
                     tracing::warn!(target: "alys::chain", slot, %error, "block production failed");
                     if matches!(error, ImportError::Engine(_)) {
@@ -444,6 +538,8 @@ impl Actor for ChainActor {
                     }
                 }
             }
+            #[cfg(feature = "fault-injection")]
+            ChainMessage::Panic => panic!("fault injection: chain actor handler panics"),
             ChainMessage::Import(block, reply) => {
                 let result = self.import(*block).await;
                 if let Err(error) = &result {

@@ -10,7 +10,10 @@ pub mod block;
 pub mod execution;
 pub mod keys;
 
-pub use actor::{ChainActor, ChainConfig, ChainMessage, ChainStatus, ImportError, run_slot_clock};
+pub use actor::{
+    ChainActor, ChainConfig, ChainMessage, ChainStatus, Clock, ImportError, ProductionTiming, run_slot_clock,
+    system_clock,
+};
 pub use aura::{Aura, AuraError, Equivocation, EquivocationDetector};
 pub use block::{Approvals, ConsensusHeader, PegInRef, SignedBlock};
 pub use keys::{AuthorityKey, AuthorityPublicKey, BlsSignature, KeyError};

@@ -155,7 +155,13 @@ impl EngineClient {
         let mut attempt = 1;
         loop {
             let span = tracing::debug_span!(target: "alys::engine", "engine_call", method, attempt);
+            let started = std::time::Instant::now();
             let result = self.http.request::<R, _>(method, params()).instrument(span).await;
+            metrics::histogram!("alys_engine_request_seconds", "method" => method)
+                .record(started.elapsed().as_secs_f64());
+            if result.is_err() {
+                metrics::counter!("alys_engine_request_errors_total", "method" => method).increment(1);
+            }
             match result.map_err(EngineClientError::from) {
                 Err(error) if error.is_transport() && attempt < self.retry.attempts => {
                     tracing::warn!(target: "alys::engine", method, attempt, %error, ?backoff, "retrying");

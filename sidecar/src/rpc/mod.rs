@@ -9,7 +9,7 @@
 //! | `alys_syncStatus` | none | head, safe, finalized, slot, authorities, equivocations, paused |
 //! | `alys_pauseProduction` | `["token"]` | true; block production stops until resumed |
 //! | `alys_resumeProduction` | `["token"]` | true |
-//! | `alys_health` | none | `"ok"` (also served as `GET /health`) |
+//! | `alys_health` | none | `"ok"`, or error -32002 when the execution client is offline (also `GET /health`) |
 
 use std::net::SocketAddr;
 
@@ -28,6 +28,9 @@ use crate::{
 
 /// JSON-RPC error code for a refused admin token.
 pub const UNAUTHORIZED: i32 = -32001;
+/// JSON-RPC error code of `alys_health` (and HTTP 500 on `GET /health`) when the execution client is
+/// offline.
+pub const ENGINE_OFFLINE: i32 = -32002;
 /// JSON-RPC error code for an internal failure (store or actor).
 pub const INTERNAL: i32 = -32603;
 
@@ -115,6 +118,7 @@ fn status_json(status: &ChainStatus) -> Value {
         "authorityIndex": status.authority_index,
         "equivocations": status.equivocations,
         "paused": status.paused,
+        "engineOnline": status.engine_online,
     })
 }
 
@@ -223,7 +227,20 @@ pub fn rpc_module(
             .map_err(reg)?;
     }
 
-    module.register_method("alys_health", |_, _, _| "ok").map_err(reg)?;
+    let c = ctx;
+    module
+        .register_async_method("alys_health", move |_, _, _| {
+            let c = c.clone();
+            async move {
+                let status = c.chain.ask(ChainMessage::Status).await.map_err(internal)?;
+                if status.engine_online {
+                    Ok("ok")
+                } else {
+                    Err(ErrorObject::owned(ENGINE_OFFLINE, "execution client is offline", None::<()>))
+                }
+            }
+        })
+        .map_err(reg)?;
     Ok(module)
 }
 

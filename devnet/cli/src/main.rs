@@ -1,0 +1,63 @@
+//! `alys-devnet`: local Alys networks with every stand-in embedded.
+//!
+//! `alys-devnet` starts a complete local network: the embedded execution engine and an Alys authority
+//! driving it. `alys-devnet el` runs the embedded execution engine on its own, as an operator runs reth or
+//! geth: an Engine API (JWT) for a consensus client and an eth JSON-RPC for dApps and tools.
+
+mod el;
+mod up;
+
+use clap::{Parser, Subcommand};
+
+/// Local Alys networks with every stand-in embedded.
+#[derive(Debug, Parser)]
+#[command(name = "alys-devnet", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    up: up::UpArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the embedded execution engine alone (Engine API + eth JSON-RPC), like `reth node`.
+    El(el::ElArgs),
+}
+
+fn main() -> eyre::Result<()> {
+    let cli = Cli::parse();
+    // The whole network prints one line per block itself; logs stay quiet unless RUST_LOG asks.
+    let default_filter = if cli.command.is_none() { "warn" } else { "info" };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Some(Command::El(args)) => el::run(args).await,
+            None => up::run(cli.up).await,
+        }
+    })
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub(crate) async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(error) => {
+            tracing::warn!(target: "alys::devnet", %error, "no SIGTERM handler; only Ctrl-C stops");
+            let _ = ctrl_c.await;
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! `alys-devnet` (no subcommand): a complete local network in one process.
+//!
+//! It starts the embedded execution engine (Engine API + eth JSON-RPC, persisted under the data
+//! directory) and one Alys authority node driving it, with the public devnet key, genesis and JWT from
+//! `etc/`. Stop it with Ctrl-C; start it again and the chain continues from where it stopped.
+
+use std::{net::SocketAddr, path::PathBuf, sync::Arc};
+
+use alys_chainspec::{ChainSpec, dev::DEV_ACCOUNTS};
+use alys_devnet_el::{Engine, EngineConfig};
+use alys_engine_api::{EngineApiConfig, EngineApiServer};
+use alys_eth_rpc::EthRpcConfig;
+use alys_sidecar::{
+    chain::AuthorityKey,
+    config::{
+        AuthoritySection, ChainSection, EngineSection, MetricsSection, NodeConfig, RpcSection, StorageSection,
+    },
+    node,
+};
+use clap::Args;
+use eyre::WrapErr;
+
+/// Where the network lives and listens.
+#[derive(Debug, Args)]
+pub(crate) struct UpArgs {
+    /// Data directory of the network (execution chain and sidecar store).
+    #[arg(long, default_value = "data/devnet")]
+    datadir: PathBuf,
+    /// Delete the data directory first and start a new chain.
+    #[arg(long)]
+    fresh: bool,
+    /// Directory holding the genesis, JWT and devnet key files.
+    #[arg(long, default_value = "etc")]
+    etc: PathBuf,
+    /// Aura slot length in milliseconds.
+    #[arg(long, default_value_t = 2_000)]
+    slot_ms: u64,
+    /// eth JSON-RPC over HTTP.
+    #[arg(long = "http.addr", default_value = "127.0.0.1:8545")]
+    http_addr: SocketAddr,
+    /// eth JSON-RPC over WebSocket.
+    #[arg(long = "ws.addr", default_value = "127.0.0.1:8546")]
+    ws_addr: SocketAddr,
+    /// Engine API.
+    #[arg(long = "authrpc.addr", default_value = "127.0.0.1:8551")]
+    authrpc_addr: SocketAddr,
+    /// Alys RPC (mining, alys_*, admin).
+    #[arg(long = "rpc.addr", default_value = "127.0.0.1:3000")]
+    rpc_addr: SocketAddr,
+    /// Prometheus metrics.
+    #[arg(long = "metrics.addr", default_value = "127.0.0.1:9101")]
+    metrics_addr: SocketAddr,
+}
+
+pub(crate) async fn run(args: UpArgs) -> eyre::Result<()> {
+    if args.fresh && args.datadir.exists() {
+        std::fs::remove_dir_all(&args.datadir)
+            .wrap_err_with(|| format!("removing {}", args.datadir.display()))?;
+    }
+    let genesis = args.etc.join("genesis/devnet.json");
+    let jwt = args.etc.join("jwt/jwt.hex");
+    let key_file = args.etc.join("keys/devnet-authority.key");
+    let spec =
+        Arc::new(ChainSpec::from_file(&genesis).wrap_err_with(|| format!("loading {}", genesis.display()))?);
+    node::install_metrics(args.metrics_addr);
+
+    let engine = Engine::spawn(EngineConfig::new(Arc::clone(&spec)).with_datadir(args.datadir.join("el")))
+        .wrap_err("starting the execution engine")?;
+    let mut engine_api = EngineApiConfig::from_secret_file(&jwt).wrap_err("reading the JWT secret")?;
+    engine_api.addr = args.authrpc_addr;
+    let engine_api = EngineApiServer::new(engine.clone(), engine_api).start().await?;
+    let eth = alys_eth_rpc::start(
+        engine.clone(),
+        EthRpcConfig { http_addr: Some(args.http_addr), ws_addr: Some(args.ws_addr), ..Default::default() },
+    )
+    .await?;
+
+    let authority = AuthorityKey::from_file(&key_file)?;
+    let config = NodeConfig {
+        chain: ChainSection {
+            genesis,
+            slot_duration_ms: args.slot_ms,
+            future_tolerance_ms: 500,
+            authorities: vec![authority.public().to_string()],
+            fee_recipient: Default::default(),
+        },
+        authority: Some(AuthoritySection { key_file }),
+        storage: StorageSection { data_dir: args.datadir.join("sidecar") },
+        engine: EngineSection { url: engine_api.http_url(), jwt_secret: jwt, eth_rpc_url: eth.http_url() },
+        rpc: RpcSection {
+            listen: args.rpc_addr,
+            admin_token_file: Some(args.etc.join("keys/devnet-admin.token")),
+        },
+        metrics: MetricsSection { listen: None },
+    };
+    let node = node::launch(config).await?;
+
+    let ready = serde_json::json!({
+        "event": "ready",
+        "chainId": spec.chain_id(),
+        "genesisHash": engine.genesis_hash(),
+        "http": eth.http_url(),
+        "ws": eth.ws_url(),
+        "authrpc": engine_api.http_url(),
+        "rpc": format!("http://{}", node.rpc.local_addr()),
+        "metrics": format!("http://{}/metrics", args.metrics_addr),
+    });
+    println!("{ready}");
+    eprintln!(
+        "\nAlys devnet is up (chain id {}).\n  eth JSON-RPC  {}\n  WebSocket     {}\n  Alys RPC      http://{}\n  metrics       http://{}/metrics\n  funded dev account 0: {} (key in chainspec/src/dev.rs; public, devnet only)\n",
+        spec.chain_id(),
+        eth.http_url().unwrap_or_default(),
+        eth.ws_url().unwrap_or_default(),
+        node.rpc.local_addr(),
+        args.metrics_addr,
+        DEV_ACCOUNTS[0],
+    );
+
+    let feed = tokio::spawn(show_blocks(engine.subscribe_notifications()));
+    crate::shutdown_signal().await;
+    feed.abort();
+    tracing::info!(target: "alys::devnet", "shutting down");
+    node.shutdown().await;
+    eth.stop();
+    engine_api.stop();
+    eth.stopped().await;
+    engine_api.stopped().await;
+    Ok(())
+}
+
+/// Prints each canonical block as it lands, one line each, for a person watching the terminal.
+async fn show_blocks(mut notifications: tokio::sync::broadcast::Receiver<alys_el_api::ChainNotification>) {
+    use alys_el_api::ChainNotification;
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        let notification = match notifications.recv().await {
+            Ok(n) => n,
+            Err(RecvError::Lagged(missed)) => {
+                eprintln!("  … {missed} notifications skipped");
+                continue;
+            }
+            Err(RecvError::Closed) => return,
+        };
+        if let Some(old) = notification.reverted_chain() {
+            eprintln!("  reorg: {} block(s) reverted", old.len());
+        }
+        if let ChainNotification::Committed { new } | ChainNotification::Reorged { new, .. } = &notification {
+            for block in new.blocks() {
+                let header = &block.block.header;
+                let base_fee = header.base_fee_per_gas.unwrap_or_default() as f64 / 1e9;
+                eprintln!(
+                    "  block {:>6}  {}  {:>3} tx  {:>10} gas  base fee {:.3} gwei",
+                    header.number,
+                    block.hash,
+                    block.block.body.transactions.len(),
+                    header.gas_used,
+                    base_fee,
+                );
+            }
+        }
+    }
+}

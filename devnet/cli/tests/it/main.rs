@@ -1,0 +1,8 @@
+//! End-to-end tests of `alys-devnet` as a process on loopback.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, reason = "test code")]
+
+mod el_cast;
+mod network;
+mod recovery;
+mod support;

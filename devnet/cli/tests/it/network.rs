@@ -1,0 +1,118 @@
+//! The whole network as one process: production, crash safety, operator controls.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::support::{DevnetProcess, rpc, wait_for_height};
+
+/// Reads the canonical chain 1..=head over RPC and checks it has no gap, no duplicate and intact links.
+async fn assert_contiguous(rpc_url: &str) -> u64 {
+    let status = rpc(rpc_url, "alys_syncStatus", json!([])).await.unwrap();
+    let head = status["head"]["height"].as_u64().unwrap();
+    let mut parent: Option<String> = None;
+    let mut slots = Vec::new();
+    for height in 1..=head {
+        let block = rpc(rpc_url, "getblockbyheight", json!([height])).await.unwrap();
+        assert_eq!(block["height"].as_u64(), Some(height), "block at {height}: {block}");
+        if let Some(parent) = &parent {
+            assert_eq!(block["parentHash"].as_str(), Some(parent.as_str()), "link at {height}");
+        }
+        slots.push(block["slot"].as_u64().unwrap());
+        parent = Some(block["hash"].as_str().unwrap().to_owned());
+    }
+    assert!(slots.windows(2).all(|w| w[0] < w[1]), "slots strictly increase: {slots:?}");
+    head
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_production_loses_nothing_and_duplicates_nothing() {
+    let dir = tempdir();
+    let node = DevnetProcess::start(&dir);
+    wait_for_height(&node.rpc, 3, Duration::from_secs(30)).await;
+    let before = assert_contiguous(&node.rpc).await;
+    node.kill9();
+
+    let node = DevnetProcess::start(&dir);
+    let status = rpc(&node.rpc, "alys_syncStatus", json!([])).await.unwrap();
+    assert!(status["head"]["height"].as_u64().unwrap() >= before, "the stored head survived: {status}");
+    wait_for_height(&node.rpc, before + 3, Duration::from_secs(30)).await;
+    let after = assert_contiguous(&node.rpc).await;
+    assert!(after >= before + 3);
+    // The execution chain agrees with the consensus chain.
+    let el_head = rpc(&node.http, "eth_blockNumber", json!([])).await.unwrap();
+    let el_head = u64::from_str_radix(el_head.as_str().unwrap().trim_start_matches("0x"), 16).unwrap();
+    assert!(el_head >= after, "execution head {el_head} behind consensus head {after}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_can_pause_and_resume_production_with_the_token() {
+    let dir = tempdir();
+    let node = DevnetProcess::start(&dir);
+    wait_for_height(&node.rpc, 1, Duration::from_secs(30)).await;
+
+    // A transaction sent with cast to the whole network lands in a block the sidecar produced.
+    let key = alys_chainspec::dev::DEV_PRIVATE_KEYS[4].to_string();
+    let receipt = crate::support::cast(&[
+        "send",
+        "--rpc-url",
+        &node.http,
+        "--private-key",
+        &key,
+        "0x000000000000000000000000000000000000bEEF",
+        "--value",
+        "3ether",
+        "--json",
+    ])
+    .await
+    .unwrap();
+    let receipt: serde_json::Value = serde_json::from_str(&receipt).unwrap();
+    assert_eq!(receipt["status"], "0x1");
+    let landed =
+        u64::from_str_radix(receipt["blockNumber"].as_str().unwrap().trim_start_matches("0x"), 16).unwrap();
+    let block = rpc(&node.rpc, "getblockbyheight", json!([landed])).await.unwrap();
+    assert_eq!(block["executionBlockHash"], receipt["blockHash"], "the consensus block carries it");
+
+    let refused = rpc(&node.rpc, "alys_pauseProduction", json!(["wrong-token"])).await.unwrap_err();
+    assert_eq!(refused["code"], -32001, "{refused}");
+    let malformed = rpc(&node.rpc, "alys_pauseProduction", json!([42])).await.unwrap_err();
+    assert_eq!(malformed["code"], -32602, "{malformed}");
+
+    let token = std::fs::read_to_string(crate::support::root().join("etc/keys/devnet-admin.token")).unwrap();
+    assert_eq!(rpc(&node.rpc, "alys_pauseProduction", json!([token.trim()])).await.unwrap(), true);
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let paused = rpc(&node.rpc, "alys_syncStatus", json!([])).await.unwrap();
+    assert_eq!(paused["paused"], true);
+    let height = paused["head"]["height"].as_u64().unwrap();
+    tokio::time::sleep(Duration::from_millis(3_000)).await;
+    let still = rpc(&node.rpc, "alys_syncStatus", json!([])).await.unwrap();
+    assert_eq!(still["head"]["height"].as_u64().unwrap(), height, "no block while paused");
+
+    assert_eq!(rpc(&node.rpc, "alys_resumeProduction", json!([token.trim()])).await.unwrap(), true);
+    wait_for_height(&node.rpc, height + 2, Duration::from_secs(30)).await;
+
+    // The Alys methods answer in their shapes; bad input is a typed error.
+    let head = rpc(&node.rpc, "getheadblock", json!([])).await.unwrap();
+    let by_hash = rpc(&node.rpc, "getblockbyhash", json!([head["hash"]])).await.unwrap();
+    assert_eq!(by_hash["hash"], head["hash"]);
+    assert_eq!(
+        rpc(&node.rpc, "getblockbyheight", json!([1_000_000])).await.unwrap(),
+        serde_json::Value::Null
+    );
+    assert_eq!(rpc(&node.rpc, "getblockbyhash", json!(["0x1234"])).await.unwrap_err()["code"], -32602);
+    assert_eq!(rpc(&node.rpc, "getblockbyheight", json!(["one"])).await.unwrap_err()["code"], -32602);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn tempdir() -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "alys-devnet-test-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
