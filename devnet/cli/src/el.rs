@@ -30,6 +30,9 @@ pub(crate) struct ElArgs {
     /// eth JSON-RPC over WebSocket listen address.
     #[arg(long = "ws.addr", default_value = "127.0.0.1:8546")]
     ws_addr: SocketAddr,
+    /// gRPC burn feed of the ExEx, as `alys-reth` serves it.
+    #[arg(long = "feed.addr", default_value = "127.0.0.1:50551")]
+    feed_addr: SocketAddr,
 }
 
 pub(crate) async fn run(args: ElArgs) -> eyre::Result<()> {
@@ -41,6 +44,18 @@ pub(crate) async fn run(args: ElArgs) -> eyre::Result<()> {
         config = config.with_datadir(datadir);
     }
     let engine = Engine::spawn(config).wrap_err("starting the execution engine")?;
+    // Without a data directory the ExEx store is as ephemeral as the chain.
+    let exex_store = match &args.datadir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).wrap_err_with(|| format!("creating {}", dir.display()))?;
+            dir.join("exex.redb")
+        }
+        None => std::env::temp_dir().join(format!("alys-el-exex-{}.redb", std::process::id())),
+    };
+    if args.datadir.is_none() {
+        let _ = std::fs::remove_file(&exex_store);
+    }
+    let exex = crate::exex::start(engine.clone(), &exex_store, args.feed_addr).await?;
 
     let mut engine_api = EngineApiConfig::from_secret_file(&args.jwt_secret)
         .wrap_err_with(|| format!("reading JWT secret {}", args.jwt_secret.display()))?;
@@ -59,6 +74,7 @@ pub(crate) async fn run(args: ElArgs) -> eyre::Result<()> {
         "authrpc": engine_api.http_url(),
         "http": eth.http_url(),
         "ws": eth.ws_url(),
+        "burnFeed": format!("http://{}", exex.feed_addr),
     });
     println!("{ready}");
     tracing::info!(target: "alys::devnet", chain_id = spec.chain_id(), genesis = %engine.genesis_hash(),
@@ -70,5 +86,9 @@ pub(crate) async fn run(args: ElArgs) -> eyre::Result<()> {
     engine_api.stop();
     eth.stopped().await;
     engine_api.stopped().await;
+    exex.stop().await;
+    if args.datadir.is_none() {
+        let _ = std::fs::remove_file(&exex_store);
+    }
     Ok(())
 }

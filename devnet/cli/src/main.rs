@@ -5,6 +5,7 @@
 //! geth: an Engine API (JWT) for a consensus client and an eth JSON-RPC for dApps and tools.
 
 mod el;
+mod exex;
 mod up;
 
 use clap::{Parser, Subcommand};

@@ -47,6 +47,9 @@ pub(crate) struct UpArgs {
     /// Alys RPC (mining, alys_*, admin).
     #[arg(long = "rpc.addr", default_value = "127.0.0.1:3000")]
     rpc_addr: SocketAddr,
+    /// gRPC burn feed of the ExEx (what `alys-reth` serves).
+    #[arg(long = "feed.addr", default_value = "127.0.0.1:50551")]
+    feed_addr: SocketAddr,
     /// Prometheus metrics.
     #[arg(long = "metrics.addr", default_value = "127.0.0.1:9101")]
     metrics_addr: SocketAddr,
@@ -66,6 +69,9 @@ pub(crate) async fn run(args: UpArgs) -> eyre::Result<()> {
 
     let engine = Engine::spawn(EngineConfig::new(Arc::clone(&spec)).with_datadir(args.datadir.join("el")))
         .wrap_err("starting the execution engine")?;
+    std::fs::create_dir_all(&args.datadir)
+        .wrap_err_with(|| format!("creating {}", args.datadir.display()))?;
+    let exex = crate::exex::start(engine.clone(), &args.datadir.join("exex.redb"), args.feed_addr).await?;
     let mut engine_api = EngineApiConfig::from_secret_file(&jwt).wrap_err("reading the JWT secret")?;
     engine_api.addr = args.authrpc_addr;
     let engine_api = EngineApiServer::new(engine.clone(), engine_api).start().await?;
@@ -104,6 +110,7 @@ pub(crate) async fn run(args: UpArgs) -> eyre::Result<()> {
         "authrpc": engine_api.http_url(),
         "rpc": format!("http://{}", node.rpc.local_addr()),
         "metrics": format!("http://{}/metrics", args.metrics_addr),
+        "burnFeed": format!("http://{}", exex.feed_addr),
     });
     println!("{ready}");
     eprintln!(
@@ -125,6 +132,7 @@ pub(crate) async fn run(args: UpArgs) -> eyre::Result<()> {
     engine_api.stop();
     eth.stopped().await;
     engine_api.stopped().await;
+    exex.stop().await;
     Ok(())
 }
 

@@ -116,3 +116,46 @@ fn tempdir() -> std::path::PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     dir
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peg_out_reaches_the_burn_feed() {
+    use alys_exex::{BurnFeedClient, FeedEventKind, FileCursorStore};
+
+    let dir = tempdir();
+    let node = DevnetProcess::start(&dir);
+    wait_for_height(&node.rpc, 1, Duration::from_secs(30)).await;
+    let key = alys_chainspec::dev::DEV_PRIVATE_KEYS[5].to_string();
+    let receipt = crate::support::cast(&[
+        "send",
+        "--rpc-url",
+        &node.http,
+        "--private-key",
+        &key,
+        "0xbBbBbBbBbBbBbBbBbBbBbBbBbBbBbBbBbBbBbBbB",
+        "requestPegOut(bytes)",
+        "0x62637274317132",
+        "--value",
+        "0.05ether",
+        "--json",
+    ])
+    .await
+    .unwrap();
+    let receipt: serde_json::Value = serde_json::from_str(&receipt).unwrap();
+    assert_eq!(receipt["status"], "0x1");
+
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut client =
+        BurnFeedClient::new(node.burn_feed.clone(), FileCursorStore::new(dir.join("cursor"))).unwrap();
+    let event =
+        tokio::time::timeout(Duration::from_secs(20), client.next()).await.expect("a feed event").unwrap();
+    assert_eq!(event.kind, FeedEventKind::Burn);
+    assert_eq!(event.burn.bitcoin_address.as_ref(), b"bcrt1q2");
+    assert_eq!(event.burn.sender, alys_chainspec::dev::DEV_ACCOUNTS[5]);
+    assert_eq!(
+        event.burn.value,
+        alloy_primitives::U256::from(5u64)
+            * alloy_primitives::U256::from(10u64).pow(alloy_primitives::U256::from(16u64))
+    );
+    assert_eq!(format!("{:#x}", event.burn.tx_hash), receipt["transactionHash"].as_str().unwrap());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -147,6 +147,7 @@ pub(crate) struct DevnetProcess {
     child: Child,
     pub(crate) http: String,
     pub(crate) rpc: String,
+    pub(crate) burn_feed: String,
 }
 
 impl Drop for DevnetProcess {
@@ -170,6 +171,7 @@ impl DevnetProcess {
                 "--metrics.addr",
                 "127.0.0.1:0",
             ])
+            .args(["--feed.addr", "127.0.0.1:0"])
             .arg("--datadir")
             .arg(datadir)
             .stdout(Stdio::piped())
@@ -185,6 +187,7 @@ impl DevnetProcess {
             child,
             http: ready["http"].as_str().unwrap().to_owned(),
             rpc: ready["rpc"].as_str().unwrap().to_owned(),
+            burn_feed: ready["burnFeed"].as_str().unwrap().to_owned(),
         }
     }
 
