@@ -66,7 +66,7 @@ fn main() -> eyre::Result<()> {
                 }
                 let node = launch(config).await?;
                 println!("{}", serde_json::json!({ "event": "ready", "rpc": format!("http://{}", node.rpc.local_addr()) }));
-                shutdown_signal().await;
+                alys_sidecar::node::shutdown_signal().await;
                 tracing::info!(target: "alys::node", "shutting down");
                 node.shutdown().await;
                 Ok(())
@@ -91,21 +91,6 @@ fn main() -> eyre::Result<()> {
         Command::Key(KeyCommand::Public { key_file }) => {
             println!("{}", AuthorityKey::from_file(&key_file)?.public());
             Ok(())
-        }
-    }
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = ctrl_c => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = ctrl_c.await;
         }
     }
 }

@@ -183,3 +183,20 @@ pub async fn launch(config: NodeConfig) -> Result<NodeHandle, LaunchError> {
     let rpc = rpc::start(config.rpc.listen, chain.clone(), admin_token).await?;
     Ok(NodeHandle { chain, rpc, chain_task, clock_task })
 }
+
+/// Resolves on Ctrl-C or SIGTERM: the signals an operator or systemd sends to stop a node.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(error) => {
+            tracing::warn!(target: "alys::node", %error, "no SIGTERM handler; only Ctrl-C stops");
+            let _ = ctrl_c.await;
+        }
+    }
+}

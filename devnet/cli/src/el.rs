@@ -80,7 +80,7 @@ pub(crate) async fn run(args: ElArgs) -> eyre::Result<()> {
     tracing::info!(target: "alys::devnet", chain_id = spec.chain_id(), genesis = %engine.genesis_hash(),
         authrpc = %engine_api.http_url(), http = ?eth.http_url(), ws = ?eth.ws_url(), "execution engine ready");
 
-    crate::shutdown_signal().await;
+    alys_sidecar::node::shutdown_signal().await;
     tracing::info!(target: "alys::devnet", "shutting down");
     eth.stop();
     engine_api.stop();

@@ -45,20 +45,3 @@ fn main() -> eyre::Result<()> {
         }
     })
 }
-
-/// Resolves on Ctrl-C or SIGTERM.
-pub(crate) async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = ctrl_c => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(error) => {
-            tracing::warn!(target: "alys::devnet", %error, "no SIGTERM handler; only Ctrl-C stops");
-            let _ = ctrl_c.await;
-        }
-    }
-}

@@ -124,7 +124,7 @@ pub(crate) async fn run(args: UpArgs) -> eyre::Result<()> {
     );
 
     let feed = tokio::spawn(show_blocks(engine.subscribe_notifications()));
-    crate::shutdown_signal().await;
+    alys_sidecar::node::shutdown_signal().await;
     feed.abort();
     tracing::info!(target: "alys::devnet", "shutting down");
     node.shutdown().await;
