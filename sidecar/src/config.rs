@@ -34,6 +34,80 @@ pub struct NodeConfig {
     /// The Prometheus exporter.
     #[serde(default)]
     pub metrics: MetricsSection,
+    /// Merged mining.
+    #[serde(default)]
+    pub auxpow: AuxPowSection,
+}
+
+/// `[auxpow]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuxPowSection {
+    /// This chain's merged-mining chain id.
+    #[serde(default = "default_aux_chain_id")]
+    pub chain_id: u32,
+    /// The easiest target allowed, compact form (e.g. "0x207fffff" for devnets).
+    #[serde(default = "default_pow_limit", deserialize_with = "hex_u32")]
+    pub pow_limit_bits: u32,
+    /// Wanted seconds between proofs; the target is retargeted on the elapsed time.
+    #[serde(default = "default_spacing")]
+    pub target_spacing_secs: u64,
+    /// Production stops after this many blocks without a proof, until one arrives.
+    #[serde(default = "default_max_without_pow")]
+    pub max_blocks_without_pow: u64,
+    /// The miner's share of a finalized batch's fees, in percent (Alys: 80).
+    #[serde(default = "default_miner_share")]
+    pub miner_share_percent: u64,
+    /// Where the federation's share goes.
+    #[serde(default)]
+    pub federation_fee_address: Address,
+}
+
+impl Default for AuxPowSection {
+    fn default() -> Self {
+        Self {
+            chain_id: default_aux_chain_id(),
+            pow_limit_bits: default_pow_limit(),
+            target_spacing_secs: default_spacing(),
+            max_blocks_without_pow: default_max_without_pow(),
+            miner_share_percent: default_miner_share(),
+            federation_fee_address: Address::ZERO,
+        }
+    }
+}
+
+const fn default_aux_chain_id() -> u32 {
+    0x2121
+}
+
+const fn default_pow_limit() -> u32 {
+    0x207f_ffff
+}
+
+const fn default_spacing() -> u64 {
+    60
+}
+
+const fn default_max_without_pow() -> u64 {
+    1_000
+}
+
+const fn default_miner_share() -> u64 {
+    80
+}
+
+fn hex_u32<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Bits {
+        Number(u32),
+        Text(String),
+    }
+    match Bits::deserialize(deserializer)? {
+        Bits::Number(n) => Ok(n),
+        Bits::Text(text) => u32::from_str_radix(text.trim_start_matches("0x"), 16)
+            .map_err(|_| serde::de::Error::custom("expected compact bits as hex, e.g. \"0x207fffff\"")),
+    }
 }
 
 /// `[chain]`

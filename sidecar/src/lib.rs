@@ -6,6 +6,7 @@
 //! locks between them.
 
 pub mod actor;
+pub mod auxpow;
 pub mod chain;
 pub mod config;
 pub mod engine;

@@ -161,6 +161,16 @@ pub async fn launch(config: NodeConfig) -> Result<NodeHandle, LaunchError> {
         genesis_timestamp: spec.genesis().timestamp,
         fee_recipient: config.chain.fee_recipient,
         clock: crate::chain::system_clock(),
+        auxpow: crate::auxpow::MiningParams {
+            chain_id: config.auxpow.chain_id,
+            pow_limit_bits: config.auxpow.pow_limit_bits,
+            target_spacing_secs: config.auxpow.target_spacing_secs,
+            max_blocks_without_pow: config.auxpow.max_blocks_without_pow,
+            split: crate::auxpow::RewardSplit {
+                miner_percent: config.auxpow.miner_share_percent,
+                federation: config.auxpow.federation_fee_address,
+            },
+        },
     };
     tracing::info!(target: "alys::node", chain_id = spec.chain_id(), genesis = %chain_config.genesis_hash,
         authorities = aura.authorities().len(), "starting node");

@@ -77,6 +77,14 @@ fn chain(
         genesis_timestamp: spec.genesis().timestamp,
         fee_recipient: Default::default(),
         clock: Arc::new(move || clock.load(Ordering::Relaxed)),
+        // No proofs arrive in the benchmark: never stop production for lack of them.
+        auxpow: alys_sidecar::auxpow::MiningParams {
+            chain_id: 0x2121,
+            pow_limit_bits: 0x207f_ffff,
+            target_spacing_secs: 60,
+            max_blocks_without_pow: u64::MAX,
+            split: alys_sidecar::auxpow::RewardSplit { miner_percent: 80, federation: Default::default() },
+        },
     };
     ChainActor::new(config, aura, Some(Arc::clone(key)), engine, store).unwrap()
 }

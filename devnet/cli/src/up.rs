@@ -13,7 +13,8 @@ use alys_eth_rpc::EthRpcConfig;
 use alys_sidecar::{
     chain::AuthorityKey,
     config::{
-        AuthoritySection, ChainSection, EngineSection, MetricsSection, NodeConfig, RpcSection, StorageSection,
+        AuthoritySection, AuxPowSection, ChainSection, EngineSection, MetricsSection, NodeConfig, RpcSection,
+        StorageSection,
     },
     node,
 };
@@ -50,6 +51,9 @@ pub(crate) struct UpArgs {
     /// gRPC burn feed of the ExEx (what `alys-reth` serves).
     #[arg(long = "feed.addr", default_value = "127.0.0.1:50551")]
     feed_addr: SocketAddr,
+    /// Do not run the embedded reference miner (blocks then stop finalizing).
+    #[arg(long)]
+    no_miner: bool,
     /// Prometheus metrics.
     #[arg(long = "metrics.addr", default_value = "127.0.0.1:9101")]
     metrics_addr: SocketAddr,
@@ -98,6 +102,8 @@ pub(crate) async fn run(args: UpArgs) -> eyre::Result<()> {
             admin_token_file: Some(args.etc.join("keys/devnet-admin.token")),
         },
         metrics: MetricsSection { listen: None },
+        // Devnet proofs come from the embedded miner: aim for one every 10 s.
+        auxpow: AuxPowSection { target_spacing_secs: 10, ..Default::default() },
     };
     let node = node::launch(config).await?;
 
@@ -124,8 +130,19 @@ pub(crate) async fn run(args: UpArgs) -> eyre::Result<()> {
     );
 
     let feed = tokio::spawn(show_blocks(engine.subscribe_notifications()));
+    // The reference miner talks to the node's RPC like any pool; it pays dev account 1.
+    let miner = (!args.no_miner).then(|| {
+        tokio::spawn(alys_devnet::miner::run(
+            format!("http://{}", node.rpc.local_addr()),
+            DEV_ACCOUNTS[1],
+            std::time::Duration::from_secs(2),
+        ))
+    });
     alys_sidecar::node::shutdown_signal().await;
     feed.abort();
+    if let Some(miner) = miner {
+        miner.abort();
+    }
     tracing::info!(target: "alys::devnet", "shutting down");
     node.shutdown().await;
     eth.stop();

@@ -59,8 +59,28 @@ pub fn pegin_withdrawals(pegins: &[PegInRef]) -> Vec<Withdrawal> {
         .collect()
 }
 
-/// Decodes and checks the execution block of `block` against its header: hash, number, withdrawals.
+/// Decodes and checks the execution block of `block` against its header: hash, number, and withdrawals
+/// equal to the claimed peg-ins (a block that also carries an AuxPow reward is checked by
+/// [`decode_execution_block`] and [`check_withdrawals`] with the reward appended).
 pub fn verify_execution_block(block: &SignedBlock) -> Result<Block<TxEnvelope>, ExecutionBlockError> {
+    let execution = decode_execution_block(block)?;
+    check_withdrawals(&execution, &pegin_withdrawals(&block.header.pegins))?;
+    Ok(execution)
+}
+
+/// Checks that the execution block's withdrawals are exactly `expected` (invariant 2).
+pub fn check_withdrawals(
+    execution: &Block<TxEnvelope>,
+    expected: &[Withdrawal],
+) -> Result<(), ExecutionBlockError> {
+    if execution.body.withdrawals.as_ref().map(|w| w.as_slice()) != Some(expected) {
+        return Err(ExecutionBlockError::WithdrawalsMismatch);
+    }
+    Ok(())
+}
+
+/// Decodes the execution block of `block` and checks its hash and number against the header.
+pub fn decode_execution_block(block: &SignedBlock) -> Result<Block<TxEnvelope>, ExecutionBlockError> {
     let mut bytes = block.execution_block.as_ref();
     let execution = Block::<TxEnvelope>::decode(&mut bytes).map_err(ExecutionBlockError::Decode)?;
     if !bytes.is_empty() {
@@ -78,10 +98,6 @@ pub fn verify_execution_block(block: &SignedBlock) -> Result<Block<TxEnvelope>, 
             number: execution.header.number,
             height: block.header.height,
         });
-    }
-    let expected = pegin_withdrawals(&block.header.pegins);
-    if execution.body.withdrawals.as_ref().map(|w| w.as_slice()) != Some(expected.as_slice()) {
-        return Err(ExecutionBlockError::WithdrawalsMismatch);
     }
     Ok(execution)
 }

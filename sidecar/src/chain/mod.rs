@@ -11,8 +11,8 @@ pub mod execution;
 pub mod keys;
 
 pub use actor::{
-    ChainActor, ChainConfig, ChainMessage, ChainStatus, Clock, ImportError, ProductionTiming, run_slot_clock,
-    system_clock,
+    AuxTemplate, ChainActor, ChainConfig, ChainMessage, ChainStatus, Clock, ImportError, MiningError,
+    ProductionTiming, run_slot_clock, system_clock,
 };
 pub use aura::{Aura, AuraError, Equivocation, EquivocationDetector};
 pub use block::{Approvals, ConsensusHeader, PegInRef, SignedBlock};

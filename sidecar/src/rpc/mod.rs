@@ -6,7 +6,9 @@
 //! | `getheadblock` | none | the head block, or null at genesis |
 //! | `getblockbyheight` | `[height]` | the canonical block at that height, or null |
 //! | `getblockbyhash` | `["0x…"]` | the stored block with that consensus hash, or null |
-//! | `alys_syncStatus` | none | head, safe, finalized, slot, authorities, equivocations, paused |
+//! | `createauxblock` | `["0x<evm address>"]` | `{hash, chainid, previousblockhash, coinbasevalue, bits, height, _target}` |
+//! | `submitauxblock` | `["<hash>", "<auxpow hex>"]` | true when the proof is valid and queued, false otherwise |
+//! | `alys_syncStatus` | none | head, safe, finalized, slot, authorities, equivocations, paused, production |
 //! | `alys_pauseProduction` | `["token"]` | true; block production stops until resumed |
 //! | `alys_resumeProduction` | `["token"]` | true |
 //! | `alys_health` | none | `"ok"`, or error -32002 when the execution client is offline (also `GET /health`) |
@@ -119,7 +121,21 @@ fn status_json(status: &ChainStatus) -> Value {
         "equivocations": status.equivocations,
         "paused": status.paused,
         "engineOnline": status.engine_online,
+        "productionStopped": status.production_stopped,
+        "powBits": format!("{:08x}", status.pow_bits),
     })
+}
+
+fn mining_error(error: crate::chain::MiningError) -> ErrorObjectOwned {
+    match error {
+        crate::chain::MiningError::Malformed(reason) => {
+            ErrorObject::owned(-32602, format!("malformed auxpow: {reason}"), None::<()>)
+        }
+        crate::chain::MiningError::NothingToFinalize => {
+            ErrorObject::owned(-32000, "no unfinalized blocks to mine yet", None::<()>)
+        }
+        other => internal(other),
+    }
 }
 
 fn check_token(ctx: &Context, token: &str) -> Result<(), ErrorObjectOwned> {
@@ -226,6 +242,52 @@ pub fn rpc_module(
             })
             .map_err(reg)?;
     }
+
+    let c = ctx.clone();
+    module
+        .register_async_method("createauxblock", move |params, _, _| {
+            let c = c.clone();
+            async move {
+                let (miner,): (String,) = params.parse()?;
+                let miner: alloy_primitives::Address = miner
+                    .parse()
+                    .map_err(|_| ErrorObject::owned(-32602, "invalid EVM address", None::<()>))?;
+                let template = c
+                    .chain
+                    .ask(|r| ChainMessage::CreateAuxBlock(miner, r))
+                    .await
+                    .map_err(internal)?
+                    .map_err(mining_error)?;
+                Ok::<Value, ErrorObjectOwned>(json!({
+                    "hash": hex::encode(template.hash),
+                    "chainid": template.chain_id,
+                    "previousblockhash": hex::encode(template.previous_block_hash),
+                    "coinbasevalue": template.coinbase_value,
+                    "bits": format!("{:08x}", template.bits),
+                    "height": template.height,
+                    "_target": hex::encode(template.target_le),
+                }))
+            }
+        })
+        .map_err(reg)?;
+
+    let c = ctx.clone();
+    module
+        .register_async_method("submitauxblock", move |params, _, _| {
+            let c = c.clone();
+            async move {
+                let (hash, auxpow): (String, String) = params.parse()?;
+                let hash = parse_hash(&hash)?;
+                let auxpow = hex::decode(auxpow)
+                    .map_err(|_| ErrorObject::owned(-32602, "invalid auxpow: not hex", None::<()>))?;
+                c.chain
+                    .ask(|r| ChainMessage::SubmitAuxBlock(hash, auxpow.into(), r))
+                    .await
+                    .map_err(internal)?
+                    .map_err(mining_error)
+            }
+        })
+        .map_err(reg)?;
 
     let c = ctx;
     module

@@ -190,6 +190,48 @@ impl Store {
         Ok(())
     }
 
+    /// Marks a canonical block finalized and writes `extra` metadata in the same transaction (the
+    /// merged-mining state that changes with finality).
+    pub fn finalize_with(&self, block: BlockRef, extra: &[(&str, &[u8])]) -> Result<(), StoreError> {
+        let tx = self.db.begin_write()?;
+        {
+            let canonical = tx.open_table(CANONICAL)?;
+            if canonical.get(block.height)?.map(|v| B256::from(*v.value())) != Some(block.hash) {
+                return Err(StoreError::NotCanonical(block.hash));
+            }
+            let mut meta = tx.open_table(META)?;
+            meta.insert(FINALIZED, block.encode().as_slice())?;
+            for (key, value) in extra {
+                meta.insert(*key, *value)?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Writes a metadata value (e.g. a queued proof) durably.
+    pub fn put_meta(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        let tx = self.db.begin_write()?;
+        tx.open_table(META)?.insert(key, value)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Deletes a metadata value.
+    pub fn delete_meta(&self, key: &str) -> Result<(), StoreError> {
+        let tx = self.db.begin_write()?;
+        tx.open_table(META)?.remove(key)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Reads a metadata value.
+    pub fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let meta = tx.open_table(META)?;
+        Ok(meta.get(key)?.map(|v| v.value().to_vec()))
+    }
+
     /// The head, if any block was committed.
     pub fn head(&self) -> Result<Option<BlockRef>, StoreError> {
         self.meta(HEAD)

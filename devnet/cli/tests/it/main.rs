@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, reason = "test code")]
 
 mod el_cast;
+mod mining;
 mod network;
 mod recovery;
 mod support;

@@ -19,16 +19,21 @@ use alloy_rpc_types_engine::{ForkchoiceState, PayloadAttributes, PayloadStatusEn
 use alys_chainspec::Fork;
 use tokio::sync::oneshot;
 
+mod mining;
+
+pub use mining::{AuxTemplate, MiningError};
+
 use super::{
     Approvals, Aura, AuraError, AuthorityKey, ConsensusHeader, EquivocationDetector, SignedBlock,
     execution::{
-        ExecutionBlockError, block_to_payload, encode_execution_block, payload_to_block, pegin_withdrawals,
-        requests_of, verify_execution_block,
+        ExecutionBlockError, block_to_payload, check_withdrawals, decode_execution_block,
+        encode_execution_block, payload_to_block, pegin_withdrawals, requests_of,
     },
     keys::BlsSignature,
 };
 use crate::{
     actor::{Actor, ActorError},
+    auxpow::{AuxPowHeader, MiningParams},
     engine::{EngineClient, EngineClientError},
     storage::{BlockRef, Store, StoreError},
 };
@@ -52,6 +57,8 @@ pub struct ChainConfig {
     pub fee_recipient: Address,
     /// The wall clock (slots, future-slot checks).
     pub clock: Clock,
+    /// Merged-mining parameters.
+    pub auxpow: MiningParams,
 }
 
 impl std::fmt::Debug for ChainConfig {
@@ -87,6 +94,10 @@ pub struct ChainStatus {
     pub paused: bool,
     /// Whether the last call to the execution client succeeded.
     pub engine_online: bool,
+    /// Why production is stopped (too many blocks without AuxPow), if it is.
+    pub production_stopped: Option<String>,
+    /// The current merged-mining target, compact form.
+    pub pow_bits: u32,
 }
 
 /// Messages the ChainActor takes.
@@ -107,6 +118,10 @@ pub enum ChainMessage {
     BlockByHash(B256, oneshot::Sender<Result<Option<SignedBlock>, StoreError>>),
     /// Pauses (`true`) or resumes (`false`) block production.
     SetPaused(bool, oneshot::Sender<()>),
+    /// `createauxblock`: work for a miner paying to the address.
+    CreateAuxBlock(Address, oneshot::Sender<Result<AuxTemplate, MiningError>>),
+    /// `submitauxblock`: a committed hash and a serialized CAuxPow.
+    SubmitAuxBlock(B256, Bytes, oneshot::Sender<Result<bool, MiningError>>),
     /// Fault injection for tests of the supervisor (feature `fault-injection`): the handler panics.
     #[cfg(feature = "fault-injection")]
     Panic,
@@ -141,6 +156,9 @@ pub enum ImportError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The block's merged-mining proof is invalid.
+    #[error("auxpow: {0}")]
+    AuxPow(String),
 }
 
 /// The head as the actor tracks it.
@@ -167,6 +185,8 @@ pub struct ChainActor {
     paused: bool,
     engine_synced: bool,
     engine_online: bool,
+    /// Merged-mining state.
+    mining: mining::MiningState,
     /// Nanoseconds spent waiting on the execution client during the current production.
     engine_nanos: std::sync::atomic::AtomicU64,
 }
@@ -202,7 +222,7 @@ impl ChainActor {
         let head = match store.head()? {
             Some(head) => {
                 let block = store.block(&head.hash)?.ok_or(StoreError::UnknownBlock(head.hash))?;
-                let execution = verify_execution_block(&block).map_err(|_| StoreError::Corrupt(head.hash))?;
+                let execution = decode_execution_block(&block).map_err(|_| StoreError::Corrupt(head.hash))?;
                 Head {
                     block: head,
                     execution_hash: block.header.execution_block_hash,
@@ -217,7 +237,10 @@ impl ChainActor {
             None => config.genesis_hash,
         };
         metrics::gauge!("alys_chain_head_height", "head" => "head").set(head.block.height as f64);
+        let mining =
+            mining::MiningState::load(&store, config.auxpow.pow_limit_bits, config.genesis_timestamp)?;
         Ok(Self {
+            mining,
             config,
             aura,
             key,
@@ -258,6 +281,8 @@ impl ChainActor {
             equivocations: self.equivocation_count,
             paused: self.paused,
             engine_online: self.engine_online,
+            production_stopped: self.production_stopped().ok().flatten(),
+            pow_bits: self.mining.bits,
         }
     }
 
@@ -325,7 +350,7 @@ impl ChainActor {
 
     /// `newPayload` for a stored or received block.
     async fn send_payload(&self, block: &SignedBlock) -> Result<(), ImportError> {
-        let execution = verify_execution_block(block)?;
+        let execution = decode_execution_block(block)?;
         self.send_execution(block, &execution).await
     }
 
@@ -379,6 +404,9 @@ impl ChainActor {
             None => {}
         }
         self.aura.verify_approvals(&hash, &block.approvals)?;
+        if !block.header.auxpow.is_empty() {
+            self.verify_block_auxpow(block.header.parent_hash, &block.header.auxpow)?;
+        }
         self.apply(block, hash).await
     }
 
@@ -387,7 +415,20 @@ impl ChainActor {
     /// choice.
     async fn apply(&mut self, block: SignedBlock, hash: B256) -> Result<B256, ImportError> {
         let header = &block.header;
-        let execution = verify_execution_block(&block)?;
+        let execution = decode_execution_block(&block)?;
+        let proof = if header.auxpow.is_empty() {
+            None
+        } else {
+            Some(
+                AuxPowHeader::decode(&header.auxpow)
+                    .map_err(|e| ImportError::AuxPow(format!("encoding: {e}")))?,
+            )
+        };
+        let mut expected = pegin_withdrawals(&header.pegins);
+        if let Some(proof) = &proof {
+            expected.extend(self.reward_for(proof, header.pegins.len())?);
+        }
+        check_withdrawals(&execution, &expected)?;
         if execution.header.mix_hash != header.parent_hash
             || execution.header.parent_beacon_block_root.is_some_and(|root| root != header.parent_hash)
         {
@@ -400,6 +441,9 @@ impl ChainActor {
 
         if header.height > self.head.block.height {
             let head = self.store.commit_head(&block)?;
+            if let Some(proof) = &proof {
+                self.finalize(proof, execution.header.timestamp)?;
+            }
             let state = self.forkchoice(header.execution_block_hash);
             let engine = self.engine.clone();
             let updated =
@@ -456,17 +500,27 @@ impl ChainActor {
             metrics::counter!("alys_chain_slots_skipped_total", "reason" => "timestamp").increment(1);
             return Ok(false);
         }
+        if let Some(reason) = self.production_stopped()? {
+            metrics::counter!("alys_chain_slots_skipped_total", "reason" => "no_auxpow").increment(1);
+            tracing::warn!(target: "alys::chain", slot, %reason, "not producing");
+            return Ok(false);
+        }
         if !self.engine_synced {
             self.sync_engine().await?;
         }
         let parent_hash = self.head.block.hash;
+        let proof = self.includable_proof()?;
+        let mut withdrawals = pegin_withdrawals(&[]);
+        if let Some(proof) = &proof {
+            withdrawals.extend(self.reward_for(proof, 0)?);
+        }
         let spec = self.engine.chain_spec();
         let cancun = spec.is_active_at(Fork::Cancun, timestamp);
         let attributes = PayloadAttributes {
             timestamp,
             prev_randao: parent_hash,
             suggested_fee_recipient: self.config.fee_recipient,
-            withdrawals: Some(pegin_withdrawals(&[])),
+            withdrawals: Some(withdrawals),
             parent_beacon_block_root: cancun.then_some(parent_hash),
             ..Default::default()
         };
@@ -493,7 +547,7 @@ impl ChainActor {
             author: index,
             execution_block_hash: execution_hash,
             pegins: Vec::new(),
-            auxpow: Bytes::new(),
+            auxpow: proof.as_ref().map(AuxPowHeader::encoded).unwrap_or_default(),
         };
         let hash = header.hash();
         let signature = key.sign(&hash);
@@ -555,6 +609,12 @@ impl Actor for ChainActor {
             }
             ChainMessage::BlockByHash(hash, reply) => {
                 let _ = reply.send(self.store.block(&hash));
+            }
+            ChainMessage::CreateAuxBlock(miner, reply) => {
+                let _ = reply.send(self.create_aux_block(miner));
+            }
+            ChainMessage::SubmitAuxBlock(hash, proof, reply) => {
+                let _ = reply.send(self.submit_aux_block(hash, proof));
             }
             ChainMessage::SetPaused(paused, reply) => {
                 self.paused = paused;

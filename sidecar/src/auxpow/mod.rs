@@ -1,0 +1,47 @@
+//! Merged mining on the sidecar's side: what a miner's coinbase commits to, the proof a block carries,
+//! how a proof finalizes a batch of blocks, how the fees of that batch are shared, and when production
+//! must stop for lack of proofs.
+//!
+//! # The committed hash
+//!
+//! `createauxblock(miner)` answers a `hash` that commits to every block after the last finalized one up to
+//! the current head, and to the miner's payout address:
+//!
+//! ```text
+//! hash = keccak256(RLP[ "alys-auxpow-v1", chain_id: u64, finalized: B256, head: B256,
+//!                       head_height: u64, miner: Address ])
+//! ```
+//!
+//! `finalized` is the hash of the last finalized consensus block (the execution genesis hash before the
+//! first proof) and `head` the consensus head the template was made for: the batch is
+//! `(finalized, head]`. A proof for that hash finalizes `head`. Binding the payout address into the hash
+//! means a proof cannot be replayed to pay someone else.
+//!
+//! # The proof in a block
+//!
+//! The next slot author puts an [`AuxPowHeader`] (RLP) in the consensus header's `auxpow` field: the
+//! fields above, the compact target the proof met, and the serialized CAuxPow. Every node recomputes the
+//! hash, checks the proof against it (all of Namecoin's rules, `alys-auxpow`), checks that `finalized` is
+//! its finalized block and `head` an ancestor of the new block, and then finalizes `head`.
+
+mod commitment;
+pub mod pow;
+mod reward;
+
+pub use commitment::{AUX_DOMAIN, AuxPowHeader, aux_hash};
+pub use reward::{RewardSplit, batch_fees, reward_withdrawals};
+
+/// Merged-mining parameters of a chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MiningParams {
+    /// This chain's merged-mining chain id (distinct from the parent chain's and other aux chains').
+    pub chain_id: u32,
+    /// The easiest allowed target, compact form (`nBits`); also the starting difficulty.
+    pub pow_limit_bits: u32,
+    /// Wanted time between proofs, in seconds.
+    pub target_spacing_secs: u64,
+    /// Production stops when this many blocks are waiting for a proof, until one arrives.
+    pub max_blocks_without_pow: u64,
+    /// How a finalized batch's fees are shared.
+    pub split: RewardSplit,
+}

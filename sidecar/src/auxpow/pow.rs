@@ -1,0 +1,580 @@
+//! The merged-mining proof itself: the standard serialized CAuxPow, Namecoin's validation rules (plus
+//! Alys's output placement of the commitment), and time-based retargeting.
+//!
+//! # Where the commitment may be
+//!
+//! The parent coinbase commits to the chain merkle root (with one aux chain, the committed hash itself)
+//! in one of two places:
+//!
+//! 1. **Namecoin**: in the coinbase input script, either right after the magic `fabe6d6d` (which must then
+//!    appear exactly once), or, without the magic, starting within the first 20 bytes of the script.
+//! 2. **Alys**: in the script of coinbase output 2 or 3 (indexes 1 and 2), as the 44-byte merged-mining
+//!    header `fabe6d6d ‖ root ‖ size ‖ nonce`, the magic required and present once in that script.
+//!
+//! In both, the root is written in display byte order (reversed, as `createauxblock` prints the hash) and
+//! is followed by the merkle size (`u32` LE, `2^branch length`) and the nonce (`u32` LE) that fixes the
+//! chain's expected index in the chain merkle tree.
+
+use alloy_primitives::B256;
+use bitcoin::{
+    Transaction, TxMerkleNode,
+    block::Header,
+    consensus::{Decodable, encode},
+    hashes::{Hash, sha256d},
+    pow::{CompactTarget, Target},
+};
+
+/// The merged-mining magic that precedes the chain merkle root.
+pub const MERGED_MINING_MAGIC: [u8; 4] = [0xfa, 0xbe, 0x6d, 0x6d];
+/// The longest chain merkle branch accepted.
+pub const MAX_CHAIN_BRANCH: usize = 30;
+/// Version bit a block sets when it is itself merge-mined (auxpow).
+const VERSION_AUXPOW: i32 = 1 << 8;
+
+/// A decoded CAuxPow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuxPow {
+    /// The parent chain's coinbase transaction.
+    pub coinbase: Transaction,
+    /// Legacy parent block hash field (unused).
+    pub parent_hash: bitcoin::BlockHash,
+    /// Merkle branch linking the coinbase to the parent header's merkle root.
+    pub coinbase_branch: Vec<TxMerkleNode>,
+    /// The coinbase's index in the parent block (must be 0).
+    pub coinbase_index: i32,
+    /// Merkle branch linking our committed hash to the chain merkle root.
+    pub chain_branch: Vec<TxMerkleNode>,
+    /// Our index in the chain merkle tree.
+    pub chain_index: i32,
+    /// The parent chain's block header.
+    pub parent: Header,
+}
+
+impl Decodable for AuxPow {
+    // Decoding through the finite-reader path keeps rust-bitcoin's allocation caps on every vector.
+    fn consensus_decode_from_finite_reader<R: bitcoin::io::Read + ?Sized>(
+        r: &mut R,
+    ) -> Result<Self, encode::Error> {
+        Ok(Self {
+            coinbase: Decodable::consensus_decode_from_finite_reader(r)?,
+            parent_hash: Decodable::consensus_decode_from_finite_reader(r)?,
+            coinbase_branch: Decodable::consensus_decode_from_finite_reader(r)?,
+            coinbase_index: Decodable::consensus_decode_from_finite_reader(r)?,
+            chain_branch: Decodable::consensus_decode_from_finite_reader(r)?,
+            chain_index: Decodable::consensus_decode_from_finite_reader(r)?,
+            parent: Decodable::consensus_decode_from_finite_reader(r)?,
+        })
+    }
+}
+
+/// The rule a proof failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuxPowError {
+    /// The bytes are not a CAuxPow (or have trailing bytes).
+    #[error("malformed auxpow: {0}")]
+    Malformed(String),
+    /// The coinbase has no inputs or no outputs.
+    #[error("parent coinbase has no inputs or no outputs")]
+    EmptyCoinbase,
+    /// The coinbase is not at index 0 of the parent block.
+    #[error("auxpow coinbase is not at index 0")]
+    NotCoinbase,
+    /// The parent block is itself merge-mined.
+    #[error("auxpow parent block is itself auxpow")]
+    ParentIsAuxPow,
+    /// The parent block carries our chain id.
+    #[error("auxpow parent has our chain id")]
+    ParentHasOurChainId,
+    /// The chain merkle branch is longer than 30.
+    #[error("chain merkle branch too long ({0})")]
+    ChainBranchTooLong(usize),
+    /// The coinbase does not hash up to the parent header's merkle root.
+    #[error("coinbase is not in the parent block's merkle tree")]
+    MerkleRootMismatch,
+    /// The chain merkle root is not in the coinbase.
+    #[error("chain merkle root missing from the parent coinbase")]
+    MissingRoot,
+    /// The magic appears more than once.
+    #[error("multiple merged-mining headers in the coinbase")]
+    MultipleHeaders,
+    /// The magic is not immediately before the root.
+    #[error("merged-mining header is not just before the chain merkle root")]
+    HeaderNotBeforeRoot,
+    /// Without the magic, the root must start in the first 20 bytes.
+    #[error("chain merkle root must start in the first 20 bytes of the coinbase script")]
+    RootTooLate,
+    /// The size and nonce after the root are missing.
+    #[error("merkle size and nonce missing after the chain merkle root")]
+    MissingSizeAndNonce,
+    /// The committed merkle size is not 2^(branch length).
+    #[error("merkle size {size} does not match branch length {branch}")]
+    WrongMerkleSize {
+        /// The committed size.
+        size: u32,
+        /// The branch length.
+        branch: usize,
+    },
+    /// The chain index is not the one the nonce and chain id fix.
+    #[error("wrong chain index {got}, expected {expected}")]
+    WrongIndex {
+        /// The proof's index.
+        got: i32,
+        /// The expected index.
+        expected: u32,
+    },
+    /// The parent block's hash does not meet our target.
+    #[error("parent block hash does not meet the target")]
+    InsufficientWork,
+    /// The compact target is invalid (negative, zero or overflowing).
+    #[error("invalid compact target {0:#x}")]
+    InvalidTarget(u32),
+}
+
+/// Decodes a serialized CAuxPow; trailing bytes, truncation and absurd lengths are errors.
+pub fn decode_auxpow(bytes: &[u8]) -> Result<AuxPow, AuxPowError> {
+    let proof: AuxPow =
+        bitcoin::consensus::deserialize(bytes).map_err(|e| AuxPowError::Malformed(e.to_string()))?;
+    if proof.coinbase.input.is_empty() || proof.coinbase.output.is_empty() {
+        return Err(AuxPowError::EmptyCoinbase);
+    }
+    Ok(proof)
+}
+
+/// Namecoin's `CheckMerkleBranch`: folds `hash` up `branch` by the bits of `index`.
+fn merkle_root(mut hash: [u8; 32], branch: &[TxMerkleNode], mut index: i32) -> [u8; 32] {
+    for node in branch {
+        let mut buf = [0u8; 64];
+        let (left, right) = buf.split_at_mut(32);
+        if index & 1 == 1 {
+            left.copy_from_slice(&node.to_byte_array());
+            right.copy_from_slice(&hash);
+        } else {
+            left.copy_from_slice(&hash);
+            right.copy_from_slice(&node.to_byte_array());
+        }
+        hash = sha256d::Hash::hash(&buf).to_byte_array();
+        index >>= 1;
+    }
+    hash
+}
+
+/// Namecoin's `getExpectedIndex`: the slot of chain `chain_id` in a chain merkle tree of height `height`.
+pub fn expected_index(nonce: u32, chain_id: u32, height: usize) -> u32 {
+    let mut rand = nonce.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+    rand = rand.wrapping_add(chain_id);
+    rand = rand.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+    rand % (1u32 << height.min(31))
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Where in `script` the root is, checked by Namecoin's placement rules; returns the offset after it.
+fn locate_in_input(script: &[u8], root: &[u8; 32]) -> Result<usize, AuxPowError> {
+    let pc = find(script, root).ok_or(AuxPowError::MissingRoot)?;
+    match find(script, &MERGED_MINING_MAGIC) {
+        Some(head) => {
+            let after = script.get(head + 1..).unwrap_or_default();
+            if find(after, &MERGED_MINING_MAGIC).is_some() {
+                return Err(AuxPowError::MultipleHeaders);
+            }
+            if head + MERGED_MINING_MAGIC.len() != pc {
+                return Err(AuxPowError::HeaderNotBeforeRoot);
+            }
+        }
+        None if pc > 20 => return Err(AuxPowError::RootTooLate),
+        None => {}
+    }
+    Ok(pc + root.len())
+}
+
+/// Alys's placement: the magic-prefixed header in output 2 or 3.
+fn locate_in_outputs(coinbase: &Transaction, root: &[u8; 32]) -> Option<(usize, Vec<u8>)> {
+    let mut header = MERGED_MINING_MAGIC.to_vec();
+    header.extend_from_slice(root);
+    coinbase.output.iter().skip(1).take(2).find_map(|out| {
+        let script = out.script_pubkey.as_bytes();
+        let at = find(script, &header)?;
+        let after = script.get(at + 1..).unwrap_or_default();
+        (find(after, &MERGED_MINING_MAGIC).is_none()).then(|| (at + header.len(), script.to_vec()))
+    })
+}
+
+/// Checks a proof for `aux_hash` (the committed hash, as `createauxblock` hands it out) on chain
+/// `chain_id` against the compact target `bits`. Returns the rule that failed.
+pub fn check(proof: &AuxPow, aux_hash: B256, chain_id: u32, bits: u32) -> Result<(), AuxPowError> {
+    if proof.coinbase.input.is_empty() || proof.coinbase.output.is_empty() {
+        return Err(AuxPowError::EmptyCoinbase);
+    }
+    if proof.coinbase_index != 0 {
+        return Err(AuxPowError::NotCoinbase);
+    }
+    let version = proof.parent.version.to_consensus();
+    if version & VERSION_AUXPOW != 0 {
+        return Err(AuxPowError::ParentIsAuxPow);
+    }
+    if (version >> 16) as u32 == chain_id {
+        return Err(AuxPowError::ParentHasOurChainId);
+    }
+    let height = proof.chain_branch.len();
+    if height > MAX_CHAIN_BRANCH {
+        return Err(AuxPowError::ChainBranchTooLong(height));
+    }
+    // The committed hash is a uint256 in internal order: the reverse of how it is displayed.
+    let mut internal = aux_hash.0;
+    internal.reverse();
+    let mut root = merkle_root(internal, &proof.chain_branch, proof.chain_index);
+    root.reverse();
+
+    let txid = proof.coinbase.compute_txid().to_byte_array();
+    if merkle_root(txid, &proof.coinbase_branch, proof.coinbase_index)
+        != proof.parent.merkle_root.to_byte_array()
+    {
+        return Err(AuxPowError::MerkleRootMismatch);
+    }
+    let input = proof.coinbase.input.first().map(|i| i.script_sig.as_bytes()).unwrap_or_default();
+    let (after, script) = match locate_in_input(input, &root) {
+        Ok(after) => (after, input.to_vec()),
+        Err(AuxPowError::MissingRoot) => {
+            locate_in_outputs(&proof.coinbase, &root).ok_or(AuxPowError::MissingRoot)?
+        }
+        Err(other) => return Err(other),
+    };
+    let tail: [u8; 8] = script
+        .get(after..after + 8)
+        .and_then(|t| t.try_into().ok())
+        .ok_or(AuxPowError::MissingSizeAndNonce)?;
+    let size = u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]);
+    let nonce = u32::from_le_bytes([tail[4], tail[5], tail[6], tail[7]]);
+    if u64::from(size) != 1u64 << height {
+        return Err(AuxPowError::WrongMerkleSize { size, branch: height });
+    }
+    let expected = expected_index(nonce, chain_id, height);
+    if i64::from(proof.chain_index) != i64::from(expected) {
+        return Err(AuxPowError::WrongIndex { got: proof.chain_index, expected });
+    }
+    let target = target_of(bits)?;
+    if !target.is_met_by(proof.parent.block_hash()) {
+        return Err(AuxPowError::InsufficientWork);
+    }
+    Ok(())
+}
+
+/// The target of a compact `bits`, refusing negative, zero and overflowing encodings.
+pub fn target_of(bits: u32) -> Result<Target, AuxPowError> {
+    let mantissa = bits & 0x007f_ffff;
+    let exponent = bits >> 24;
+    if bits & 0x0080_0000 != 0 || mantissa == 0 || exponent > 34 {
+        return Err(AuxPowError::InvalidTarget(bits));
+    }
+    Ok(Target::from_compact(CompactTarget::from_consensus(bits)))
+}
+
+/// The target as 32 little-endian bytes (`_target` in `createauxblock`).
+pub fn target_le_bytes(bits: u32) -> [u8; 32] {
+    target_of(bits).map(|t| t.to_le_bytes()).unwrap_or([0xff; 32])
+}
+
+/// The next compact target after a proof, from the time since the previous one:
+/// `new = old × actual / spacing`, with `actual` clamped to `[spacing/4, spacing×4]` so one adjustment
+/// moves the difficulty at most 4× either way, and never easier than `pow_limit_bits`.
+pub fn next_bits(bits: u32, elapsed_secs: u64, spacing_secs: u64, pow_limit_bits: u32) -> u32 {
+    use alloy_primitives::U256;
+    let spacing = spacing_secs.max(1);
+    let actual = elapsed_secs.clamp(spacing / 4, spacing.saturating_mul(4)).max(1);
+    let (Ok(old), Ok(limit)) = (target_of(bits), target_of(pow_limit_bits)) else { return pow_limit_bits };
+    let old = U256::from_le_bytes(old.to_le_bytes());
+    let limit = U256::from_le_bytes(limit.to_le_bytes());
+    // An overflowing product is far past any limit.
+    let new = old.checked_mul(U256::from(actual)).map_or(limit, |product| product / U256::from(spacing));
+    let new = if new > limit || new.is_zero() { limit } else { new };
+    let compact = Target::from_le_bytes(new.to_le_bytes()).to_compact_lossy().to_consensus();
+    // Compact rounding can land a hair above the limit: clamp in compact space too.
+    if target_of(compact).map(|t| U256::from_le_bytes(t.to_le_bytes()) > limit).unwrap_or(true) {
+        pow_limit_bits
+    } else {
+        compact
+    }
+}
+
+/// Builds a proof for `aux_hash` by grinding the parent header's nonce (reference miner and tests):
+/// a parent coinbase with the commitment in its input script (Namecoin placement, with the magic).
+/// Gives up after `max_tries` and returns `None`.
+pub fn mine(aux_hash: B256, chain_id: u32, bits: u32, max_tries: u32) -> Option<Vec<u8>> {
+    use bitcoin::{
+        Amount, OutPoint, ScriptBuf, Sequence, TxIn, TxOut, Witness, absolute::LockTime, block::Version,
+        consensus::serialize, transaction,
+    };
+    let target = target_of(bits).ok()?;
+    let mut script = vec![0x03, 0x01, 0x00, 0x00]; // height push, as a real coinbase starts
+    script.extend_from_slice(&MERGED_MINING_MAGIC);
+    script.extend_from_slice(aux_hash.as_slice());
+    script.extend_from_slice(&1u32.to_le_bytes()); // merkle size 2^0
+    script.extend_from_slice(&0u32.to_le_bytes()); // nonce: expected index 0 for a height-0 tree
+    let coinbase = Transaction {
+        version: transaction::Version::ONE,
+        lock_time: LockTime::ZERO,
+        input: vec![TxIn {
+            previous_output: OutPoint::null(),
+            script_sig: ScriptBuf::from_bytes(script),
+            sequence: Sequence::MAX,
+            witness: Witness::new(),
+        }],
+        output: vec![TxOut { value: Amount::from_sat(0), script_pubkey: ScriptBuf::new() }],
+    };
+    let merkle_root = TxMerkleNode::from_byte_array(coinbase.compute_txid().to_byte_array());
+    let mut parent = Header {
+        version: Version::from_consensus(0x2000_0000),
+        prev_blockhash: bitcoin::BlockHash::all_zeros(),
+        merkle_root,
+        time: 0,
+        bits: CompactTarget::from_consensus(0x1d00_ffff),
+        nonce: 0,
+    };
+    let found = (0..max_tries).any(|nonce| {
+        parent.nonce = nonce;
+        target.is_met_by(parent.block_hash())
+    });
+    if !found {
+        return None;
+    }
+    let mut out = serialize(&coinbase);
+    out.extend_from_slice(&[0u8; 32]); // legacy parent hash
+    out.push(0); // empty coinbase branch
+    out.extend_from_slice(&0i32.to_le_bytes());
+    out.push(0); // empty chain branch
+    let index = i32::try_from(expected_index(0, chain_id, 0)).ok()?;
+    out.extend_from_slice(&index.to_le_bytes());
+    out.extend_from_slice(&serialize(&parent));
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bitcoin::{Amount, ScriptBuf, TxOut, block::Version, consensus::serialize};
+
+    const CHAIN: u32 = 0x2121;
+    const EASY: u32 = 0x207f_ffff;
+
+    fn aux() -> B256 {
+        B256::repeat_byte(0x42)
+    }
+
+    fn commitment(root: &[u8], size: u32, nonce: u32) -> Vec<u8> {
+        let mut v = root.to_vec();
+        v.extend_from_slice(&size.to_le_bytes());
+        v.extend_from_slice(&nonce.to_le_bytes());
+        v
+    }
+
+    /// A proof with `script` as the coinbase input script, sealed (merkle root set, nonce ground).
+    fn proof_with(script: Vec<u8>) -> AuxPow {
+        let bytes = mine(aux(), CHAIN, EASY, 1_000).unwrap();
+        let mut proof = decode_auxpow(&bytes).unwrap();
+        proof.coinbase.input[0].script_sig = ScriptBuf::from_bytes(script);
+        seal(proof)
+    }
+
+    fn seal(mut proof: AuxPow) -> AuxPow {
+        proof.parent.merkle_root = TxMerkleNode::from_byte_array(merkle_root(
+            proof.coinbase.compute_txid().to_byte_array(),
+            &proof.coinbase_branch,
+            proof.coinbase_index,
+        ));
+        let target = target_of(EASY).unwrap();
+        proof.parent.nonce = (0..10_000)
+            .find(|n| {
+                let mut h = proof.parent;
+                h.nonce = *n;
+                target.is_met_by(h.block_hash())
+            })
+            .unwrap();
+        proof
+    }
+
+    fn magic_then(rest: &[u8]) -> Vec<u8> {
+        let mut v = vec![0x03, 0x01, 0x00, 0x00];
+        v.extend_from_slice(&MERGED_MINING_MAGIC);
+        v.extend_from_slice(rest);
+        v
+    }
+
+    #[test]
+    fn mined_proof_round_trips_and_verifies() {
+        let bytes = mine(aux(), CHAIN, EASY, 1_000).unwrap();
+        let proof = decode_auxpow(&bytes).unwrap();
+        check(&proof, aux(), CHAIN, EASY).unwrap();
+        assert_eq!(check(&proof, B256::repeat_byte(0x43), CHAIN, EASY), Err(AuxPowError::MissingRoot));
+    }
+
+    #[test]
+    fn decoder_refuses_garbage() {
+        let bytes = mine(aux(), CHAIN, EASY, 1_000).unwrap();
+        assert!(matches!(decode_auxpow(&[]), Err(AuxPowError::Malformed(_))));
+        assert!(matches!(decode_auxpow(&bytes[..bytes.len() - 1]), Err(AuxPowError::Malformed(_))));
+        let mut trailing = bytes.clone();
+        trailing.push(0);
+        assert!(matches!(decode_auxpow(&trailing), Err(AuxPowError::Malformed(_))));
+        // A huge branch length prefix must not allocate or panic.
+        let mut proof = decode_auxpow(&bytes).unwrap();
+        proof.coinbase_branch.clear();
+        let mut absurd = serialize(&proof.coinbase);
+        absurd.extend_from_slice(&[0u8; 32]);
+        absurd.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]);
+        assert!(matches!(decode_auxpow(&absurd), Err(AuxPowError::Malformed(_))));
+        for len in 0..bytes.len().min(200) {
+            let _ = decode_auxpow(&bytes[..len]);
+        }
+    }
+
+    #[test]
+    fn coinbase_without_inputs_or_outputs_is_refused() {
+        let mut proof = proof_with(magic_then(&commitment(aux().as_slice(), 1, 0)));
+        proof.coinbase.output.clear();
+        assert_eq!(check(&proof, aux(), CHAIN, EASY), Err(AuxPowError::EmptyCoinbase));
+        proof.coinbase.output.push(TxOut { value: Amount::ZERO, script_pubkey: ScriptBuf::new() });
+        proof.coinbase.input.clear();
+        assert_eq!(check(&proof, aux(), CHAIN, EASY), Err(AuxPowError::EmptyCoinbase));
+    }
+
+    #[test]
+    fn placement_rules_in_the_input_script() {
+        let good = commitment(aux().as_slice(), 1, 0);
+        check(&proof_with(magic_then(&good)), aux(), CHAIN, EASY).unwrap();
+
+        // Without the magic the root must start within the first 20 bytes.
+        let mut early = vec![0u8; 20];
+        early.extend_from_slice(&good);
+        check(&proof_with(early), aux(), CHAIN, EASY).unwrap();
+        let mut late = vec![0u8; 21];
+        late.extend_from_slice(&good);
+        assert_eq!(check(&proof_with(late), aux(), CHAIN, EASY), Err(AuxPowError::RootTooLate));
+
+        let mut twice = magic_then(&good);
+        twice.extend_from_slice(&MERGED_MINING_MAGIC);
+        assert_eq!(check(&proof_with(twice), aux(), CHAIN, EASY), Err(AuxPowError::MultipleHeaders));
+
+        let mut gap = magic_then(&[0u8]);
+        gap.extend_from_slice(&good);
+        assert_eq!(check(&proof_with(gap), aux(), CHAIN, EASY), Err(AuxPowError::HeaderNotBeforeRoot));
+
+        assert_eq!(
+            check(&proof_with(magic_then(&[1, 2, 3])), aux(), CHAIN, EASY),
+            Err(AuxPowError::MissingRoot)
+        );
+        let short = magic_then(&commitment(aux().as_slice(), 1, 0)[..36]);
+        assert_eq!(check(&proof_with(short), aux(), CHAIN, EASY), Err(AuxPowError::MissingSizeAndNonce));
+        let wrong_size = magic_then(&commitment(aux().as_slice(), 2, 0));
+        assert_eq!(
+            check(&proof_with(wrong_size), aux(), CHAIN, EASY),
+            Err(AuxPowError::WrongMerkleSize { size: 2, branch: 0 })
+        );
+    }
+
+    #[test]
+    fn alys_output_placement() {
+        let mut header = MERGED_MINING_MAGIC.to_vec();
+        header.extend_from_slice(&commitment(aux().as_slice(), 1, 0));
+        for (index, ok) in [(1usize, true), (2, true), (3, false)] {
+            let mut proof = proof_with(vec![0x03, 0x01, 0x00, 0x00]);
+            while proof.coinbase.output.len() <= index {
+                proof.coinbase.output.push(TxOut { value: Amount::ZERO, script_pubkey: ScriptBuf::new() });
+            }
+            let mut script = vec![0x6a, 44]; // OP_RETURN, push 44
+            script.extend_from_slice(&header);
+            proof.coinbase.output[index].script_pubkey = ScriptBuf::from_bytes(script);
+            let proof = seal(proof);
+            let result = check(&proof, aux(), CHAIN, EASY);
+            assert_eq!(result.is_ok(), ok, "output {index}: {result:?}");
+        }
+    }
+
+    #[test]
+    fn chain_branch_index_and_length() {
+        // A two-level chain tree: the root commits to size 4 and the nonce fixes our index.
+        let nonce = 7;
+        let index = expected_index(nonce, CHAIN, 2);
+        let branch = vec![TxMerkleNode::from_byte_array([1; 32]), TxMerkleNode::from_byte_array([2; 32])];
+        let mut internal = aux().0;
+        internal.reverse();
+        let mut root = merkle_root(internal, &branch, index as i32);
+        root.reverse();
+        let mut proof = proof_with(magic_then(&commitment(&root, 4, nonce)));
+        proof.chain_branch = branch.clone();
+        proof.chain_index = index as i32;
+        check(&proof, aux(), CHAIN, EASY).unwrap();
+
+        let wrong = (index + 1) % 4;
+        let mut root = merkle_root(internal, &branch, wrong as i32);
+        root.reverse();
+        let mut bad = proof_with(magic_then(&commitment(&root, 4, nonce)));
+        bad.chain_branch = branch;
+        bad.chain_index = wrong as i32;
+        assert_eq!(
+            check(&bad, aux(), CHAIN, EASY),
+            Err(AuxPowError::WrongIndex { got: wrong as i32, expected: index })
+        );
+
+        let mut long = proof;
+        long.chain_branch = vec![TxMerkleNode::from_byte_array([0; 32]); MAX_CHAIN_BRANCH + 1];
+        assert_eq!(check(&long, aux(), CHAIN, EASY), Err(AuxPowError::ChainBranchTooLong(31)));
+    }
+
+    #[test]
+    fn parent_block_rules() {
+        let good = magic_then(&commitment(aux().as_slice(), 1, 0));
+        let mut not_coinbase = proof_with(good.clone());
+        not_coinbase.coinbase_index = 1;
+        assert_eq!(check(&not_coinbase, aux(), CHAIN, EASY), Err(AuxPowError::NotCoinbase));
+
+        let mut auxpow_parent = proof_with(good.clone());
+        auxpow_parent.parent.version = Version::from_consensus(0x2000_0100);
+        assert_eq!(check(&auxpow_parent, aux(), CHAIN, EASY), Err(AuxPowError::ParentIsAuxPow));
+
+        let mut same_chain = proof_with(good.clone());
+        same_chain.parent.version = Version::from_consensus((CHAIN << 16) as i32 | 4);
+        assert_eq!(check(&same_chain, aux(), CHAIN, EASY), Err(AuxPowError::ParentHasOurChainId));
+
+        let mut unlinked = proof_with(good.clone());
+        unlinked.parent.merkle_root = TxMerkleNode::from_byte_array([9; 32]);
+        assert_eq!(check(&unlinked, aux(), CHAIN, EASY), Err(AuxPowError::MerkleRootMismatch));
+
+        let proof = proof_with(good);
+        assert_eq!(check(&proof, aux(), CHAIN, 0x1d00_ffff), Err(AuxPowError::InsufficientWork));
+        assert_eq!(check(&proof, aux(), CHAIN, 0x0080_0001), Err(AuxPowError::InvalidTarget(0x0080_0001)));
+    }
+
+    #[test]
+    fn retarget_follows_elapsed_time_clamped_and_capped() {
+        let limit = EASY;
+        let base = 0x1e10_0000; // an even mantissa, so halving and doubling are exact in compact form
+        let t = |bits: u32| alloy_primitives::U256::from_le_bytes(target_of(bits).unwrap().to_le_bytes());
+        // On time: unchanged (up to compact rounding).
+        assert_eq!(next_bits(base, 60, 60, limit), base);
+        // Twice as fast: target halves (harder); twice as slow: doubles.
+        assert!(t(next_bits(base, 30, 60, limit)) < t(base));
+        assert_eq!(t(next_bits(base, 30, 60, limit)), t(base) / alloy_primitives::U256::from(2u64));
+        assert_eq!(t(next_bits(base, 120, 60, limit)), t(base) * alloy_primitives::U256::from(2u64));
+        // Clamped to 4x per adjustment both ways.
+        assert_eq!(next_bits(base, 1, 60, limit), next_bits(base, 15, 60, limit));
+        assert_eq!(next_bits(base, 10_000, 60, limit), next_bits(base, 240, 60, limit));
+        // Never easier than the limit.
+        assert_eq!(next_bits(limit, 10_000, 60, limit), limit);
+        // Bad input falls back to the limit rather than panicking.
+        assert_eq!(next_bits(0, 60, 60, limit), limit);
+        assert_eq!(next_bits(base, 60, 0, limit), next_bits(base, 4, 1, limit), "spacing 0 counts as 1 s");
+    }
+
+    #[test]
+    fn expected_index_is_namecoins_lcg() {
+        assert_eq!(expected_index(0, CHAIN, 0), 0);
+        let manual = {
+            let r = 5u32.wrapping_mul(1_103_515_245).wrapping_add(12_345).wrapping_add(CHAIN);
+            r.wrapping_mul(1_103_515_245).wrapping_add(12_345) % 8
+        };
+        assert_eq!(expected_index(5, CHAIN, 3), manual);
+        assert!(expected_index(u32::MAX, u32::MAX, 30) < 1 << 30);
+    }
+}
