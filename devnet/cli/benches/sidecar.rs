@@ -89,6 +89,34 @@ fn chain(
     ChainActor::new(config, aura, Some(Arc::clone(key)), engine, store).unwrap()
 }
 
+/// createauxblock over the unfinalized chain, proof validation, and submitauxblock.
+fn mining(producer: &mut ChainActor, unfinalized: u64) {
+    use alys_sidecar::auxpow::pow;
+    let miner = alloy_primitives::Address::repeat_byte(0x11);
+    let started = Instant::now();
+    let template = producer.create_aux_block(miner).unwrap();
+    println!(
+        "createauxblock with {unfinalized} unfinalized blocks: {:?} (template height {})",
+        started.elapsed(),
+        template.height
+    );
+    let started = Instant::now();
+    let _cached = producer.create_aux_block(miner).unwrap();
+    println!("createauxblock again (cached template): {:?}", started.elapsed());
+
+    let proof = pow::mine(template.hash, template.chain_id, template.bits, 10_000_000).unwrap();
+    let mut samples = Vec::with_capacity(10_000);
+    for _ in 0..10_000 {
+        let started = Instant::now();
+        pow::check_serialized(&proof, template.hash, template.chain_id, template.bits).unwrap();
+        samples.push(started.elapsed());
+    }
+    report("auxpow validation per proof (decode + all rules)", samples);
+    let started = Instant::now();
+    assert!(producer.submit_aux_block(template.hash, proof.into()).unwrap());
+    println!("submitauxblock (validate + durable queue): {:?}", started.elapsed());
+}
+
 fn main() {
     let blocks: u64 = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(1_000);
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
@@ -129,6 +157,9 @@ fn main() {
                 engine.push(timing.engine);
             }
             report(&format!("[{label}] consensus overhead per block (excl. Engine API)"), consensus);
+            if label == "on-disk store" {
+                mining(&mut producer, blocks);
+            }
             report(&format!("[{label}] Engine API time per block"), engine);
 
             // Import of the stored chain into a fresh engine.

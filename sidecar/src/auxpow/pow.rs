@@ -261,6 +261,12 @@ pub fn check(proof: &AuxPow, aux_hash: B256, chain_id: u32, bits: u32) -> Result
     Ok(())
 }
 
+/// The whole check as one pure function over outside bytes: decodes the serialized CAuxPow and checks it
+/// for `aux_hash` on chain `chain_id` against the compact target `bits`; returns the rule that failed.
+pub fn check_serialized(proof: &[u8], aux_hash: B256, chain_id: u32, bits: u32) -> Result<(), AuxPowError> {
+    check(&decode_auxpow(proof)?, aux_hash, chain_id, bits)
+}
+
 /// The target of a compact `bits`, refusing negative, zero and overflowing encodings.
 pub fn target_of(bits: u32) -> Result<Target, AuxPowError> {
     let mantissa = bits & 0x007f_ffff;
@@ -427,6 +433,36 @@ mod tests {
         for len in 0..bytes.len().min(200) {
             let _ = decode_auxpow(&bytes[..len]);
         }
+    }
+
+    #[test]
+    fn mutated_proofs_never_panic() {
+        // A deterministic xorshift fuzz: flip, truncate and extend a valid proof many times.
+        let valid = mine(aux(), CHAIN, EASY, 1_000).unwrap();
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..5_000 {
+            let mut bytes = valid.clone();
+            match next() % 4 {
+                0 => {
+                    let at = (next() as usize) % bytes.len();
+                    bytes[at] ^= (next() as u8) | 1;
+                }
+                1 => bytes.truncate((next() as usize) % bytes.len()),
+                2 => bytes.extend((0..next() % 64).map(|_| next() as u8)),
+                _ => {
+                    let at = (next() as usize) % bytes.len();
+                    bytes.insert(at, next() as u8);
+                }
+            }
+            let _ = check_serialized(&bytes, aux(), CHAIN, EASY);
+        }
+        assert!(check_serialized(&valid, aux(), CHAIN, EASY).is_ok());
     }
 
     #[test]

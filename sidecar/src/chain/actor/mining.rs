@@ -60,8 +60,9 @@ pub(super) struct MiningState {
     pub(super) last_proof_secs: u64,
     /// A valid proof waiting for the next block this node authors.
     pub(super) queued: Option<AuxPowHeader>,
-    /// Templates handed out for the current finalized block, by committed hash.
-    pub(super) templates: HashMap<B256, AuxPowHeader>,
+    /// Templates handed out for the current finalized block, by committed hash, with the miner's
+    /// coinbase value in satoshis.
+    pub(super) templates: HashMap<B256, (AuxPowHeader, u64)>,
 }
 
 impl MiningState {
@@ -113,19 +114,32 @@ impl ChainActor {
     }
 
     /// `createauxblock`: a template committing to the unfinalized blocks and the miner's address.
-    pub(super) fn create_aux_block(&mut self, miner: Address) -> Result<AuxTemplate, MiningError> {
+    pub fn create_aux_block(&mut self, miner: Address) -> Result<AuxTemplate, MiningError> {
         let finalized = self.finalized_ref()?;
         if self.head.block.height <= finalized.height {
             return Err(MiningError::NothingToFinalize);
         }
         let params = self.config.auxpow;
         // One template per payout address and head: repeated polls get the same work.
+        let head = self.head.block;
         let cached = self
             .mining
             .templates
             .iter()
-            .find(|(_, t)| t.miner == miner && t.head == self.head.block.hash && t.finalized == finalized.hash)
-            .map(|(hash, _)| *hash);
+            .find(|(_, (t, _))| t.miner == miner && t.head == head.hash && t.finalized == finalized.hash)
+            .map(|(hash, (_, value))| (*hash, *value));
+        let template = |hash: B256, coinbase_value: u64, bits: u32| AuxTemplate {
+            hash,
+            chain_id: params.chain_id,
+            previous_block_hash: finalized.hash,
+            coinbase_value,
+            bits,
+            height: head.height,
+            target_le: pow::target_le_bytes(bits),
+        };
+        if let Some((hash, value)) = cached {
+            return Ok(template(hash, value, self.mining.bits));
+        }
         let header = AuxPowHeader {
             finalized: finalized.hash,
             head: self.head.block.hash,
@@ -134,32 +148,26 @@ impl ChainActor {
             bits: self.mining.bits,
             proof: Bytes::new(),
         };
-        let hash = cached.unwrap_or_else(|| header.aux_hash(params.chain_id));
+        let hash = header.aux_hash(params.chain_id);
         let fees = self.range_fees(&header)?;
         let miner_gwei = reward_withdrawals(fees, miner, params.split, 0)
             .into_iter()
             .find(|w| w.address == miner)
             .map_or(0, |w| w.amount);
+        let coinbase_value = miner_gwei / alys_contracts::GWEI_PER_SAT;
+        let answer = template(hash, coinbase_value, self.mining.bits);
         if self.mining.templates.len() >= MAX_TEMPLATES {
             self.mining.templates.clear();
         }
-        self.mining.templates.insert(hash, header);
-        Ok(AuxTemplate {
-            hash,
-            chain_id: params.chain_id,
-            previous_block_hash: finalized.hash,
-            coinbase_value: miner_gwei / alys_contracts::GWEI_PER_SAT,
-            bits: self.mining.bits,
-            height: self.head.block.height,
-            target_le: pow::target_le_bytes(self.mining.bits),
-        })
+        self.mining.templates.insert(hash, (header, coinbase_value));
+        Ok(answer)
     }
 
     /// `submitauxblock`: `Ok(true)` when the proof is valid for a template we issued and is now queued
     /// for the next block; `Ok(false)` for unknown or stale templates and proofs that fail a rule.
-    pub(super) fn submit_aux_block(&mut self, hash: B256, proof: Bytes) -> Result<bool, MiningError> {
+    pub fn submit_aux_block(&mut self, hash: B256, proof: Bytes) -> Result<bool, MiningError> {
         let decoded = pow::decode_auxpow(&proof).map_err(|e| MiningError::Malformed(e.to_string()))?;
-        let Some(template) = self.mining.templates.get(&hash).cloned() else {
+        let Some((template, _)) = self.mining.templates.get(&hash).cloned() else {
             tracing::info!(target: "alys::auxpow", %hash, "submitted proof for an unknown template");
             return Ok(false);
         };
