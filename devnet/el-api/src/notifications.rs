@@ -34,6 +34,33 @@ impl ExecutedBlock {
     pub const fn num_hash(&self) -> BlockNumHash {
         BlockNumHash { number: self.block.header.number, hash: self.hash }
     }
+
+    /// Every log of the block in its JSON-RPC shape, with block, transaction and in-block log indexes
+    /// (as `eth_getLogs` numbers them); `removed` marks logs of a reverted block.
+    pub fn rpc_logs(&self, removed: bool) -> impl Iterator<Item = alloy_rpc_types_eth::Log> + '_ {
+        let header = &self.block.header;
+        self.block
+            .body
+            .transactions
+            .iter()
+            .zip(&self.receipts)
+            .enumerate()
+            .flat_map(|(tx_index, (tx, receipt))| {
+                let tx_hash = *tx.tx_hash();
+                receipt.logs().iter().map(move |log| (tx_index, tx_hash, log))
+            })
+            .enumerate()
+            .map(move |(log_index, (tx_index, tx_hash, log))| alloy_rpc_types_eth::Log {
+                inner: log.clone(),
+                block_hash: Some(self.hash),
+                block_number: Some(header.number),
+                block_timestamp: Some(header.timestamp),
+                transaction_hash: Some(tx_hash),
+                transaction_index: Some(tx_index as u64),
+                log_index: Some(log_index as u64),
+                removed,
+            })
+    }
 }
 
 /// A contiguous run of blocks in ascending order, each the parent of the next (reth's `Chain`).

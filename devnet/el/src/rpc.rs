@@ -321,7 +321,7 @@ impl EngineState {
             if !filter.matches_bloom(block.block.header.logs_bloom) {
                 continue;
             }
-            for log in block_logs(block) {
+            for log in block.rpc_logs(false) {
                 if filter.matches(&log.inner) {
                     if out.len() >= max_results {
                         return Err(BackendError::TooManyResults { max: max_results });
@@ -423,30 +423,6 @@ fn rpc_transaction(block: &ExecutedBlock, index: usize) -> Option<Transaction> {
         effective_gas_price: Some(tx.effective_gas_price(header.base_fee_per_gas)),
         block_timestamp: Some(header.timestamp),
     })
-}
-
-/// The logs of a block with their block, transaction and log indexes.
-pub(crate) fn block_logs(block: &ExecutedBlock) -> impl Iterator<Item = Log> + '_ {
-    let header = &block.block.header;
-    block
-        .receipts
-        .iter()
-        .zip(&block.block.body.transactions)
-        .enumerate()
-        .flat_map(|(tx_index, (receipt, tx))| {
-            receipt.logs().iter().map(move |log| (tx_index, *tx.tx_hash(), log))
-        })
-        .enumerate()
-        .map(move |(log_index, (tx_index, tx_hash, log))| Log {
-            inner: log.clone(),
-            block_hash: Some(block.hash),
-            block_number: Some(header.number),
-            block_timestamp: Some(header.timestamp),
-            transaction_hash: Some(tx_hash),
-            transaction_index: Some(tx_index as u64),
-            log_index: Some(log_index as u64),
-            removed: false,
-        })
 }
 
 /// The receipt of transaction `index` of a block, in its JSON-RPC shape.

@@ -177,29 +177,7 @@ pub fn rpc_header(block: &ExecutedBlock) -> Header {
 
 /// Every log of an executed block in RPC form, with its block, transaction and in-block log index.
 pub fn block_logs(block: &ExecutedBlock, removed: bool) -> impl Iterator<Item = Log> + '_ {
-    let header = &block.block.header;
-    block
-        .block
-        .body
-        .transactions
-        .iter()
-        .zip(&block.receipts)
-        .enumerate()
-        .flat_map(|(tx_index, (tx, receipt))| {
-            let tx_hash = *tx.tx_hash();
-            receipt.logs().iter().map(move |log| (tx_index, tx_hash, log))
-        })
-        .enumerate()
-        .map(move |(log_index, (tx_index, tx_hash, log))| Log {
-            inner: log.clone(),
-            block_hash: Some(block.hash),
-            block_number: Some(header.number),
-            block_timestamp: Some(header.timestamp),
-            transaction_hash: Some(tx_hash),
-            transaction_index: Some(tx_index as u64),
-            log_index: Some(log_index as u64),
-            removed,
-        })
+    block.rpc_logs(removed)
 }
 
 /// Subscription ids as geth and reth give them: `0x` and 32 hex digits.
