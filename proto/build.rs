@@ -4,7 +4,7 @@
 use std::path::Path;
 
 /// The proto files, relative to `proto/`. Add a file here and a module in `lib.rs` to ship a new package.
-const PROTOS: &[&str] = &["alys/burnfeed/v1/burnfeed.proto"];
+const PROTOS: &[&str] = &["alys/burnfeed/v1/burnfeed.proto", "governance/v1/governance.proto"];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = Path::new("proto");

@@ -6,6 +6,8 @@
 //!
 //! - [`burnfeed::v1`]: the burn feed the ExEx serves to the consensus sidecar (package
 //!   `alys.burnfeed.v1`): a cursor-addressed stream of bridge burns and their retractions.
+//! - [`governance::v1`]: the node's stream to the governance service (package `governance.v1`), keeping
+//!   the message set, field numbers and enum values of Alys's governance proto.
 
 /// The burn feed (`alys.burnfeed.v1`).
 pub mod burnfeed {
@@ -30,5 +32,31 @@ pub mod burnfeed {
     )]
     pub mod v1 {
         tonic::include_proto!("alys.burnfeed.v1");
+    }
+}
+
+/// The governance stream (`governance.v1`).
+pub mod governance {
+    /// Version 1: messages, the `GovernanceStream` server trait and the generated client.
+    #[allow(
+        missing_docs,
+        unreachable_pub,
+        missing_debug_implementations,
+        rust_2018_idioms,
+        clippy::all,
+        clippy::pedantic,
+        clippy::nursery,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::use_self,
+        clippy::redundant_clone,
+        clippy::uninlined_format_args,
+        clippy::or_fun_call,
+        rustdoc::all,
+        reason = "generated code"
+    )]
+    pub mod v1 {
+        tonic::include_proto!("governance.v1");
     }
 }

@@ -78,3 +78,48 @@ async fn generated_server_and_client_talk_over_loopback() {
     }
     assert_eq!(cursors, vec![3, 4, 5]);
 }
+
+#[test]
+fn governance_messages_keep_alys_field_numbers() {
+    use alys_proto::governance::v1::{
+        FederationMember, FederationUpdate, RequestMetadata, SignatureRequest, StreamRequest, StreamResponse,
+        TransactionType, stream_request, stream_response,
+    };
+
+    let request = StreamRequest {
+        metadata: Some(RequestMetadata { request_id: "req-1".into(), ..Default::default() }),
+        payload: Some(stream_request::Payload::SignatureRequest(SignatureRequest {
+            tx_hex: "0200".into(),
+            input_indices: vec![0, 1],
+            amounts: vec![50_000, 70_000],
+            tx_type: TransactionType::Pegout as i32,
+            required_signatures: 2,
+            timeout_seconds: Some(30),
+        })),
+    };
+    let bytes = request.encode_to_vec();
+    // metadata is field 1 (tag 0x0a); signature_request is field 20 (tag 20<<3|2 = 0xa2 0x01).
+    assert_eq!(bytes[0], 0x0a);
+    assert!(bytes.windows(2).any(|w| w == [0xa2, 0x01]));
+    assert_eq!(StreamRequest::decode(bytes.as_slice()).unwrap(), request);
+
+    let update = StreamResponse {
+        metadata: None,
+        payload: Some(stream_response::Payload::FederationUpdate(FederationUpdate {
+            members: vec![FederationMember {
+                member_id: "m1".into(),
+                public_key: vec![2; 33],
+                weight: 1,
+                active: true,
+            }],
+            effective_height: 100,
+            update_signature: vec![9; 64],
+            ..Default::default()
+        })),
+    };
+    let bytes = update.encode_to_vec();
+    // federation_update is field 30: tag 30<<3|2 = 0xf2 0x01.
+    assert_eq!(&bytes[..2], &[0xf2, 0x01]);
+    assert_eq!(StreamResponse::decode(bytes.as_slice()).unwrap(), update);
+    assert!(StreamResponse::decode(&[0xf2, 0x01, 0xff][..]).is_err(), "truncated input is an error");
+}
