@@ -10,6 +10,7 @@ pub mod auxpow;
 pub mod chain;
 pub mod config;
 pub mod engine;
+pub mod governance;
 pub mod node;
 pub mod rpc;
 pub mod storage;
