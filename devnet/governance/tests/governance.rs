@@ -40,7 +40,7 @@ fn request(id: &str, payload: stream_request::Payload) -> StreamRequest {
     }
 }
 
-fn spend(federation: &Federation) -> (Transaction, TxOut) {
+pub(crate) fn spend(federation: &Federation) -> (Transaction, TxOut) {
     let spent =
         TxOut { value: Amount::from_sat(2_000_000), script_pubkey: federation.address.script_pubkey() };
     let tx = Transaction {
@@ -182,4 +182,110 @@ async fn injected_faults_reach_the_node() {
     let _ack = responses.next().await.unwrap().unwrap();
     let end = tokio::time::timeout(Duration::from_secs(5), responses.next()).await.unwrap();
     assert!(end.is_none() || end.unwrap().is_err(), "the stream was dropped");
+}
+
+mod stream_actor {
+    use std::time::Duration;
+
+    use alys_devnet_governance::DevGovernance;
+    use alys_proto::governance::v1::{
+        SignatureRequest, SignatureStatus, governance_stream_server::GovernanceStreamServer,
+    };
+    use alys_sidecar::governance::stream::{self, GovernanceEvent, StreamConfig, StreamError};
+    use tokio_stream::wrappers::TcpListenerStream;
+
+    async fn serve_at(service: DevGovernance, port: u16) {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(GovernanceStreamServer::new(service.into_service()))
+                .serve_with_incoming(TcpListenerStream::new(listener)),
+        );
+    }
+
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    }
+
+    fn config(port: u16, service: &DevGovernance, timeout: Duration) -> StreamConfig {
+        let mut config = StreamConfig::new(format!("http://127.0.0.1:{port}"), service.governance_key());
+        config.min_backoff = Duration::from_millis(50);
+        config.max_backoff = Duration::from_millis(200);
+        config.signature_timeout = timeout;
+        config
+    }
+
+    fn request(federation: &alys_sidecar::governance::Federation) -> SignatureRequest {
+        let (tx, spent) = super::spend(federation);
+        SignatureRequest {
+            tx_hex: bitcoin::hex::DisplayHex::to_lower_hex_string(&bitcoin::consensus::serialize(&tx)),
+            input_indices: vec![0],
+            amounts: vec![spent.value.to_sat()],
+            tx_type: 2,
+            required_signatures: 2,
+            timeout_seconds: None,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn connects_learns_the_federation_and_gets_signatures() {
+        let service = DevGovernance::devnet(3, 2).unwrap();
+        let federation = service.federation().unwrap();
+        let port = free_port();
+        serve_at(service.clone(), port).await;
+        let dir = std::env::temp_dir().join(format!("alys-gov-{}-a", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (handle, _task) =
+            stream::spawn(config(port, &service, Duration::from_secs(10)), &dir.join("governance.redb"))
+                .unwrap();
+        let mut events = handle.subscribe();
+        let GovernanceEvent::Federation(learned) =
+            tokio::time::timeout(Duration::from_secs(10), events.recv()).await.unwrap().unwrap()
+        else {
+            panic!("expected a federation")
+        };
+        assert_eq!(learned.address, federation.address);
+        assert!(handle.status().connected);
+        let response = handle.request_signatures(request(&federation)).await.unwrap();
+        assert_eq!(response.status, SignatureStatus::Complete as i32);
+        assert_eq!(response.signatures.len(), 2);
+        assert!(handle.pending().await.unwrap().is_empty(), "answered requests leave the store");
+        assert_eq!(handle.federations().await.unwrap().len(), 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn signature_requests_survive_an_outage_and_a_restart() {
+        let service = DevGovernance::devnet(3, 2).unwrap();
+        let federation = service.federation().unwrap();
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("alys-gov-{}-b", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = dir.join("governance.redb");
+
+        // Governance is down: the request times out for the caller but stays pending, durably.
+        let (handle, task) =
+            stream::spawn(config(port, &service, Duration::from_millis(300)), &store).unwrap();
+        assert!(matches!(
+            handle.request_signatures(request(&federation)).await,
+            Err(StreamError::Timeout(_))
+        ));
+        let pending = handle.pending().await.unwrap();
+        assert_eq!(pending.len(), 1);
+        assert!(!handle.status().connected);
+        task.abort();
+        let _ = task.await;
+        drop(handle);
+
+        // The node restarts and governance comes up: the stored request is re-sent with its id and answered.
+        serve_at(service.clone(), port).await;
+        let (handle, _task) = stream::spawn(config(port, &service, Duration::from_secs(10)), &store).unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !handle.pending().await.unwrap().is_empty() {
+            assert!(tokio::time::Instant::now() < deadline, "pending request was not re-sent and answered");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(handle.status().connected);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -6,6 +6,7 @@
 //! history by effective height so deposits to the previous address are still recognised.
 
 pub mod federation;
+pub mod stream;
 pub mod witness;
 
 pub use federation::{Federation, FederationError, FederationHistory, FederationMemberKey, update_digest};
