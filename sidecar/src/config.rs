@@ -37,6 +37,29 @@ pub struct NodeConfig {
     /// Merged mining.
     #[serde(default)]
     pub auxpow: AuxPowSection,
+    /// The governance service; without it the node runs without a federation.
+    #[serde(default)]
+    pub governance: Option<GovernanceSection>,
+}
+
+/// `[governance]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GovernanceSection {
+    /// The governance service's gRPC URL.
+    pub url: String,
+    /// The compressed secp256k1 public key (66 hex characters) that signs federation updates.
+    pub governance_key: String,
+    /// A file holding the bearer token sent to the service, if it requires one.
+    #[serde(default)]
+    pub bearer_token_file: Option<PathBuf>,
+    /// Bitcoin network of the deposit addresses: "bitcoin", "testnet", "signet" or "regtest".
+    #[serde(default = "default_network")]
+    pub network: String,
+}
+
+fn default_network() -> String {
+    "regtest".into()
 }
 
 /// `[auxpow]`
@@ -235,6 +258,7 @@ mod tests {
         assert_eq!(config.chain.authorities.len(), 1);
         assert_eq!(config.rpc.listen.port(), 3000);
         assert!(config.authority.is_some());
+        assert_eq!(config.governance.unwrap().network, "regtest");
     }
 
     #[test]

@@ -63,6 +63,9 @@ pub enum LaunchError {
     /// An actor did not start.
     #[error("actor: {0}")]
     Actor(#[from] crate::actor::ActorError),
+    /// The governance section is unusable.
+    #[error("governance: {0}")]
+    Governance(String),
     /// The RPC server did not start.
     #[error("rpc: {0}")]
     Rpc(#[from] rpc::RpcStartError),
@@ -94,12 +97,16 @@ pub struct NodeHandle {
     pub rpc: RpcHandle,
     chain_task: JoinHandle<()>,
     clock_task: JoinHandle<()>,
+    governance_task: Option<JoinHandle<()>>,
 }
 
 impl NodeHandle {
     /// Stops the node: the slot clock, the RPC server, then the chain actor after its queued messages.
     pub async fn shutdown(self) {
         self.clock_task.abort();
+        if let Some(task) = &self.governance_task {
+            task.abort();
+        }
         self.rpc.stop();
         self.rpc.stopped().await;
         drop(self.chain);
@@ -190,8 +197,40 @@ pub async fn launch(config: NodeConfig) -> Result<NodeHandle, LaunchError> {
         RestartPolicy::default(),
     )?;
     let clock_task = tokio::spawn(run_slot_clock(chain.clone(), slot_ms));
-    let rpc = rpc::start(config.rpc.listen, chain.clone(), admin_token).await?;
-    Ok(NodeHandle { chain, rpc, chain_task, clock_task })
+    let governance = match &config.governance {
+        Some(section) => Some(start_governance(section, &config.storage.data_dir)?),
+        None => None,
+    };
+    let (governance, governance_task) = match governance {
+        Some((handle, task)) => (Some(handle), Some(task)),
+        None => (None, None),
+    };
+    let rpc = rpc::start(config.rpc.listen, chain.clone(), admin_token, governance).await?;
+    Ok(NodeHandle { chain, rpc, chain_task, clock_task, governance_task })
+}
+
+fn start_governance(
+    section: &crate::config::GovernanceSection,
+    data_dir: &Path,
+) -> Result<(crate::governance::stream::StreamHandle, JoinHandle<()>), LaunchError> {
+    use crate::governance::stream::{StreamConfig, spawn};
+    let key_bytes = alloy_primitives::hex::decode(&section.governance_key)
+        .map_err(|_| LaunchError::Governance("governance_key is not hex".into()))?;
+    let key = bitcoin::secp256k1::PublicKey::from_slice(&key_bytes)
+        .map_err(|_| LaunchError::Governance("governance_key is not a compressed secp256k1 key".into()))?;
+    let network = match section.network.as_str() {
+        "bitcoin" | "mainnet" => bitcoin::Network::Bitcoin,
+        "testnet" => bitcoin::Network::Testnet,
+        "signet" => bitcoin::Network::Signet,
+        "regtest" => bitcoin::Network::Regtest,
+        other => return Err(LaunchError::Governance(format!("unknown network {other:?}"))),
+    };
+    let mut stream = StreamConfig::new(section.url.clone(), key);
+    stream.network = network;
+    if let Some(path) = &section.bearer_token_file {
+        stream.bearer_token = Some(std::fs::read_to_string(path).map_err(io_err(path))?.trim().to_owned());
+    }
+    spawn(stream, &data_dir.join("governance.redb")).map_err(|e| LaunchError::Governance(e.to_string()))
 }
 
 /// Resolves on Ctrl-C or SIGTERM: the signals an operator or systemd sends to stop a node.

@@ -13,8 +13,8 @@ use alys_eth_rpc::EthRpcConfig;
 use alys_sidecar::{
     chain::AuthorityKey,
     config::{
-        AuthoritySection, AuxPowSection, ChainSection, EngineSection, MetricsSection, NodeConfig, RpcSection,
-        StorageSection,
+        AuthoritySection, AuxPowSection, ChainSection, EngineSection, GovernanceSection, MetricsSection,
+        NodeConfig, RpcSection, StorageSection,
     },
     node,
 };
@@ -51,6 +51,9 @@ pub(crate) struct UpArgs {
     /// gRPC burn feed of the ExEx (what `alys-reth` serves).
     #[arg(long = "feed.addr", default_value = "127.0.0.1:50551")]
     feed_addr: SocketAddr,
+    /// The devnet governance service (federation keys, signing).
+    #[arg(long = "governance.addr", default_value = "127.0.0.1:50061")]
+    governance_addr: SocketAddr,
     /// Do not run the embedded reference miner (blocks then stop finalizing).
     #[arg(long)]
     no_miner: bool,
@@ -85,6 +88,21 @@ pub(crate) async fn run(args: UpArgs) -> eyre::Result<()> {
     )
     .await?;
 
+    // The devnet governance service: a 2-of-3 software federation with public devnet keys.
+    let governance = alys_devnet_governance::DevGovernance::devnet(3, 2)?;
+    let governance_key = governance.governance_key();
+    let governance_listener = tokio::net::TcpListener::bind(args.governance_addr)
+        .await
+        .wrap_err_with(|| format!("binding governance {}", args.governance_addr))?;
+    let governance_addr = governance_listener.local_addr()?;
+    let governance_task = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(alys_proto::governance::v1::governance_stream_server::GovernanceStreamServer::new(
+                governance.into_service(),
+            ))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(governance_listener)),
+    );
+
     let authority = AuthorityKey::from_file(&key_file)?;
     let config = NodeConfig {
         chain: ChainSection {
@@ -102,6 +120,12 @@ pub(crate) async fn run(args: UpArgs) -> eyre::Result<()> {
             admin_token_file: Some(args.etc.join("keys/devnet-admin.token")),
         },
         metrics: MetricsSection { listen: None },
+        governance: Some(GovernanceSection {
+            url: format!("http://{governance_addr}"),
+            governance_key: alloy_primitives::hex::encode(governance_key.serialize()),
+            bearer_token_file: None,
+            network: "regtest".into(),
+        }),
         // Devnet proofs come from the embedded miner: aim for one every 10 s.
         auxpow: AuxPowSection { target_spacing_secs: 10, ..Default::default() },
     };
@@ -117,6 +141,7 @@ pub(crate) async fn run(args: UpArgs) -> eyre::Result<()> {
         "rpc": format!("http://{}", node.rpc.local_addr()),
         "metrics": format!("http://{}/metrics", args.metrics_addr),
         "burnFeed": format!("http://{}", exex.feed_addr),
+        "governance": format!("http://{governance_addr}"),
     });
     println!("{ready}");
     eprintln!(
@@ -150,6 +175,7 @@ pub(crate) async fn run(args: UpArgs) -> eyre::Result<()> {
     eth.stopped().await;
     engine_api.stopped().await;
     exex.stop().await;
+    governance_task.abort();
     Ok(())
 }
 

@@ -30,6 +30,9 @@ use tokio::sync::mpsc;
 use tokio_stream::{Stream, StreamExt, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status, Streaming};
 
+/// The devnet governance public key (compressed, hex), from the fixed devnet seed. Public: devnets only.
+pub const DEVNET_GOVERNANCE_KEY: &str = "03ab5d2e79cfd621b1b027ffb24e2453ed7fb571ba9a841ff0e2473466cabd168d";
+
 /// Faults the service injects, for tests of the node's stream handling.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Faults {
@@ -295,5 +298,20 @@ impl GovernanceStream for GovernanceService {
             features: vec!["p2wsh-multisig".into(), "federation-updates".into()],
             limits: Default::default(),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn devnet_governance_key_is_the_documented_one() {
+        // etc/config/alys.toml names this key; the devnet keys are fixed so configs can.
+        let service = DevGovernance::devnet(3, 2).unwrap();
+        assert_eq!(
+            bitcoin::hex::DisplayHex::to_lower_hex_string(&service.governance_key().serialize()),
+            DEVNET_GOVERNANCE_KEY
+        );
     }
 }

@@ -11,6 +11,8 @@
 //! | `alys_syncStatus` | none | head, safe, finalized, slot, authorities, equivocations, paused, production |
 //! | `alys_pauseProduction` | `["token"]` | true; block production stops until resumed |
 //! | `alys_resumeProduction` | `["token"]` | true |
+//! | `getdepositaddress` | none | the current federation's P2WSH deposit address |
+//! | `alys_governanceStatus` | none | stream connection, federations by height, pending signature requests |
 //! | `alys_health` | none | `"ok"`, or error -32002 when the execution client is offline (also `GET /health`) |
 
 use std::net::SocketAddr;
@@ -79,6 +81,7 @@ impl RpcHandle {
 struct Context {
     chain: Handle<ChainMessage>,
     admin_token: Option<String>,
+    governance: Option<crate::governance::stream::StreamHandle>,
 }
 
 fn internal(error: impl std::fmt::Display) -> ErrorObjectOwned {
@@ -126,6 +129,13 @@ fn status_json(status: &ChainStatus) -> Value {
     })
 }
 
+async fn federations(c: &Context) -> Result<Vec<crate::governance::Federation>, ErrorObjectOwned> {
+    match &c.governance {
+        Some(stream) => stream.federations().await.map_err(internal),
+        None => Err(ErrorObject::owned(-32000, "no governance service configured", None::<()>)),
+    }
+}
+
 fn mining_error(error: crate::chain::MiningError) -> ErrorObjectOwned {
     match error {
         crate::chain::MiningError::Malformed(reason) => {
@@ -163,8 +173,9 @@ fn parse_hash(text: &str) -> Result<B256, ErrorObjectOwned> {
 pub fn rpc_module(
     chain: Handle<ChainMessage>,
     admin_token: Option<String>,
+    governance: Option<crate::governance::stream::StreamHandle>,
 ) -> Result<RpcModule<()>, RpcStartError> {
-    let ctx = std::sync::Arc::new(Context { chain, admin_token });
+    let ctx = std::sync::Arc::new(Context { chain, admin_token, governance });
     let mut module = RpcModule::new(());
     let reg = |e: jsonrpsee::core::RegisterMethodError| RpcStartError::Register(e.to_string());
 
@@ -289,6 +300,47 @@ pub fn rpc_module(
         })
         .map_err(reg)?;
 
+    let c = ctx.clone();
+    module
+        .register_async_method("getdepositaddress", move |_, _, _| {
+            let c = c.clone();
+            async move {
+                let federations = federations(&c).await?;
+                let current = federations.last().ok_or_else(|| {
+                    ErrorObject::owned(-32000, "the federation is not known yet", None::<()>)
+                })?;
+                Ok::<String, ErrorObjectOwned>(current.address.to_string())
+            }
+        })
+        .map_err(reg)?;
+
+    let c = ctx.clone();
+    module
+        .register_async_method("alys_governanceStatus", move |_, _, _| {
+            let c = c.clone();
+            async move {
+                let Some(stream) = &c.governance else {
+                    return Ok::<Value, ErrorObjectOwned>(json!({ "configured": false }));
+                };
+                let status = stream.status();
+                let federations = federations(&c).await?;
+                let pending = stream.pending().await.map_err(internal)?;
+                Ok(json!({
+                    "configured": true,
+                    "connected": status.connected,
+                    "reconnects": status.reconnects,
+                    "pendingSignatureRequests": pending.len(),
+                    "federations": federations.iter().map(|f| json!({
+                        "effectiveHeight": f.effective_height,
+                        "threshold": f.threshold,
+                        "members": f.members.iter().map(|m| json!({ "id": m.member_id, "publicKey": m.key.to_string() })).collect::<Vec<_>>(),
+                        "address": f.address.to_string(),
+                    })).collect::<Vec<_>>(),
+                }))
+            }
+        })
+        .map_err(reg)?;
+
     let c = ctx;
     module
         .register_async_method("alys_health", move |_, _, _| {
@@ -311,8 +363,9 @@ pub async fn start(
     addr: SocketAddr,
     chain: Handle<ChainMessage>,
     admin_token: Option<String>,
+    governance: Option<crate::governance::stream::StreamHandle>,
 ) -> Result<RpcHandle, RpcStartError> {
-    let module = rpc_module(chain, admin_token)?;
+    let module = rpc_module(chain, admin_token, governance)?;
     let health = jsonrpsee::server::middleware::http::ProxyGetRequestLayer::new([("/health", "alys_health")])
         .map_err(|e| RpcStartError::Register(e.to_string()))?;
     let server = Server::builder()

@@ -32,6 +32,7 @@ fn config(dir: &Path) -> NodeConfig {
         engine: EngineSection { url: "http://127.0.0.1:1".into(), jwt_secret: etc.join("jwt/jwt.hex"), eth_rpc_url: None },
         rpc: RpcSection { listen: "127.0.0.1:0".parse().unwrap(), admin_token_file: None },
         metrics: MetricsSection { listen: None },
+        governance: None,
         auxpow: Default::default(),
     }
 }

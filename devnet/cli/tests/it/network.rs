@@ -92,6 +92,21 @@ async fn admin_can_pause_and_resume_production_with_the_token() {
     assert_eq!(rpc(&node.rpc, "alys_resumeProduction", json!([token.trim()])).await.unwrap(), true);
     wait_for_height(&node.rpc, height + 2, Duration::from_secs(30)).await;
 
+    // The devnet governance service announced its federation: the deposit address is a P2WSH.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let address = loop {
+        match rpc(&node.rpc, "getdepositaddress", json!([])).await {
+            Ok(address) => break address,
+            Err(e) => assert!(tokio::time::Instant::now() < deadline, "no deposit address: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(address.as_str().unwrap().starts_with("bcrt1q"), "{address}");
+    let governance = rpc(&node.rpc, "alys_governanceStatus", json!([])).await.unwrap();
+    assert_eq!(governance["connected"], true, "{governance}");
+    assert_eq!(governance["federations"][0]["threshold"], 2);
+    assert_eq!(governance["federations"][0]["address"], address);
+
     // The Alys methods answer in their shapes; bad input is a typed error.
     let head = rpc(&node.rpc, "getheadblock", json!([])).await.unwrap();
     let by_hash = rpc(&node.rpc, "getblockbyhash", json!([head["hash"]])).await.unwrap();

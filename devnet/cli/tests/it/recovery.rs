@@ -59,6 +59,7 @@ fn node_config(dir: &std::path::Path, engine_url: String, rpc_port: u16) -> Node
         engine: EngineSection { url: engine_url, jwt_secret: etc.join("jwt/jwt.hex"), eth_rpc_url: None },
         rpc: RpcSection { listen: format!("127.0.0.1:{rpc_port}").parse().unwrap(), admin_token_file: None },
         metrics: MetricsSection { listen: None },
+        governance: None,
         auxpow: Default::default(),
     }
 }

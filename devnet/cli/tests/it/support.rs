@@ -171,7 +171,7 @@ impl DevnetProcess {
                 "--metrics.addr",
                 "127.0.0.1:0",
             ])
-            .args(["--feed.addr", "127.0.0.1:0"])
+            .args(["--feed.addr", "127.0.0.1:0", "--governance.addr", "127.0.0.1:0"])
             .arg("--datadir")
             .arg(datadir)
             .stdout(Stdio::piped())
