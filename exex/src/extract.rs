@@ -60,6 +60,39 @@ impl BurnExtractor {
         burns
     }
 
+    /// The burn a log read over JSON-RPC (`eth_getLogs`) stands for, or `None` when it is not a
+    /// well-formed `RequestPegOut` of the bridge. The geth path reads burns this way, so both paths
+    /// decode and key burns identically.
+    pub fn burn_from_rpc_log(&self, log: &alloy_rpc_types_eth::Log) -> Option<Burn> {
+        if !self.is_burn_log(&log.inner) {
+            return None;
+        }
+        let (Some(block_number), Some(block_hash), Some(tx_hash), Some(tx_index), Some(log_index)) =
+            (log.block_number, log.block_hash, log.transaction_hash, log.transaction_index, log.log_index)
+        else {
+            metrics::counter!(m::MALFORMED_BURN_LOGS).increment(1);
+            tracing::warn!(target: "alys::exex::extract", "skipping a pending log without block position");
+            return None;
+        };
+        if log.inner.data.topics().len() != 2 {
+            metrics::counter!(m::MALFORMED_BURN_LOGS).increment(1);
+            return None;
+        }
+        let event =
+            Bridge::RequestPegOut::decode_raw_log_validate(log.inner.data.topics(), &log.inner.data.data)
+                .ok()?;
+        Some(Burn {
+            block_number,
+            block_hash,
+            log_index,
+            tx_hash,
+            tx_index,
+            sender: event.evmAddress,
+            bitcoin_address: event.bitcoinAddress,
+            value: event.value,
+        })
+    }
+
     /// The burns of every block of a chain, ascending.
     pub fn extract_chain(&self, chain: &Chain) -> Vec<Burn> {
         chain.blocks().iter().flat_map(|block| self.extract_block(block)).collect()

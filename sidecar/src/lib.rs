@@ -12,5 +12,6 @@ pub mod config;
 pub mod engine;
 pub mod governance;
 pub mod node;
+pub mod pegout;
 pub mod rpc;
 pub mod storage;

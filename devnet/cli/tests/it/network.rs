@@ -174,3 +174,94 @@ async fn a_peg_out_reaches_the_burn_feed() {
     assert_eq!(format!("{:#x}", event.burn.tx_hash), receipt["transactionHash"].as_str().unwrap());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn geth_path_and_exex_path_give_identical_burns() {
+    use alys_exex::{BurnFeedClient, FeedEventKind, FileCursorStore};
+    use alys_sidecar::pegout::{GethPoller, PegoutLedger};
+
+    let dir = tempdir();
+    let node = DevnetProcess::start(&dir);
+    wait_for_height(&node.rpc, 1, Duration::from_secs(30)).await;
+    let root = crate::support::root();
+    let artifact: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("contracts/artifacts/Bridge.json")).unwrap())
+            .unwrap();
+    let key = alys_chainspec::dev::DEV_PRIVATE_KEYS[7].to_string();
+    // A copy of the bridge at another address: its burns must count on neither path.
+    let copy = crate::support::cast(&[
+        "send",
+        "--rpc-url",
+        &node.http,
+        "--private-key",
+        &key,
+        "--create",
+        artifact["bytecode"].as_str().unwrap(),
+        "--json",
+    ])
+    .await
+    .unwrap();
+    let copy: serde_json::Value = serde_json::from_str(&copy).unwrap();
+    let copy = copy["contractAddress"].as_str().unwrap().to_owned();
+    let mut last_block = 0;
+    for (target, btc) in [
+        ("0xbBbBbBbBbBbBbBbBbBbBbBbBbBbBbBbBbBbBbBbB", "0x6263727431"),
+        (copy.as_str(), "0x6263727432"),
+        ("0xbBbBbBbBbBbBbBbBbBbBbBbBbBbBbBbBbBbBbBbB", "0x6263727433"),
+    ] {
+        let receipt = crate::support::cast(&[
+            "send",
+            "--rpc-url",
+            &node.http,
+            "--private-key",
+            &key,
+            target,
+            "requestPegOut(bytes)",
+            btc,
+            "--value",
+            "0.01ether",
+            "--json",
+        ])
+        .await
+        .unwrap();
+        let receipt: serde_json::Value = serde_json::from_str(&receipt).unwrap();
+        assert_eq!(receipt["status"], "0x1");
+        last_block =
+            u64::from_str_radix(receipt["blockNumber"].as_str().unwrap().trim_start_matches("0x"), 16)
+                .unwrap();
+    }
+
+    // Wait until the miner has finalized past the last burn.
+    let poller = GethPoller::new(&node.http, 2).unwrap(); // 2-block chunks: the range is split
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    let finalized = loop {
+        if let Some(f) = poller.finalized().await.unwrap()
+            && f >= last_block
+        {
+            break f;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not finalized past {last_block}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let geth = poller.burns(1, finalized).await.unwrap();
+    assert_eq!(geth.len(), 2, "the copy's burn is ignored: {geth:?}");
+
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut client =
+        BurnFeedClient::new(node.burn_feed.clone(), FileCursorStore::new(dir.join("cursor"))).unwrap();
+    let mut exex = Vec::new();
+    while exex.len() < geth.len() {
+        let event = tokio::time::timeout(Duration::from_secs(20), client.next()).await.unwrap().unwrap();
+        assert_eq!(event.kind, FeedEventKind::Burn);
+        exex.push(event.burn);
+    }
+    assert_eq!(geth, exex, "both paths give the same burns, keys and fields");
+
+    // The ledger releases them once, across a reopen.
+    let ledger = PegoutLedger::open(dir.join("pegouts.redb")).unwrap();
+    assert_eq!(ledger.ingest_finalized(&geth, finalized).unwrap().len(), 2);
+    drop(ledger);
+    let ledger = PegoutLedger::open(dir.join("pegouts.redb")).unwrap();
+    assert!(ledger.ingest_finalized(&exex, finalized).unwrap().is_empty(), "never released twice");
+    let _ = std::fs::remove_dir_all(&dir);
+}
