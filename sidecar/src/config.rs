@@ -40,6 +40,34 @@ pub struct NodeConfig {
     /// The governance service; without it the node runs without a federation.
     #[serde(default)]
     pub governance: Option<GovernanceSection>,
+    /// Where peg-out burns come from; without it the node does not follow burns.
+    #[serde(default)]
+    pub pegout: Option<PegoutSection>,
+}
+
+/// `[pegout]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PegoutSection {
+    /// "exex" (the Alys ExEx's burn feed: reth with alys-reth, or the devnet) or "geth" (eth_getLogs).
+    pub source: String,
+    /// The burn feed URL (source "exex").
+    #[serde(default)]
+    pub feed_url: Option<String>,
+    /// Most blocks per eth_getLogs (source "geth").
+    #[serde(default = "default_log_range")]
+    pub max_log_range: u64,
+    /// Milliseconds between polls (source "geth").
+    #[serde(default = "default_poll_ms")]
+    pub poll_interval_ms: u64,
+}
+
+const fn default_log_range() -> u64 {
+    1_000
+}
+
+const fn default_poll_ms() -> u64 {
+    2_000
 }
 
 /// `[governance]`

@@ -63,6 +63,9 @@ pub enum LaunchError {
     /// An actor did not start.
     #[error("actor: {0}")]
     Actor(#[from] crate::actor::ActorError),
+    /// The pegout section is unusable.
+    #[error("pegout: {0}")]
+    Pegout(String),
     /// The governance section is unusable.
     #[error("governance: {0}")]
     Governance(String),
@@ -98,6 +101,7 @@ pub struct NodeHandle {
     chain_task: JoinHandle<()>,
     clock_task: JoinHandle<()>,
     governance_task: Option<JoinHandle<()>>,
+    pegout_task: Option<JoinHandle<()>>,
 }
 
 impl NodeHandle {
@@ -105,6 +109,9 @@ impl NodeHandle {
     pub async fn shutdown(self) {
         self.clock_task.abort();
         if let Some(task) = &self.governance_task {
+            task.abort();
+        }
+        if let Some(task) = &self.pegout_task {
             task.abort();
         }
         self.rpc.stop();
@@ -205,8 +212,48 @@ pub async fn launch(config: NodeConfig) -> Result<NodeHandle, LaunchError> {
         Some((handle, task)) => (Some(handle), Some(task)),
         None => (None, None),
     };
-    let rpc = rpc::start(config.rpc.listen, chain.clone(), admin_token, governance).await?;
-    Ok(NodeHandle { chain, rpc, chain_task, clock_task, governance_task })
+    let (pegouts, pegout_task) = match &config.pegout {
+        Some(section) => {
+            let source = burn_source(section, &config.engine)?;
+            let ledger = Arc::new(
+                crate::pegout::PegoutLedger::open(config.storage.data_dir.join("pegouts.redb"))
+                    .map_err(|e| LaunchError::Pegout(e.to_string()))?,
+            );
+            let data_dir = config.storage.data_dir.clone();
+            let (task_ledger, task_chain) = (Arc::clone(&ledger), chain.clone());
+            let task = tokio::spawn(async move {
+                crate::pegout::source::run(source, task_ledger, &data_dir, task_chain).await;
+            });
+            (Some(ledger), Some(task))
+        }
+        None => (None, None),
+    };
+    let rpc = rpc::start(config.rpc.listen, chain.clone(), admin_token, governance, pegouts).await?;
+    Ok(NodeHandle { chain, rpc, chain_task, clock_task, governance_task, pegout_task })
+}
+
+fn burn_source(
+    section: &crate::config::PegoutSection,
+    engine: &crate::config::EngineSection,
+) -> Result<crate::pegout::BurnSourceConfig, LaunchError> {
+    use crate::pegout::BurnSourceConfig;
+    match section.source.as_str() {
+        "exex" => Ok(BurnSourceConfig::Exex {
+            feed_url: section
+                .feed_url
+                .clone()
+                .ok_or_else(|| LaunchError::Pegout("source \"exex\" needs feed_url".into()))?,
+        }),
+        "geth" => Ok(BurnSourceConfig::Geth {
+            eth_rpc_url: engine
+                .eth_rpc_url
+                .clone()
+                .ok_or_else(|| LaunchError::Pegout("source \"geth\" needs [engine].eth_rpc_url".into()))?,
+            max_log_range: section.max_log_range,
+            poll_interval: std::time::Duration::from_millis(section.poll_interval_ms),
+        }),
+        other => Err(LaunchError::Pegout(format!("unknown source {other:?}: use \"exex\" or \"geth\""))),
+    }
 }
 
 fn start_governance(

@@ -14,7 +14,7 @@ use alys_sidecar::{
     chain::AuthorityKey,
     config::{
         AuthoritySection, AuxPowSection, ChainSection, EngineSection, GovernanceSection, MetricsSection,
-        NodeConfig, RpcSection, StorageSection,
+        NodeConfig, PegoutSection, RpcSection, StorageSection,
     },
     node,
 };
@@ -128,6 +128,13 @@ pub(crate) async fn run(args: UpArgs) -> eyre::Result<()> {
         }),
         // Devnet proofs come from the embedded miner: aim for one every 10 s.
         auxpow: AuxPowSection { target_spacing_secs: 10, ..Default::default() },
+        // Peg-outs come from the ExEx feed the devnet engine serves, as with reth.
+        pegout: Some(PegoutSection {
+            source: "exex".into(),
+            feed_url: Some(format!("http://{}", exex.feed_addr)),
+            max_log_range: 1_000,
+            poll_interval_ms: 2_000,
+        }),
     };
     let node = node::launch(config).await?;
 

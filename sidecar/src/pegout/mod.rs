@@ -8,6 +8,8 @@
 
 mod geth;
 mod ledger;
+pub mod source;
 
 pub use geth::{GethPoller, GethPollerError};
 pub use ledger::{LedgerError, PegoutLedger};
+pub use source::BurnSourceConfig;

@@ -13,6 +13,7 @@
 //! | `alys_resumeProduction` | `["token"]` | true |
 //! | `getdepositaddress` | none | the current federation's P2WSH deposit address |
 //! | `alys_governanceStatus` | none | stream connection, federations by height, pending signature requests |
+//! | `alys_pendingPegouts` | none | burns waiting for finality (`pending`) and final burns (`final`) |
 //! | `alys_health` | none | `"ok"`, or error -32002 when the execution client is offline (also `GET /health`) |
 
 use std::net::SocketAddr;
@@ -82,6 +83,7 @@ struct Context {
     chain: Handle<ChainMessage>,
     admin_token: Option<String>,
     governance: Option<crate::governance::stream::StreamHandle>,
+    pegouts: Option<std::sync::Arc<crate::pegout::PegoutLedger>>,
 }
 
 fn internal(error: impl std::fmt::Display) -> ErrorObjectOwned {
@@ -126,6 +128,20 @@ fn status_json(status: &ChainStatus) -> Value {
         "engineOnline": status.engine_online,
         "productionStopped": status.production_stopped,
         "powBits": format!("{:08x}", status.pow_bits),
+    })
+}
+
+fn pegout_json(burn: &alys_exex::Burn) -> Value {
+    json!({
+        "evmAddress": burn.sender,
+        "bitcoinAddress": std::str::from_utf8(&burn.bitcoin_address)
+            .map_or_else(|_| format!("0x{}", hex::encode(&burn.bitcoin_address)), str::to_owned),
+        "valueWei": burn.value.to_string(),
+        "valueSats": alys_contracts::wei_to_sats(burn.value),
+        "blockNumber": burn.block_number,
+        "blockHash": burn.block_hash,
+        "logIndex": burn.log_index,
+        "txHash": burn.tx_hash,
     })
 }
 
@@ -174,8 +190,9 @@ pub fn rpc_module(
     chain: Handle<ChainMessage>,
     admin_token: Option<String>,
     governance: Option<crate::governance::stream::StreamHandle>,
+    pegouts: Option<std::sync::Arc<crate::pegout::PegoutLedger>>,
 ) -> Result<RpcModule<()>, RpcStartError> {
-    let ctx = std::sync::Arc::new(Context { chain, admin_token, governance });
+    let ctx = std::sync::Arc::new(Context { chain, admin_token, governance, pegouts });
     let mut module = RpcModule::new(());
     let reg = |e: jsonrpsee::core::RegisterMethodError| RpcStartError::Register(e.to_string());
 
@@ -341,6 +358,21 @@ pub fn rpc_module(
         })
         .map_err(reg)?;
 
+    let c = ctx.clone();
+    module
+        .register_method("alys_pendingPegouts", move |_, _, _| {
+            let Some(ledger) = &c.pegouts else {
+                return Err(ErrorObject::owned(-32000, "no peg-out source configured", None::<()>));
+            };
+            let pending = ledger.pending().map_err(internal)?;
+            let released = ledger.released().map_err(internal)?;
+            Ok::<Value, ErrorObjectOwned>(json!({
+                "pending": pending.iter().map(pegout_json).collect::<Vec<_>>(),
+                "final": released.iter().map(pegout_json).collect::<Vec<_>>(),
+            }))
+        })
+        .map_err(reg)?;
+
     let c = ctx;
     module
         .register_async_method("alys_health", move |_, _, _| {
@@ -364,8 +396,9 @@ pub async fn start(
     chain: Handle<ChainMessage>,
     admin_token: Option<String>,
     governance: Option<crate::governance::stream::StreamHandle>,
+    pegouts: Option<std::sync::Arc<crate::pegout::PegoutLedger>>,
 ) -> Result<RpcHandle, RpcStartError> {
-    let module = rpc_module(chain, admin_token, governance)?;
+    let module = rpc_module(chain, admin_token, governance, pegouts)?;
     let health = jsonrpsee::server::middleware::http::ProxyGetRequestLayer::new([("/health", "alys_health")])
         .map_err(|e| RpcStartError::Register(e.to_string()))?;
     let server = Server::builder()

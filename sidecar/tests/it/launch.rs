@@ -33,6 +33,7 @@ fn config(dir: &Path) -> NodeConfig {
         rpc: RpcSection { listen: "127.0.0.1:0".parse().unwrap(), admin_token_file: None },
         metrics: MetricsSection { listen: None },
         governance: None,
+        pegout: None,
         auxpow: Default::default(),
     }
 }

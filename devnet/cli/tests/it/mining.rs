@@ -100,6 +100,7 @@ async fn production_stops_without_proofs_and_resumes_with_one() {
         rpc: RpcSection { listen: "127.0.0.1:0".parse().unwrap(), admin_token_file: None },
         metrics: MetricsSection { listen: None },
         governance: None,
+        pegout: None,
         auxpow: AuxPowSection { max_blocks_without_pow: 3, ..Default::default() },
     };
     let node = node::launch(config).await.unwrap();

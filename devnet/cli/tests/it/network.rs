@@ -172,6 +172,22 @@ async fn a_peg_out_reaches_the_burn_feed() {
             * alloy_primitives::U256::from(10u64).pow(alloy_primitives::U256::from(16u64))
     );
     assert_eq!(format!("{:#x}", event.burn.tx_hash), receipt["transactionHash"].as_str().unwrap());
+
+    // The node follows the feed: the burn shows over RPC, and becomes final once the miner's proof
+    // finalizes its block.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    loop {
+        let pegouts = rpc(&node.rpc, "alys_pendingPegouts", json!([])).await.unwrap();
+        if let Some(done) = pegouts["final"].as_array().and_then(|f| f.first()) {
+            assert_eq!(done["bitcoinAddress"], "bcrt1q2");
+            assert_eq!(done["valueSats"], 5_000_000);
+            assert_eq!(done["txHash"], receipt["transactionHash"]);
+            assert!(pegouts["pending"].as_array().unwrap().is_empty());
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "peg-out never became final: {pegouts}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 

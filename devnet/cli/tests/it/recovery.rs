@@ -60,6 +60,7 @@ fn node_config(dir: &std::path::Path, engine_url: String, rpc_port: u16) -> Node
         rpc: RpcSection { listen: format!("127.0.0.1:{rpc_port}").parse().unwrap(), admin_token_file: None },
         metrics: MetricsSection { listen: None },
         governance: None,
+        pegout: None,
         auxpow: Default::default(),
     }
 }
