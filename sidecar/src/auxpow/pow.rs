@@ -407,6 +407,21 @@ mod tests {
         v
     }
 
+    /// A real merged-mining proof: Namecoin block 19200's 80-byte header followed by its CAuxPow.
+    const NMC_19200: &str = "0101010036909ac07a1673daf65fa7d828882e66c9e89f8546cdd50a9fb10000000000000f5c6549bcd608ab7c4eac593e5bd5a73b2d432eb63518708f778fc7dcdfaf888d1a904e69b2001b0000000001000000010000000000000000000000000000000000000000000000000000000000000000ffffffff35045dee091a014d522cfabe6d6dd8a7c3e01e1e95bcee015e6fcc7583a2ca60b79e5a3aa0a171eddd344ada903d0100000000000000ffffffff0160a0102a01000000434104f8bbe97ed2acbc5bba11c68f6f1a0313f918f3d3c0e8475055e351e3bf442f8c8dcee682d2457bdc5351b70dd9e34026766eba18b06eaee2e102efd1ab634667ac00000000000000000000000000000000000000000000000000000000000000000000000005050ac4a1a1e1bce0c48e555b1a9f935281968c72d6379b24729ca0425a3fc3cb433cd348b35ea22806cf21c7b146489aef6989551eb5ad2373ab6121060f30341d648757c0217d43e66c57eaed64fc1820ec65d157f33b741965183a5e0c8506ac2602dfe2f547012d1cc75004d48f97aba46bd9930ff285c9f276f5bd09f356df19724579d65ec7cb62bf97946dfc6fb0e3b2839b7fdab37cdb60e55122d35b0000000000000000000100000008be13295c03e67cb70d00dae81ea06e78b9014e5ceb7d9ba504000000000000e0fd42db8ef6d783f079d126bea12e2d10c104c0927cd68f954d856f9e8111e59a23904e5dee091a1c655086";
+
+    #[test]
+    fn a_real_namecoin_proof_verifies() {
+        let bytes = alloy_primitives::hex::decode(NMC_19200).unwrap();
+        // The committed hash is the Namecoin block hash, in the display order `getblock` prints.
+        let aux: B256 = "d8a7c3e01e1e95bcee015e6fcc7583a2ca60b79e5a3aa0a171eddd344ada903d".parse().unwrap();
+        let bits = 0x1b00_b269; // Namecoin's target at that height
+        check_serialized(&bytes[80..], aux, 1, bits).unwrap();
+        assert_eq!(check_serialized(&bytes[80..], aux, 0, bits), Err(AuxPowError::ParentHasOurChainId));
+        assert_eq!(check_serialized(&bytes[80..], B256::ZERO, 1, bits), Err(AuxPowError::MissingRoot));
+        assert_eq!(check_serialized(&bytes[80..], aux, 1, 0x1a00_ffff), Err(AuxPowError::InsufficientWork));
+    }
+
     #[test]
     fn mined_proof_round_trips_and_verifies() {
         let bytes = mine(aux(), CHAIN, EASY, 1_000).unwrap();
