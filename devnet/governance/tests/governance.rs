@@ -60,6 +60,18 @@ pub(crate) fn spend(federation: &Federation) -> (Transaction, TxOut) {
     (tx, spent)
 }
 
+/// A 2-of-n peg-out signature request for input 0 of `tx`, which spends `spent`.
+pub(crate) fn signature_request(tx: &Transaction, spent: &TxOut) -> SignatureRequest {
+    SignatureRequest {
+        tx_hex: bitcoin::hex::DisplayHex::to_lower_hex_string(&serialize(tx)),
+        input_indices: vec![0],
+        amounts: vec![spent.value.to_sat()],
+        tx_type: 2,
+        required_signatures: 2,
+        timeout_seconds: None,
+    }
+}
+
 async fn open(url: String) -> (mpsc::Sender<StreamRequest>, tonic::Streaming<StreamResponse>) {
     let mut client = GovernanceStreamClient::connect(url).await.unwrap();
     let (tx, rx) = mpsc::channel(16);
@@ -99,14 +111,7 @@ async fn announces_a_verifiable_federation_and_signs_spends_the_interpreter_acce
     let (mut spend_tx, spent) = spend(&federation);
     tx.send(request(
         "sig-1",
-        stream_request::Payload::SignatureRequest(SignatureRequest {
-            tx_hex: bitcoin::hex::DisplayHex::to_lower_hex_string(&serialize(&spend_tx)),
-            input_indices: vec![0],
-            amounts: vec![spent.value.to_sat()],
-            tx_type: 2,
-            required_signatures: 2,
-            timeout_seconds: None,
-        }),
+        stream_request::Payload::SignatureRequest(signature_request(&spend_tx, &spent)),
     ))
     .await
     .unwrap();
@@ -140,14 +145,7 @@ async fn injected_faults_reach_the_node() {
     let (mut spend_tx, spent) = spend(&federation);
     tx.send(request(
         "sig-bad",
-        stream_request::Payload::SignatureRequest(SignatureRequest {
-            tx_hex: bitcoin::hex::DisplayHex::to_lower_hex_string(&serialize(&spend_tx)),
-            input_indices: vec![0],
-            amounts: vec![spent.value.to_sat()],
-            tx_type: 2,
-            required_signatures: 2,
-            timeout_seconds: None,
-        }),
+        stream_request::Payload::SignatureRequest(signature_request(&spend_tx, &spent)),
     ))
     .await
     .unwrap();
@@ -217,14 +215,7 @@ mod stream_actor {
 
     fn request(federation: &alys_sidecar::governance::Federation) -> SignatureRequest {
         let (tx, spent) = super::spend(federation);
-        SignatureRequest {
-            tx_hex: bitcoin::hex::DisplayHex::to_lower_hex_string(&bitcoin::consensus::serialize(&tx)),
-            input_indices: vec![0],
-            amounts: vec![spent.value.to_sat()],
-            tx_type: 2,
-            required_signatures: 2,
-            timeout_seconds: None,
-        }
+        super::signature_request(&tx, &spent)
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -54,23 +54,14 @@ async fn admin_can_pause_and_resume_production_with_the_token() {
 
     // A transaction sent with cast to the whole network lands in a block the sidecar produced.
     let key = alys_chainspec::dev::DEV_PRIVATE_KEYS[4].to_string();
-    let receipt = crate::support::cast(&[
-        "send",
-        "--rpc-url",
+    let receipt = crate::support::send(
         &node.http,
-        "--private-key",
         &key,
         "0x000000000000000000000000000000000000bEEF",
-        "--value",
-        "3ether",
-        "--json",
-    ])
-    .await
-    .unwrap();
-    let receipt: serde_json::Value = serde_json::from_str(&receipt).unwrap();
-    assert_eq!(receipt["status"], "0x1");
-    let landed =
-        u64::from_str_radix(receipt["blockNumber"].as_str().unwrap().trim_start_matches("0x"), 16).unwrap();
+        &["--value", "3ether"],
+    )
+    .await;
+    let landed = crate::support::quantity(&receipt["blockNumber"]);
     let block = rpc(&node.rpc, "getblockbyheight", json!([landed])).await.unwrap();
     assert_eq!(block["executionBlockHash"], receipt["blockHash"], "the consensus block carries it");
 
@@ -140,23 +131,13 @@ async fn a_peg_out_reaches_the_burn_feed() {
     let node = DevnetProcess::start(&dir);
     wait_for_height(&node.rpc, 1, Duration::from_secs(30)).await;
     let key = alys_chainspec::dev::DEV_PRIVATE_KEYS[5].to_string();
-    let receipt = crate::support::cast(&[
-        "send",
-        "--rpc-url",
+    let receipt = crate::support::send(
         &node.http,
-        "--private-key",
         &key,
         "0xbBbBbBbBbBbBbBbBbBbBbBbBbBbBbBbBbBbBbBbB",
-        "requestPegOut(bytes)",
-        "0x62637274317132",
-        "--value",
-        "0.05ether",
-        "--json",
-    ])
-    .await
-    .unwrap();
-    let receipt: serde_json::Value = serde_json::from_str(&receipt).unwrap();
-    assert_eq!(receipt["status"], "0x1");
+        &["requestPegOut(bytes)", "0x62637274317132", "--value", "0.05ether"],
+    )
+    .await;
 
     std::fs::create_dir_all(&dir).unwrap();
     let mut client =
@@ -225,26 +206,14 @@ async fn geth_path_and_exex_path_give_identical_burns() {
         (copy.as_str(), "0x6263727432"),
         ("0xbBbBbBbBbBbBbBbBbBbBbBbBbBbBbBbBbBbBbBbB", "0x6263727433"),
     ] {
-        let receipt = crate::support::cast(&[
-            "send",
-            "--rpc-url",
+        let receipt = crate::support::send(
             &node.http,
-            "--private-key",
             &key,
             target,
-            "requestPegOut(bytes)",
-            btc,
-            "--value",
-            "0.01ether",
-            "--json",
-        ])
-        .await
-        .unwrap();
-        let receipt: serde_json::Value = serde_json::from_str(&receipt).unwrap();
-        assert_eq!(receipt["status"], "0x1");
-        last_block =
-            u64::from_str_radix(receipt["blockNumber"].as_str().unwrap().trim_start_matches("0x"), 16)
-                .unwrap();
+            &["requestPegOut(bytes)", btc, "--value", "0.01ether"],
+        )
+        .await;
+        last_block = crate::support::quantity(&receipt["blockNumber"]);
     }
 
     // Wait until the miner has finalized past the last burn.

@@ -238,6 +238,22 @@ pub(crate) async fn wait_for_height(rpc_url: &str, height: u64, timeout: Duratio
     }
 }
 
+/// `cast send --json` from `key` to `to` with `args` (a signature and its arguments, `--value` …); checks
+/// the transaction succeeded and returns the receipt.
+pub(crate) async fn send(rpc: &str, key: &str, to: &str, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["send", "--rpc-url", rpc, "--private-key", key, to];
+    all.extend_from_slice(args);
+    all.push("--json");
+    let receipt: serde_json::Value = serde_json::from_str(&cast(&all).await.unwrap()).unwrap();
+    assert_eq!(receipt["status"], "0x1", "{receipt}");
+    receipt
+}
+
+/// A `0x`-hex quantity from JSON-RPC.
+pub(crate) fn quantity(value: &serde_json::Value) -> u64 {
+    u64::from_str_radix(value.as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
+}
+
 /// Runs `cast` from the root's `node_modules` (installed by `npm ci`) and returns its stdout.
 pub(crate) async fn cast(args: &[&str]) -> Result<String, String> {
     let bin = root().join("node_modules/.bin/cast");
