@@ -84,10 +84,63 @@ pub struct GovernanceSection {
     /// Bitcoin network of the deposit addresses: "bitcoin", "testnet", "signet" or "regtest".
     #[serde(default = "default_network")]
     pub network: String,
+    /// PEM file of the CA that signed the service's TLS certificate (`https://` URLs); the web PKI
+    /// roots when unset.
+    #[serde(default)]
+    pub tls_ca_file: Option<PathBuf>,
+    /// The certificate name to check, when it differs from the URL's host.
+    #[serde(default)]
+    pub tls_domain: Option<String>,
+    /// This node's id in every request's metadata.
+    #[serde(default = "default_node_id")]
+    pub node_id: String,
+    /// Seconds between heartbeats (three missed acknowledgements end the session).
+    #[serde(default = "default_heartbeat_secs")]
+    pub heartbeat_secs: u64,
+    /// Longest wait between reconnect attempts, in milliseconds (from 250 ms, doubling, with jitter).
+    #[serde(default = "default_max_backoff_ms")]
+    pub max_backoff_ms: u64,
+    /// How long a caller waits for signatures; the request itself stays pending until answered.
+    #[serde(default = "default_signature_timeout_secs")]
+    pub signature_timeout_secs: u64,
+}
+
+impl GovernanceSection {
+    /// A section for `url` and `governance_key` with every other setting at its default.
+    pub fn new(url: impl Into<String>, governance_key: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            governance_key: governance_key.into(),
+            bearer_token_file: None,
+            network: default_network(),
+            tls_ca_file: None,
+            tls_domain: None,
+            node_id: default_node_id(),
+            heartbeat_secs: default_heartbeat_secs(),
+            max_backoff_ms: default_max_backoff_ms(),
+            signature_timeout_secs: default_signature_timeout_secs(),
+        }
+    }
 }
 
 fn default_network() -> String {
     "regtest".into()
+}
+
+fn default_node_id() -> String {
+    "alys-node".into()
+}
+
+const fn default_heartbeat_secs() -> u64 {
+    10
+}
+
+const fn default_max_backoff_ms() -> u64 {
+    1_000
+}
+
+const fn default_signature_timeout_secs() -> u64 {
+    60
 }
 
 /// `[auxpow]`

@@ -102,6 +102,7 @@ pub struct NodeHandle {
     clock_task: JoinHandle<()>,
     governance_task: Option<JoinHandle<()>>,
     pegout_task: Option<JoinHandle<()>>,
+    status_task: Option<JoinHandle<()>>,
 }
 
 impl NodeHandle {
@@ -112,6 +113,9 @@ impl NodeHandle {
             task.abort();
         }
         if let Some(task) = &self.pegout_task {
+            task.abort();
+        }
+        if let Some(task) = &self.status_task {
             task.abort();
         }
         self.rpc.stop();
@@ -170,6 +174,21 @@ pub async fn launch(config: NodeConfig) -> Result<NodeHandle, LaunchError> {
         None => None,
     };
 
+    // Governance first: the chain actor reads its proposals (pauses, parameters) from the start.
+    let parameters = crate::governance::RuntimeParameters::with_max_blocks_without_pow(
+        config.auxpow.max_blocks_without_pow,
+    );
+    let (governance, governance_task) = match &config.governance {
+        Some(section) => {
+            let (handle, task) = start_governance(section, &config.storage.data_dir, parameters)?;
+            (Some(handle), Some(task))
+        }
+        None => (None, None),
+    };
+    let runtime = governance
+        .as_ref()
+        .map_or_else(|| crate::governance::RuntimeView::fixed(parameters), |g| g.runtime());
+
     let chain_config = ChainConfig {
         genesis_hash: spec.genesis_hash(),
         genesis_timestamp: spec.genesis().timestamp,
@@ -179,12 +198,12 @@ pub async fn launch(config: NodeConfig) -> Result<NodeHandle, LaunchError> {
             chain_id: config.auxpow.chain_id,
             pow_limit_bits: config.auxpow.pow_limit_bits,
             target_spacing_secs: config.auxpow.target_spacing_secs,
-            max_blocks_without_pow: config.auxpow.max_blocks_without_pow,
             split: crate::auxpow::RewardSplit {
                 miner_percent: config.auxpow.miner_share_percent,
                 federation: config.auxpow.federation_fee_address,
             },
         },
+        runtime: runtime.clone(),
     };
     tracing::info!(target: "alys::node", chain_id = spec.chain_id(), genesis = %chain_config.genesis_hash,
         authorities = aura.authorities().len(), "starting node");
@@ -204,14 +223,7 @@ pub async fn launch(config: NodeConfig) -> Result<NodeHandle, LaunchError> {
         RestartPolicy::default(),
     )?;
     let clock_task = tokio::spawn(run_slot_clock(chain.clone(), slot_ms));
-    let governance = match &config.governance {
-        Some(section) => Some(start_governance(section, &config.storage.data_dir)?),
-        None => None,
-    };
-    let (governance, governance_task) = match governance {
-        Some((handle, task)) => (Some(handle), Some(task)),
-        None => (None, None),
-    };
+    let status_task = governance.clone().map(|g| tokio::spawn(report_status(g, chain.clone())));
     let (pegouts, pegout_task) = match &config.pegout {
         Some(section) => {
             let source = burn_source(section, &config.engine)?;
@@ -220,16 +232,17 @@ pub async fn launch(config: NodeConfig) -> Result<NodeHandle, LaunchError> {
                     .map_err(|e| LaunchError::Pegout(e.to_string()))?,
             );
             let data_dir = config.storage.data_dir.clone();
-            let (task_ledger, task_chain) = (Arc::clone(&ledger), chain.clone());
+            let (task_ledger, task_chain, task_runtime) =
+                (Arc::clone(&ledger), chain.clone(), runtime.clone());
             let task = tokio::spawn(async move {
-                crate::pegout::source::run(source, task_ledger, &data_dir, task_chain).await;
+                crate::pegout::source::run(source, task_ledger, &data_dir, task_chain, task_runtime).await;
             });
             (Some(ledger), Some(task))
         }
         None => (None, None),
     };
-    let rpc = rpc::start(config.rpc.listen, chain.clone(), admin_token, governance, pegouts).await?;
-    Ok(NodeHandle { chain, rpc, chain_task, clock_task, governance_task, pegout_task })
+    let rpc = rpc::start(config.rpc.listen, chain.clone(), admin_token, governance, pegouts, runtime).await?;
+    Ok(NodeHandle { chain, rpc, chain_task, clock_task, governance_task, pegout_task, status_task })
 }
 
 fn burn_source(
@@ -259,8 +272,9 @@ fn burn_source(
 fn start_governance(
     section: &crate::config::GovernanceSection,
     data_dir: &Path,
+    parameters: crate::governance::RuntimeParameters,
 ) -> Result<(crate::governance::stream::StreamHandle, JoinHandle<()>), LaunchError> {
-    use crate::governance::stream::{StreamConfig, spawn};
+    use crate::governance::stream::{StreamConfig, StreamTls, spawn};
     let key_bytes = alloy_primitives::hex::decode(&section.governance_key)
         .map_err(|_| LaunchError::Governance("governance_key is not hex".into()))?;
     let key = bitcoin::secp256k1::PublicKey::from_slice(&key_bytes)
@@ -272,12 +286,78 @@ fn start_governance(
         "regtest" => bitcoin::Network::Regtest,
         other => return Err(LaunchError::Governance(format!("unknown network {other:?}"))),
     };
+    check_governance_url(&section.url)?;
     let mut stream = StreamConfig::new(section.url.clone(), key);
     stream.network = network;
+    stream.parameters = parameters;
+    stream.node_id = section.node_id.clone();
+    stream.heartbeat = std::time::Duration::from_secs(section.heartbeat_secs.max(1));
+    stream.heartbeat_timeout = stream.heartbeat * 3;
+    stream.max_backoff = std::time::Duration::from_millis(section.max_backoff_ms.max(10));
+    stream.signature_timeout = std::time::Duration::from_secs(section.signature_timeout_secs.max(1));
     if let Some(path) = &section.bearer_token_file {
         stream.bearer_token = Some(std::fs::read_to_string(path).map_err(io_err(path))?.trim().to_owned());
     }
+    stream.tls = StreamTls {
+        ca_pem: match &section.tls_ca_file {
+            Some(path) => Some(std::fs::read(path).map_err(io_err(path))?),
+            None => None,
+        },
+        domain: section.tls_domain.clone(),
+    };
     spawn(stream, &data_dir.join("governance.redb")).map_err(|e| LaunchError::Governance(e.to_string()))
+}
+
+/// TLS is required except on loopback: the stream carries the federation's signatures and proposals.
+fn check_governance_url(url: &str) -> Result<(), LaunchError> {
+    let parsed: http::Uri =
+        url.parse().map_err(|_| LaunchError::Governance(format!("url {url:?} is not a URL")))?;
+    let host = parsed.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
+    match parsed.scheme_str() {
+        Some("https") => Ok(()),
+        Some("http") => {
+            let loopback =
+                host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+            if loopback {
+                Ok(())
+            } else {
+                Err(LaunchError::Governance(format!(
+                    "url {url:?}: plaintext is allowed on loopback only; use https:// (TLS)"
+                )))
+            }
+        }
+        _ => Err(LaunchError::Governance(format!("url {url:?}: use https:// (or http:// on loopback)"))),
+    }
+}
+
+/// Tells governance how the node is doing, every 30 s while the node runs.
+async fn report_status(
+    governance: crate::governance::stream::StreamHandle,
+    chain: actor::Handle<crate::chain::ChainMessage>,
+) {
+    use alys_proto::governance::v1::{NodeStatus, StatusUpdate, SyncStatus, stream_request::Payload};
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(30));
+    loop {
+        tick.tick().await;
+        let Ok(status) = chain.ask(crate::chain::ChainMessage::Status).await else { return };
+        let (node, sync) = if !status.engine_online {
+            (NodeStatus::Degraded, SyncStatus::Error)
+        } else if status.production_stopped.is_some() {
+            (NodeStatus::Degraded, SyncStatus::Stalled)
+        } else {
+            (NodeStatus::Active, SyncStatus::Synced)
+        };
+        let update = StatusUpdate {
+            status: node as i32,
+            block_height: status.head.height,
+            sync_status: sync as i32,
+            connection_count: 0,
+            metrics: None,
+        };
+        if governance.send(Payload::StatusUpdate(update)).await.is_err() {
+            return;
+        }
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM: the signals an operator or systemd sends to stop a node.

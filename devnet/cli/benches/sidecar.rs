@@ -8,13 +8,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, reason = "benchmark code")]
 
+mod common;
+
+use common::report;
+
 use std::{
     path::Path,
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
     },
-    time::{Duration, Instant},
+    time::Instant,
 };
 
 use alys_chainspec::ChainSpec;
@@ -26,22 +30,6 @@ use alys_sidecar::{
     engine::EngineClient,
     storage::Store,
 };
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index.min(sorted.len() - 1)]
-}
-
-fn report(name: &str, mut samples: Vec<Duration>) {
-    samples.sort();
-    println!(
-        "{name}: n={} p50={:?} p99={:?} max={:?}",
-        samples.len(),
-        percentile(&samples, 0.50),
-        percentile(&samples, 0.99),
-        samples.last().unwrap()
-    );
-}
 
 struct Echo;
 
@@ -82,9 +70,11 @@ fn chain(
             chain_id: 0x2121,
             pow_limit_bits: 0x207f_ffff,
             target_spacing_secs: 60,
-            max_blocks_without_pow: u64::MAX,
             split: alys_sidecar::auxpow::RewardSplit { miner_percent: 80, federation: Default::default() },
         },
+        runtime: alys_sidecar::governance::RuntimeView::fixed(
+            alys_sidecar::governance::RuntimeParameters::with_max_blocks_without_pow(u64::MAX),
+        ),
     };
     ChainActor::new(config, aura, Some(Arc::clone(key)), engine, store).unwrap()
 }

@@ -40,8 +40,6 @@ pub struct MiningParams {
     pub pow_limit_bits: u32,
     /// Wanted time between proofs, in seconds.
     pub target_spacing_secs: u64,
-    /// Production stops when this many blocks are waiting for a proof, until one arrives.
-    pub max_blocks_without_pow: u64,
     /// How a finalized batch's fees are shared.
     pub split: RewardSplit,
 }

@@ -6,7 +6,14 @@
 //! history by effective height so deposits to the previous address are still recognised.
 
 pub mod federation;
+pub mod proposals;
+pub mod signer;
 pub mod stream;
 pub mod witness;
 
 pub use federation::{Federation, FederationError, FederationHistory, FederationMemberKey, update_digest};
+pub use proposals::{
+    PauseScope, Proposal, ProposalAction, ProposalBook, ProposalError, RuntimeParameters, RuntimeState,
+    RuntimeView,
+};
+pub use signer::{SignError, apply_response, sign_transaction, signature_request};

@@ -1,8 +1,9 @@
 //! The StreamActor: the node's one long-lived bidirectional stream to the governance service.
 //!
-//! It connects (plaintext on loopback for devnets; a bearer token is sent when configured), registers,
-//! heartbeats, and reconnects with exponential backoff and jitter, the backoff reset after a healthy
-//! period. Signature requests are never dropped: each is written to the actor's redb store with its
+//! It connects over TLS (rustls; the system's web PKI roots or a configured CA) or, for devnets, in
+//! plaintext on loopback, sends a bearer token when configured, registers (and waits for the
+//! acknowledgement), heartbeats (a missing acknowledgement ends the session), and reconnects with
+//! exponential backoff and jitter, the backoff reset after a healthy period. Signature requests are never dropped: each is written to the actor's redb store with its
 //! request id before it is sent, re-sent with the same id after every reconnect or restart (so the
 //! service can de-duplicate), and deleted only when its response arrives. Other outgoing messages wait in
 //! a bounded buffer while disconnected. Responses are matched to requests by id, with a timeout per
@@ -27,10 +28,23 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_stream::{StreamExt, wrappers::ReceiverStream};
 
-use super::federation::{Federation, FederationHistory};
+use super::{
+    federation::{Federation, FederationHistory},
+    proposals::{Proposal, ProposalBook, RuntimeParameters, RuntimeView},
+};
 
 const PENDING: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("pending_signature_requests");
 const FEDERATIONS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("federation_updates");
+const PROPOSALS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("proposals");
+
+/// TLS settings of the stream (used when the URL is `https://`).
+#[derive(Debug, Clone, Default)]
+pub struct StreamTls {
+    /// PEM of the CA that signed the service's certificate; the web PKI roots when unset.
+    pub ca_pem: Option<Vec<u8>>,
+    /// The name to check in the certificate, when it differs from the URL's host.
+    pub domain: Option<String>,
+}
 
 /// Settings of the stream.
 #[derive(Debug, Clone)]
@@ -39,6 +53,8 @@ pub struct StreamConfig {
     pub url: String,
     /// Sent as `authorization: Bearer <token>` when set.
     pub bearer_token: Option<String>,
+    /// TLS settings for `https://` URLs.
+    pub tls: StreamTls,
     /// This node's id in request metadata.
     pub node_id: String,
     /// The key that signs federation updates.
@@ -57,23 +73,34 @@ pub struct StreamConfig {
     pub buffer: usize,
     /// How long a caller waits for a signature response (the request itself stays pending).
     pub signature_timeout: Duration,
+    /// How long the service has to acknowledge the registration before the session is dropped.
+    pub registration_timeout: Duration,
+    /// How long a heartbeat may go unacknowledged before the session is dropped.
+    pub heartbeat_timeout: Duration,
+    /// The parameter values before any proposal.
+    pub parameters: RuntimeParameters,
 }
 
 impl StreamConfig {
-    /// Defaults for `url` and `governance_key`: 10 s heartbeats, 250 ms..30 s backoff.
+    /// Defaults for `url` and `governance_key`: 10 s heartbeats (30 s to acknowledge), 250 ms..1 s
+    /// backoff (so a node is back within a second of the service), 10 s to acknowledge registration.
     pub fn new(url: impl Into<String>, governance_key: secp256k1::PublicKey) -> Self {
         Self {
             url: url.into(),
             bearer_token: None,
+            tls: StreamTls::default(),
             node_id: "alys-node".into(),
             governance_key,
             network: Network::Regtest,
             heartbeat: Duration::from_secs(10),
             min_backoff: Duration::from_millis(250),
-            max_backoff: Duration::from_secs(30),
+            max_backoff: Duration::from_secs(1),
             healthy_after: Duration::from_secs(60),
             buffer: 1_024,
             signature_timeout: Duration::from_secs(60),
+            registration_timeout: Duration::from_secs(10),
+            heartbeat_timeout: Duration::from_secs(30),
+            parameters: RuntimeParameters::with_max_blocks_without_pow(10),
         }
     }
 }
@@ -90,6 +117,9 @@ pub enum StreamError {
     /// The stream actor stopped.
     #[error("governance stream stopped")]
     Stopped,
+    /// The settings cannot work (bad URL, TLS material).
+    #[error("governance stream settings: {0}")]
+    Config(String),
 }
 
 macro_rules! store_err {
@@ -114,8 +144,11 @@ store_err!(
 pub enum GovernanceEvent {
     /// A verified federation update.
     Federation(Federation),
-    /// A proposal.
-    Proposal(ProposalNotification),
+    /// A verified proposal, newly accepted.
+    Proposal(Proposal),
+    /// The answer to a signature request no caller waits for any more (it was re-sent after a restart
+    /// or the caller timed out): whoever owns the transaction picks it up by request id.
+    Signature(String, SignatureResponse),
 }
 
 /// Connection state, for RPC and metrics.
@@ -140,7 +173,9 @@ pub struct StreamHandle {
     commands: mpsc::Sender<Command>,
     events: broadcast::Sender<GovernanceEvent>,
     status: watch::Receiver<StreamStatus>,
+    runtime: RuntimeView,
     signature_timeout: Duration,
+    id_prefix: Arc<str>,
     next_id: Arc<std::sync::atomic::AtomicU64>,
 }
 
@@ -163,9 +198,19 @@ impl StreamHandle {
     ) -> Result<SignatureResponse, StreamError> {
         let id = format!(
             "sig-{}-{}",
-            std::process::id(),
+            self.id_prefix,
             self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         );
+        self.request_signatures_with_id(id, request).await
+    }
+
+    /// Like [`Self::request_signatures`] with the caller's request id: a caller that persists its own
+    /// work (the bridge) reuses the id after a restart so the service de-duplicates.
+    pub async fn request_signatures_with_id(
+        &self,
+        id: String,
+        request: SignatureRequest,
+    ) -> Result<SignatureResponse, StreamError> {
         let (reply, rx) = oneshot::channel();
         self.commands.send(Command::Sign(id, request, reply)).await.map_err(|_| StreamError::Stopped)?;
         tokio::time::timeout(self.signature_timeout, rx)
@@ -202,13 +247,22 @@ impl StreamHandle {
     pub fn status(&self) -> StreamStatus {
         *self.status.borrow()
     }
+
+    /// The proposals in force, as the chain actor and the peg-out source see them.
+    pub fn runtime(&self) -> RuntimeView {
+        self.runtime.clone()
+    }
 }
 
 struct StreamActor {
     config: StreamConfig,
     db: Database,
     federations: FederationHistory,
+    proposals: ProposalBook,
+    runtime: watch::Sender<Arc<ProposalBook>>,
     waiting: HashMap<String, oneshot::Sender<SignatureResponse>>,
+    /// When each request of this session was sent, by id, with its type (latency and timeouts).
+    in_flight: HashMap<String, (RequestKind, tokio::time::Instant)>,
     buffered: VecDeque<stream_request::Payload>,
     events: broadcast::Sender<GovernanceEvent>,
     status: watch::Sender<StreamStatus>,
@@ -224,8 +278,10 @@ pub fn spawn(
     let tx = db.begin_write()?;
     tx.open_table(PENDING)?;
     tx.open_table(FEDERATIONS)?;
+    tx.open_table(PROPOSALS)?;
     tx.commit()?;
     let mut federations = FederationHistory::default();
+    let mut proposals = ProposalBook::new(config.parameters);
     {
         let read = db.begin_read()?;
         for entry in read.open_table(FEDERATIONS)?.iter()? {
@@ -238,7 +294,16 @@ pub fn spawn(
                 let _ = federations.insert(federation);
             }
         }
+        for entry in read.open_table(PROPOSALS)?.iter()? {
+            let (_, bytes) = entry?;
+            if let Ok(notification) = ProposalNotification::decode(bytes.value())
+                && let Ok(proposal) = Proposal::from_notification(&notification, &config.governance_key)
+            {
+                let _ = proposals.insert(proposal);
+            }
+        }
     }
+    let (runtime_tx, runtime_rx) = watch::channel(Arc::new(proposals.clone()));
     let (commands, rx) = mpsc::channel(256);
     let (events, _) = broadcast::channel(64);
     let (status_tx, status) = watch::channel(StreamStatus::default());
@@ -247,7 +312,10 @@ pub fn spawn(
         config,
         db,
         federations,
+        proposals,
+        runtime: runtime_tx,
         waiting: HashMap::new(),
+        in_flight: HashMap::new(),
         buffered: VecDeque::new(),
         events: events.clone(),
         status: status_tx,
@@ -255,14 +323,19 @@ pub fn spawn(
     };
     let task = tokio::spawn(actor.run(rx));
     let next_id = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    Ok((StreamHandle { commands, events, status, signature_timeout, next_id }, task))
+    // Unique across restarts: ids of requests still pending from an earlier run never collide.
+    let started =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let id_prefix: Arc<str> = format!("{started:x}").into();
+    let runtime = RuntimeView::new(runtime_rx);
+    Ok((StreamHandle { commands, events, status, runtime, signature_timeout, id_prefix, next_id }, task))
 }
 
 impl StreamActor {
     fn metadata(&self, request_id: String) -> Option<RequestMetadata> {
         Some(RequestMetadata {
             request_id,
-            timestamp: 0,
+            timestamp: unix_now(),
             node_id: self.config.node_id.clone(),
             protocol_version: "governance.v1".into(),
             priority: 0,
@@ -290,11 +363,12 @@ impl StreamActor {
         Ok(())
     }
 
-    fn clear_pending(&self, id: &str) -> Result<(), StreamError> {
+    /// Deletes a pending request; whether it was there (a second answer to the same id finds nothing).
+    fn take_pending(&self, id: &str) -> Result<bool, StreamError> {
         let tx = self.db.begin_write()?;
-        tx.open_table(PENDING)?.remove(id)?;
+        let was = tx.open_table(PENDING)?.remove(id)?.is_some();
         tx.commit()?;
-        Ok(())
+        Ok(was)
     }
 
     async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
@@ -329,6 +403,7 @@ impl StreamActor {
             }
             backoff = backoff.saturating_mul(2).min(self.config.max_backoff);
             reconnects += 1;
+            self.status.send_modify(|status| status.reconnects = reconnects);
             metrics::counter!("alys_governance_reconnects_total").increment(1);
         }
     }
@@ -343,11 +418,8 @@ impl StreamActor {
                 }
                 self.waiting.insert(id.clone(), reply);
                 if let Some(out) = out {
-                    let message = StreamRequest {
-                        metadata: self.metadata(id),
-                        payload: Some(stream_request::Payload::SignatureRequest(request)),
-                    };
-                    let _ = out.send(message).await;
+                    let payload = stream_request::Payload::SignatureRequest(request);
+                    let _ = self.send_request(out, RequestKind::Signature, id, payload).await;
                 }
             }
             Command::Pending(reply) => {
@@ -360,9 +432,7 @@ impl StreamActor {
             }
             Command::Send(payload) => match out {
                 Some(out) => {
-                    let message =
-                        StreamRequest { metadata: self.metadata(String::new()), payload: Some(payload) };
-                    let _ = out.send(message).await;
+                    let _ = self.send_request(out, RequestKind::Notification, String::new(), payload).await;
                 }
                 None => {
                     if self.buffered.len() >= self.config.buffer {
@@ -376,14 +446,65 @@ impl StreamActor {
         }
     }
 
+    /// Sends `payload` as request `id` of `kind`, remembering when, for latency and timeouts.
+    async fn send_request(
+        &mut self,
+        out: &mpsc::Sender<StreamRequest>,
+        kind: RequestKind,
+        id: String,
+        payload: stream_request::Payload,
+    ) -> bool {
+        if kind != RequestKind::Notification {
+            self.in_flight.insert(id.clone(), (kind, tokio::time::Instant::now()));
+        }
+        out.send(StreamRequest { metadata: self.metadata(id), payload: Some(payload) }).await.is_ok()
+    }
+
+    /// A response to `request_id` arrived: record its latency; `None` if nothing of ours was in flight.
+    fn answered(&mut self, request_id: &str) -> Option<RequestKind> {
+        let (kind, sent) = self.in_flight.remove(request_id)?;
+        metrics::histogram!("alys_governance_request_seconds", "type" => kind.as_str())
+            .record(sent.elapsed().as_secs_f64());
+        Some(kind)
+    }
+
+    /// The oldest request that outlived its type's timeout (signature requests never expire here: they
+    /// stay pending and are re-sent on the next session).
+    fn expired(&self) -> Option<(RequestKind, Duration)> {
+        self.in_flight.values().find_map(|(kind, sent)| {
+            let limit = match kind {
+                RequestKind::Registration => self.config.registration_timeout,
+                RequestKind::Heartbeat => self.config.heartbeat_timeout,
+                RequestKind::Signature | RequestKind::Notification => return None,
+            };
+            (sent.elapsed() > limit).then_some((*kind, limit))
+        })
+    }
+
+    async fn connect(&self) -> Result<tonic::transport::Channel, String> {
+        let mut endpoint = tonic::transport::Endpoint::from_shared(self.config.url.clone())
+            .map_err(|e| format!("bad governance url: {e}"))?
+            .connect_timeout(Duration::from_secs(5))
+            .http2_keep_alive_interval(Duration::from_secs(15))
+            .keep_alive_timeout(Duration::from_secs(10));
+        if self.config.url.starts_with("https://") {
+            let mut tls = tonic::transport::ClientTlsConfig::new();
+            tls = match &self.config.tls.ca_pem {
+                Some(pem) => tls.ca_certificate(tonic::transport::Certificate::from_pem(pem)),
+                None => tls.with_webpki_roots(),
+            };
+            if let Some(domain) = &self.config.tls.domain {
+                tls = tls.domain_name(domain.clone());
+            }
+            endpoint = endpoint.tls_config(tls).map_err(|e| format!("TLS settings: {e}"))?;
+        }
+        endpoint.connect().await.map_err(|e| format!("{e}: {}", source_chain(&e)))
+    }
+
     async fn session(&mut self, commands: &mut mpsc::Receiver<Command>) -> SessionEnd {
-        let endpoint = match tonic::transport::Endpoint::from_shared(self.config.url.clone()) {
-            Ok(e) => e.connect_timeout(Duration::from_secs(5)),
-            Err(e) => return SessionEnd::Lost(e.to_string()),
-        };
-        let channel = match endpoint.connect().await {
+        let channel = match self.connect().await {
             Ok(c) => c,
-            Err(e) => return SessionEnd::Lost(e.to_string()),
+            Err(e) => return SessionEnd::Lost(e),
         };
         let token = self.config.bearer_token.clone();
         let mut client =
@@ -401,47 +522,70 @@ impl StreamActor {
             Ok(r) => r.into_inner(),
             Err(e) => return SessionEnd::Lost(e.to_string()),
         };
-        // Register, then replay what was waiting: pending signature requests keep their ids.
-        let registration = StreamRequest {
-            metadata: self.metadata("register".into()),
-            payload: Some(stream_request::Payload::NodeRegistration(NodeRegistration {
-                node_info: Some(NodeInfo {
-                    public_key: self.config.node_id.clone(),
-                    node_type: 1,
-                    version: env!("CARGO_PKG_VERSION").into(),
-                    region: None,
-                }),
-                capabilities: vec!["pegout-signing".into()],
-                endpoints: Vec::new(),
-                auth: None,
-            })),
-        };
-        if out.send(registration).await.is_err() {
+        self.in_flight.clear();
+        // Register and wait for the acknowledgement (routing whatever the service pushes meanwhile).
+        let registration = stream_request::Payload::NodeRegistration(NodeRegistration {
+            node_info: Some(NodeInfo {
+                public_key: self.config.node_id.clone(),
+                node_type: 1,
+                version: env!("CARGO_PKG_VERSION").into(),
+                region: None,
+            }),
+            capabilities: vec!["pegout-signing".into()],
+            endpoints: Vec::new(),
+            auth: None,
+        });
+        let register_id = format!("register-{}", self.status.borrow().reconnects);
+        if !self.send_request(&out, RequestKind::Registration, register_id.clone(), registration).await {
             return SessionEnd::Lost("stream closed at registration".into());
         }
+        let deadline = tokio::time::Instant::now() + self.config.registration_timeout;
+        loop {
+            match tokio::time::timeout_at(deadline, responses.next()).await {
+                Err(_) => {
+                    return SessionEnd::Lost(format!(
+                        "registration not acknowledged within {:?}",
+                        self.config.registration_timeout
+                    ));
+                }
+                Ok(Some(Ok(response))) => {
+                    if let Some(stream_response::Payload::RegistrationAck(ack)) = &response.payload {
+                        let _ = self.answered(&register_id);
+                        if !ack.accepted {
+                            return SessionEnd::Lost("governance refused the registration".into());
+                        }
+                        break;
+                    }
+                    self.route(response);
+                }
+                Ok(Some(Err(status))) => return SessionEnd::Lost(status.to_string()),
+                Ok(None) => return SessionEnd::Lost("governance closed the stream at registration".into()),
+            }
+        }
+        // Replay what was waiting: pending signature requests keep their ids.
         match self.pending() {
             Ok(pending) => {
                 for (id, request) in pending {
-                    let message = StreamRequest {
-                        metadata: self.metadata(id),
-                        payload: Some(stream_request::Payload::SignatureRequest(request)),
-                    };
-                    let _ = out.send(message).await;
+                    let payload = stream_request::Payload::SignatureRequest(request);
+                    if !self.send_request(&out, RequestKind::Signature, id, payload).await {
+                        return SessionEnd::Lost("stream closed during replay".into());
+                    }
                 }
             }
             Err(error) => tracing::error!(target: "alys::governance", %error, "cannot read pending requests"),
         }
         while let Some(payload) = self.buffered.pop_front() {
-            let _ = out
-                .send(StreamRequest { metadata: self.metadata(String::new()), payload: Some(payload) })
-                .await;
+            let _ = self.send_request(&out, RequestKind::Notification, String::new(), payload).await;
         }
+        metrics::gauge!("alys_governance_buffered").set(0.0);
         let reconnects = self.status.borrow().reconnects;
         self.status.send_replace(StreamStatus { connected: true, reconnects });
         metrics::gauge!("alys_governance_connected").set(1.0);
         tracing::info!(target: "alys::governance", url = %self.config.url, "governance stream up");
 
         let mut heartbeat = tokio::time::interval(self.config.heartbeat);
+        heartbeat.tick().await;
+        let mut check = tokio::time::interval(Duration::from_millis(250));
         loop {
             tokio::select! {
                 command = commands.recv() => match command {
@@ -455,12 +599,16 @@ impl StreamActor {
                 },
                 _ = heartbeat.tick() => {
                     self.heartbeat_seq += 1;
-                    let beat = StreamRequest {
-                        metadata: self.metadata(format!("hb-{}", self.heartbeat_seq)),
-                        payload: Some(stream_request::Payload::Heartbeat(Heartbeat { timestamp: 0, sequence: self.heartbeat_seq, health: 1 })),
-                    };
-                    if out.send(beat).await.is_err() {
+                    let seq = self.heartbeat_seq;
+                    let payload = stream_request::Payload::Heartbeat(Heartbeat { timestamp: unix_now(), sequence: seq, health: 1 });
+                    if !self.send_request(&out, RequestKind::Heartbeat, format!("hb-{seq}"), payload).await {
                         return SessionEnd::Lost("stream closed".into());
+                    }
+                }
+                _ = check.tick() => {
+                    if let Some((kind, limit)) = self.expired() {
+                        metrics::counter!("alys_governance_timeouts_total", "type" => kind.as_str()).increment(1);
+                        return SessionEnd::Lost(format!("{} not acknowledged within {limit:?}", kind.as_str()));
                     }
                 }
             }
@@ -471,12 +619,28 @@ impl StreamActor {
         let request_id = response.metadata.map(|m| m.request_id).unwrap_or_default();
         match response.payload {
             Some(stream_response::Payload::SignatureResponse(signatures)) => {
-                // Duplicates (same id answered twice) find nothing waiting the second time.
-                if let Err(error) = self.clear_pending(&request_id) {
-                    tracing::error!(target: "alys::governance", %error, "cannot clear answered request");
+                let _ = self.answered(&request_id);
+                // Duplicates (same id answered twice) find nothing pending the second time.
+                let was_pending = match self.take_pending(&request_id) {
+                    Ok(was) => was,
+                    Err(error) => {
+                        tracing::error!(target: "alys::governance", %error, "cannot clear answered request");
+                        false
+                    }
+                };
+                if !was_pending {
+                    metrics::counter!("alys_governance_duplicate_responses_total").increment(1);
+                    return;
                 }
-                if let Some(reply) = self.waiting.remove(&request_id) {
-                    let _ = reply.send(signatures);
+                match self.waiting.remove(&request_id) {
+                    Some(reply) => {
+                        if let Err(signatures) = reply.send(signatures) {
+                            let _ = self.events.send(GovernanceEvent::Signature(request_id, signatures));
+                        }
+                    }
+                    None => {
+                        let _ = self.events.send(GovernanceEvent::Signature(request_id, signatures));
+                    }
                 }
             }
             Some(stream_response::Payload::FederationUpdate(update)) => {
@@ -498,23 +662,97 @@ impl StreamActor {
                         }
                     }
                     Err(error) => {
-                        metrics::counter!("alys_governance_rejected_updates_total").increment(1);
+                        metrics::counter!("alys_governance_rejected_total", "type" => "federation_update")
+                            .increment(1);
                         tracing::warn!(target: "alys::governance", %error, "federation update refused");
                     }
                 }
             }
-            Some(stream_response::Payload::ProposalNotification(proposal)) => {
-                let _ = self.events.send(GovernanceEvent::Proposal(proposal));
+            Some(stream_response::Payload::ProposalNotification(notification)) => {
+                self.accept_proposal(&notification);
             }
             Some(stream_response::Payload::ErrorResponse(error)) => {
+                let _ = self.answered(&request_id);
                 tracing::warn!(target: "alys::governance", request_id, message = %error.error_message, "governance error");
             }
-            Some(
-                stream_response::Payload::RegistrationAck(_) | stream_response::Payload::HeartbeatAck(_),
-            )
-            | None => {}
+            Some(stream_response::Payload::HeartbeatAck(_)) => {
+                let _ = self.answered(&request_id);
+            }
+            Some(stream_response::Payload::RegistrationAck(_)) | None => {}
         }
     }
+
+    /// Verifies, stores and publishes a proposal; refused ones are counted and logged, never applied.
+    fn accept_proposal(&mut self, notification: &ProposalNotification) {
+        let proposal = match Proposal::from_notification(notification, &self.config.governance_key) {
+            Ok(p) => p,
+            Err(error) => {
+                metrics::counter!("alys_governance_rejected_total", "type" => "proposal").increment(1);
+                tracing::warn!(target: "alys::governance", id = %notification.proposal_id, %error, "proposal refused");
+                return;
+            }
+        };
+        match self.proposals.insert(proposal.clone()) {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(error) => {
+                metrics::counter!("alys_governance_rejected_total", "type" => "proposal").increment(1);
+                tracing::warn!(target: "alys::governance", %error, "proposal refused");
+                return;
+            }
+        }
+        let stored = self.db.begin_write().map_err(StreamError::from).and_then(|tx| {
+            tx.open_table(PROPOSALS)?
+                .insert(proposal.id.as_str(), notification.encode_to_vec().as_slice())?;
+            tx.commit()?;
+            Ok(())
+        });
+        if let Err(error) = stored {
+            tracing::error!(target: "alys::governance", %error, "cannot store proposal");
+        }
+        tracing::info!(target: "alys::governance", id = %proposal.id, height = proposal.effective_height,
+            action = ?proposal.action, "proposal accepted");
+        metrics::counter!("alys_governance_proposals_total", "type" => proposal.proposal_type.clone())
+            .increment(1);
+        self.runtime.send_replace(Arc::new(self.proposals.clone()));
+        let _ = self.events.send(GovernanceEvent::Proposal(proposal));
+    }
+}
+
+/// The kinds of request the node sends, for timeouts and the latency histogram's `type` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RequestKind {
+    Registration,
+    Heartbeat,
+    Signature,
+    /// Peg-in notifications and status updates: no answer expected.
+    Notification,
+}
+
+impl RequestKind {
+    const fn as_str(self) -> &'static str {
+        match self {
+            Self::Registration => "registration",
+            Self::Heartbeat => "heartbeat",
+            Self::Signature => "signature",
+            Self::Notification => "notification",
+        }
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+/// The causes of a transport error, which tonic keeps in `source()` (e.g. the TLS failure).
+fn source_chain(error: &dyn std::error::Error) -> String {
+    let mut out = Vec::new();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        out.push(e.to_string());
+        cause = e.source();
+    }
+    out.join(": ")
 }
 
 enum SessionEnd {

@@ -155,16 +155,22 @@ impl PegoutLedger {
     }
 
     /// The geth path's step: records the burns of the finalized range up to `to`, advances the stored
-    /// height, and releases them, in one transaction.
-    pub fn ingest_finalized(&self, burns: &[Burn], to: u64) -> Result<Vec<Burn>, LedgerError> {
+    /// height, and releases them (or, when `release` is false because peg-outs are paused, keeps them
+    /// pending for a later [`Self::release`]), in one transaction.
+    pub fn ingest_finalized(&self, burns: &[Burn], to: u64, release: bool) -> Result<Vec<Burn>, LedgerError> {
         let tx = self.db.begin_write()?;
         let mut out = Vec::new();
         {
             let mut released = tx.open_table(RELEASED)?;
+            let mut pending = tx.open_table(PENDING)?;
             for burn in burns {
                 if released.get(&key(burn))?.is_none() {
-                    released.insert(&key(burn), encode(burn).as_slice())?;
-                    out.push(burn.clone());
+                    if release {
+                        released.insert(&key(burn), encode(burn).as_slice())?;
+                        out.push(burn.clone());
+                    } else {
+                        pending.insert(&key(burn), encode(burn).as_slice())?;
+                    }
                 }
             }
             tx.open_table(META)?.insert(GETH_HEIGHT, to)?;
@@ -237,8 +243,14 @@ mod tests {
         }
         let ledger = PegoutLedger::open(&path).unwrap();
         assert_eq!(ledger.released().unwrap().len(), 2);
-        assert_eq!(ledger.ingest_finalized(&[burn(1, 0), burn(4, 0)], 4).unwrap(), vec![burn(4, 0)]);
+        assert_eq!(ledger.ingest_finalized(&[burn(1, 0), burn(4, 0)], 4, true).unwrap(), vec![burn(4, 0)]);
         assert_eq!(ledger.geth_height().unwrap(), 4);
+        // Peg-outs paused: final burns are held pending, then released once after the resume.
+        assert!(ledger.ingest_finalized(&[burn(5, 0), burn(4, 0)], 5, false).unwrap().is_empty());
+        assert_eq!(ledger.geth_height().unwrap(), 5);
+        assert_eq!(ledger.pending().unwrap(), vec![burn(5, 0)], "a released burn is not held again");
+        assert_eq!(ledger.release(5).unwrap(), vec![burn(5, 0)]);
+        assert!(ledger.release(5).unwrap().is_empty());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

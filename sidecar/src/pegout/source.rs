@@ -6,7 +6,7 @@ use std::{path::Path, sync::Arc, time::Duration};
 use alys_exex::{BurnFeedClient, FeedEventKind, FileCursorStore};
 
 use super::{GethPoller, PegoutLedger};
-use crate::{actor::Handle, chain::ChainMessage};
+use crate::{actor::Handle, chain::ChainMessage, governance::RuntimeView};
 
 /// Where burns come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,11 +30,15 @@ pub enum BurnSourceConfig {
 /// Runs the source until the chain actor stops. Errors are logged and retried; nothing is lost because
 /// the feed cursor is acknowledged only after the ledger committed, and the geth height is stored in
 /// the same transaction as the burns it covers.
+///
+/// While governance has peg-outs paused (an EMERGENCY_ACTION in force at the chain's head), final burns
+/// stay pending in the ledger and are released, each once, after the resume.
 pub async fn run(
     config: BurnSourceConfig,
     ledger: Arc<PegoutLedger>,
     data_dir: &Path,
     chain: Handle<ChainMessage>,
+    runtime: RuntimeView,
 ) {
     match config {
         BurnSourceConfig::Exex { feed_url } => {
@@ -46,7 +50,7 @@ pub async fn run(
                         return;
                     }
                 };
-            run_exex(client, ledger, chain).await;
+            run_exex(client, ledger, chain, runtime).await;
         }
         BurnSourceConfig::Geth { eth_rpc_url, max_log_range, poll_interval } => {
             let poller = match GethPoller::new(&eth_rpc_url, max_log_range) {
@@ -57,7 +61,9 @@ pub async fn run(
                 }
             };
             loop {
-                if let Err(error) = poll_geth(&poller, &ledger).await {
+                let Ok(status) = chain.ask(ChainMessage::Status).await else { return };
+                let paused = runtime.state_at(status.head.height).pegouts_paused;
+                if let Err(error) = poll_geth(&poller, &ledger, paused).await {
                     metrics::counter!("alys_pegout_errors_total").increment(1);
                     tracing::warn!(target: "alys::pegout", %error, "geth poll failed");
                 }
@@ -70,14 +76,21 @@ pub async fn run(
     }
 }
 
-async fn poll_geth(poller: &GethPoller, ledger: &PegoutLedger) -> Result<(), String> {
+async fn poll_geth(poller: &GethPoller, ledger: &PegoutLedger, paused: bool) -> Result<(), String> {
     let Some(finalized) = poller.finalized().await.map_err(|e| e.to_string())? else { return Ok(()) };
+    if !paused {
+        // Burns held during a pause go out first, in order.
+        let held = ledger.release(finalized).map_err(|e| e.to_string())?;
+        if !held.is_empty() {
+            tracing::info!(target: "alys::pegout", count = held.len(), "held peg-outs released after the pause");
+        }
+    }
     let from = ledger.geth_height().map_err(|e| e.to_string())? + 1;
     if finalized < from {
         return Ok(());
     }
     let burns = poller.burns(from, finalized).await.map_err(|e| e.to_string())?;
-    let released = ledger.ingest_finalized(&burns, finalized).map_err(|e| e.to_string())?;
+    let released = ledger.ingest_finalized(&burns, finalized, !paused).map_err(|e| e.to_string())?;
     if !released.is_empty() {
         tracing::info!(target: "alys::pegout", count = released.len(), finalized, "peg-outs final (geth path)");
     }
@@ -88,6 +101,7 @@ async fn run_exex(
     mut client: BurnFeedClient<FileCursorStore>,
     ledger: Arc<PegoutLedger>,
     chain: Handle<ChainMessage>,
+    runtime: RuntimeView,
 ) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
@@ -117,6 +131,11 @@ async fn run_exex(
             }
             _ = tick.tick() => {
                 let Ok(status) = chain.ask(ChainMessage::Status).await else { return };
+                if runtime.state_at(status.head.height).pegouts_paused {
+                    metrics::gauge!("alys_pegout_paused").set(1.0);
+                    continue;
+                }
+                metrics::gauge!("alys_pegout_paused").set(0.0);
                 // Consensus height equals the execution block number.
                 let finalized = status.finalized.map_or(0, |f| f.height);
                 match ledger.release(finalized) {

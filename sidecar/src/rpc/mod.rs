@@ -11,8 +11,11 @@
 //! | `alys_syncStatus` | none | head, safe, finalized, slot, authorities, equivocations, paused, production |
 //! | `alys_pauseProduction` | `["token"]` | true; block production stops until resumed |
 //! | `alys_resumeProduction` | `["token"]` | true |
-//! | `getdepositaddress` | none | the current federation's P2WSH deposit address |
+//! | `getdepositaddress` | none | the P2WSH deposit address of the federation in force at the next block |
+//! | `alys_depositAddresses` | none | `{height, current, previous}`: the federations in force and before it (deposits to either are recognised) |
 //! | `alys_governanceStatus` | none | stream connection, federations by height, pending signature requests |
+//! | `alys_proposals` | none | every accepted proposal with its effective height and whether it is in force |
+//! | `alys_runtimeState` | `[height?]` | pauses (peg-ins, peg-outs, production) and parameters at a height (default: the next block) |
 //! | `alys_pendingPegouts` | none | burns waiting for finality (`pending`) and final burns (`final`) |
 //! | `alys_health` | none | `"ok"`, or error -32002 when the execution client is offline (also `GET /health`) |
 
@@ -84,6 +87,7 @@ struct Context {
     admin_token: Option<String>,
     governance: Option<crate::governance::stream::StreamHandle>,
     pegouts: Option<std::sync::Arc<crate::pegout::PegoutLedger>>,
+    runtime: crate::governance::RuntimeView,
 }
 
 fn internal(error: impl std::fmt::Display) -> ErrorObjectOwned {
@@ -128,6 +132,7 @@ fn status_json(status: &ChainStatus) -> Value {
         "engineOnline": status.engine_online,
         "productionStopped": status.production_stopped,
         "powBits": format!("{:08x}", status.pow_bits),
+        "governance": status.runtime,
     })
 }
 
@@ -143,6 +148,21 @@ fn pegout_json(burn: &alys_exex::Burn) -> Value {
         "logIndex": burn.log_index,
         "txHash": burn.tx_hash,
     })
+}
+
+async fn next_height(c: &Context) -> Result<u64, ErrorObjectOwned> {
+    Ok(c.chain.ask(ChainMessage::Status).await.map_err(internal)?.head.height + 1)
+}
+
+async fn federation_history(
+    c: &Context,
+) -> Result<(Vec<crate::governance::Federation>, crate::governance::FederationHistory), ErrorObjectOwned> {
+    let list = federations(c).await?;
+    let mut history = crate::governance::FederationHistory::default();
+    for f in &list {
+        let _ = history.insert(f.clone());
+    }
+    Ok((list, history))
 }
 
 async fn federations(c: &Context) -> Result<Vec<crate::governance::Federation>, ErrorObjectOwned> {
@@ -191,8 +211,9 @@ pub fn rpc_module(
     admin_token: Option<String>,
     governance: Option<crate::governance::stream::StreamHandle>,
     pegouts: Option<std::sync::Arc<crate::pegout::PegoutLedger>>,
+    runtime: crate::governance::RuntimeView,
 ) -> Result<RpcModule<()>, RpcStartError> {
-    let ctx = std::sync::Arc::new(Context { chain, admin_token, governance, pegouts });
+    let ctx = std::sync::Arc::new(Context { chain, admin_token, governance, pegouts, runtime });
     let mut module = RpcModule::new(());
     let reg = |e: jsonrpsee::core::RegisterMethodError| RpcStartError::Register(e.to_string());
 
@@ -322,11 +343,75 @@ pub fn rpc_module(
         .register_async_method("getdepositaddress", move |_, _, _| {
             let c = c.clone();
             async move {
-                let federations = federations(&c).await?;
-                let current = federations.last().ok_or_else(|| {
+                let (_, history) = federation_history(&c).await?;
+                let height = next_height(&c).await?;
+                let current = history.at(height).ok_or_else(|| {
                     ErrorObject::owned(-32000, "the federation is not known yet", None::<()>)
                 })?;
                 Ok::<String, ErrorObjectOwned>(current.address.to_string())
+            }
+        })
+        .map_err(reg)?;
+
+    let c = ctx.clone();
+    module
+        .register_async_method("alys_depositAddresses", move |_, _, _| {
+            let c = c.clone();
+            async move {
+                let (_, history) = federation_history(&c).await?;
+                let height = next_height(&c).await?;
+                let entry = |f: Option<&crate::governance::Federation>| {
+                    f.map(|f| json!({ "address": f.address.to_string(), "effectiveHeight": f.effective_height, "threshold": f.threshold, "members": f.members.len() }))
+                };
+                Ok::<Value, ErrorObjectOwned>(json!({
+                    "height": height,
+                    "current": entry(history.at(height)),
+                    "previous": entry(history.previous(height)),
+                }))
+            }
+        })
+        .map_err(reg)?;
+
+    let c = ctx.clone();
+    module
+        .register_async_method("alys_proposals", move |_, _, _| {
+            let c = c.clone();
+            async move {
+                let height = next_height(&c).await?;
+                let book = c.runtime.book();
+                let list = book
+                    .proposals()
+                    .map(|p| {
+                        let mut v = serde_json::to_value(p).unwrap_or(Value::Null);
+                        if let Some(o) = v.as_object_mut() {
+                            o.insert("inForce".into(), json!(p.effective_height <= height));
+                        }
+                        v
+                    })
+                    .collect::<Vec<_>>();
+                Ok::<Value, ErrorObjectOwned>(json!({ "height": height, "proposals": list }))
+            }
+        })
+        .map_err(reg)?;
+
+    let c = ctx.clone();
+    module
+        .register_async_method("alys_runtimeState", move |params, _, _| {
+            let c = c.clone();
+            async move {
+                let requested: Option<u64> = params.sequence().optional_next().map_err(|_| {
+                    ErrorObject::owned(-32602, "invalid params: expected [height] or []", None::<()>)
+                })?;
+                let height = match requested {
+                    Some(h) => h,
+                    None => next_height(&c).await?,
+                };
+                let state = c.runtime.state_at(height);
+                Ok::<Value, ErrorObjectOwned>(json!({
+                    "height": height,
+                    "state": state,
+                    "changeableParameters": crate::governance::RuntimeParameters::NAMES,
+                }))
             }
         })
         .map_err(reg)?;
@@ -397,8 +482,9 @@ pub async fn start(
     admin_token: Option<String>,
     governance: Option<crate::governance::stream::StreamHandle>,
     pegouts: Option<std::sync::Arc<crate::pegout::PegoutLedger>>,
+    runtime: crate::governance::RuntimeView,
 ) -> Result<RpcHandle, RpcStartError> {
-    let module = rpc_module(chain, admin_token, governance, pegouts)?;
+    let module = rpc_module(chain, admin_token, governance, pegouts, runtime)?;
     let health = jsonrpsee::server::middleware::http::ProxyGetRequestLayer::new([("/health", "alys_health")])
         .map_err(|e| RpcStartError::Register(e.to_string()))?;
     let server = Server::builder()

@@ -244,9 +244,9 @@ async fn geth_path_and_exex_path_give_identical_burns() {
 
     // The ledger releases them once, across a reopen.
     let ledger = PegoutLedger::open(dir.join("pegouts.redb")).unwrap();
-    assert_eq!(ledger.ingest_finalized(&geth, finalized).unwrap().len(), 2);
+    assert_eq!(ledger.ingest_finalized(&geth, finalized, true).unwrap().len(), 2);
     drop(ledger);
     let ledger = PegoutLedger::open(dir.join("pegouts.redb")).unwrap();
-    assert!(ledger.ingest_finalized(&exex, finalized).unwrap().is_empty(), "never released twice");
+    assert!(ledger.ingest_finalized(&exex, finalized, true).unwrap().is_empty(), "never released twice");
     let _ = std::fs::remove_dir_all(&dir);
 }

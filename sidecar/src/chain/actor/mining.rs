@@ -106,7 +106,9 @@ impl ChainActor {
     /// Why production is stopped, if it is: too many blocks without a proof and none queued.
     pub(super) fn production_stopped(&self) -> Result<Option<String>, StoreError> {
         let waiting = self.blocks_without_pow()?;
-        let limit = self.config.auxpow.max_blocks_without_pow;
+        // Governance may change the limit (PARAMETER_CHANGE `max_blocks_without_pow`) from a height on.
+        let limit =
+            self.config.runtime.state_at(self.head.block.height + 1).parameters.max_blocks_without_pow;
         if waiting >= limit && self.includable_proof()?.is_none() {
             return Ok(Some(format!("{waiting} blocks without AuxPow (limit {limit}); waiting for a proof")));
         }

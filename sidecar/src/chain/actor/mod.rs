@@ -59,6 +59,8 @@ pub struct ChainConfig {
     pub clock: Clock,
     /// Merged-mining parameters.
     pub auxpow: MiningParams,
+    /// Governance's pauses and parameters by height (fixed defaults without governance).
+    pub runtime: crate::governance::RuntimeView,
 }
 
 impl std::fmt::Debug for ChainConfig {
@@ -98,6 +100,8 @@ pub struct ChainStatus {
     pub production_stopped: Option<String>,
     /// The current merged-mining target, compact form.
     pub pow_bits: u32,
+    /// Governance's pauses and parameters in force for the next block.
+    pub runtime: crate::governance::RuntimeState,
 }
 
 /// Messages the ChainActor takes.
@@ -283,6 +287,7 @@ impl ChainActor {
             engine_online: self.engine_online,
             production_stopped: self.production_stopped().ok().flatten(),
             pow_bits: self.mining.bits,
+            runtime: self.config.runtime.state_at(self.head.block.height + 1),
         }
     }
 
@@ -484,6 +489,12 @@ impl ChainActor {
     async fn produce(&mut self, slot: u64) -> Result<bool, ImportError> {
         let Some(index) = self.my_index() else { return Ok(false) };
         if self.aura.author_of(slot) != index || self.paused {
+            return Ok(false);
+        }
+        let height = self.head.block.height + 1;
+        if self.config.runtime.state_at(height).production_paused {
+            metrics::counter!("alys_chain_slots_skipped_total", "reason" => "governance_pause").increment(1);
+            tracing::debug!(target: "alys::chain", slot, height, "block production paused by governance");
             return Ok(false);
         }
         let Some(key) = self.key.clone() else { return Ok(false) };
