@@ -3,9 +3,11 @@
 //! `alys-devnet` starts a complete local network: the embedded execution engine and an Alys authority
 //! driving it. `alys-devnet el` runs the embedded execution engine on its own, as an operator runs reth or
 //! geth: an Engine API (JWT) for a consensus client and an eth JSON-RPC for dApps and tools.
+//! `alys-devnet governance` runs the devnet governance service on its own.
 
 mod el;
 mod exex;
+mod governance;
 mod up;
 
 use clap::{Parser, Subcommand};
@@ -24,6 +26,8 @@ struct Cli {
 enum Command {
     /// Run the embedded execution engine alone (Engine API + eth JSON-RPC), like `reth node`.
     El(el::ElArgs),
+    /// Run the devnet governance service alone (federation keys, signing, rotation, proposals).
+    Governance(governance::GovernanceArgs),
 }
 
 fn main() -> eyre::Result<()> {
@@ -41,6 +45,7 @@ fn main() -> eyre::Result<()> {
     runtime.block_on(async move {
         match cli.command {
             Some(Command::El(args)) => el::run(args).await,
+            Some(Command::Governance(args)) => governance::run(args).await,
             None => up::run(cli.up).await,
         }
     })

@@ -54,6 +54,9 @@ pub(crate) struct UpArgs {
     /// The devnet governance service (federation keys, signing).
     #[arg(long = "governance.addr", default_value = "127.0.0.1:50061")]
     governance_addr: SocketAddr,
+    /// The devnet governance service's admin JSON-RPC (rotate the federation, issue proposals).
+    #[arg(long = "governance.admin-addr", default_value = "127.0.0.1:50062")]
+    governance_admin_addr: SocketAddr,
     /// Do not run the embedded reference miner (blocks then stop finalizing).
     #[arg(long)]
     no_miner: bool,
@@ -88,20 +91,20 @@ pub(crate) async fn run(args: UpArgs) -> eyre::Result<()> {
     )
     .await?;
 
-    // The devnet governance service: a 2-of-3 software federation with public devnet keys.
-    let governance = alys_devnet_governance::DevGovernance::devnet(3, 2)?;
-    let governance_key = governance.governance_key();
+    // The devnet governance service: a 2-of-3 software federation with public devnet keys, requiring
+    // the devnet bearer token like a real service would, and its admin RPC (rotation, proposals).
+    let governance = alys_devnet_governance::DevGovernance::devnet(3, 2)?
+        .with_bearer_token(alys_devnet_governance::DEVNET_TOKEN)
+        .into_service();
+    let governance_key = governance.state().governance_key();
     let governance_listener = tokio::net::TcpListener::bind(args.governance_addr)
         .await
         .wrap_err_with(|| format!("binding governance {}", args.governance_addr))?;
     let governance_addr = governance_listener.local_addr()?;
-    let governance_task = tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(alys_proto::governance::v1::governance_stream_server::GovernanceStreamServer::new(
-                governance.into_service(),
-            ))
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(governance_listener)),
-    );
+    let governance_task =
+        tokio::spawn(alys_devnet_governance::serve(governance.clone(), governance_listener, None));
+    let governance_admin =
+        alys_devnet_governance::admin::start(governance, args.governance_admin_addr).await?;
 
     let authority = AuthorityKey::from_file(&key_file)?;
     let config = NodeConfig {
@@ -121,10 +124,11 @@ pub(crate) async fn run(args: UpArgs) -> eyre::Result<()> {
         },
         metrics: MetricsSection { listen: None },
         governance: Some(GovernanceSection {
-            url: format!("http://{governance_addr}"),
-            governance_key: alloy_primitives::hex::encode(governance_key.serialize()),
-            bearer_token_file: None,
-            network: "regtest".into(),
+            bearer_token_file: Some(args.etc.join("keys/devnet-governance.token")),
+            ..GovernanceSection::new(
+                format!("http://{governance_addr}"),
+                alloy_primitives::hex::encode(governance_key.serialize()),
+            )
         }),
         // Devnet proofs come from the embedded miner: aim for one every 10 s.
         auxpow: AuxPowSection { target_spacing_secs: 10, ..Default::default() },
@@ -149,15 +153,18 @@ pub(crate) async fn run(args: UpArgs) -> eyre::Result<()> {
         "metrics": format!("http://{}/metrics", args.metrics_addr),
         "burnFeed": format!("http://{}", exex.feed_addr),
         "governance": format!("http://{governance_addr}"),
+        "governanceAdmin": format!("http://{}", governance_admin.addr),
     });
     println!("{ready}");
     eprintln!(
-        "\nAlys devnet is up (chain id {}).\n  eth JSON-RPC  {}\n  WebSocket     {}\n  Alys RPC      http://{}\n  metrics       http://{}/metrics\n  funded dev account 0: {} (key in chainspec/src/dev.rs; public, devnet only)\n",
+        "\nAlys devnet is up (chain id {}).\n  eth JSON-RPC  {}\n  WebSocket     {}\n  Alys RPC      http://{}\n  metrics       http://{}/metrics\n  governance    http://{} (admin RPC http://{})\n  funded dev account 0: {} (key in chainspec/src/dev.rs; public, devnet only)\n",
         spec.chain_id(),
         eth.http_url().unwrap_or_default(),
         eth.ws_url().unwrap_or_default(),
         node.rpc.local_addr(),
         args.metrics_addr,
+        governance_addr,
+        governance_admin.addr,
         DEV_ACCOUNTS[0],
     );
 
@@ -183,6 +190,7 @@ pub(crate) async fn run(args: UpArgs) -> eyre::Result<()> {
     engine_api.stopped().await;
     exex.stop().await;
     governance_task.abort();
+    governance_admin.stop();
     Ok(())
 }
 

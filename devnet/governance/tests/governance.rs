@@ -185,11 +185,17 @@ async fn injected_faults_reach_the_node() {
 mod stream_actor {
     use std::time::Duration;
 
-    use alys_devnet_governance::DevGovernance;
+    use alys_devnet_governance::{DevGovernance, Faults, GovernanceService};
     use alys_proto::governance::v1::{
-        SignatureRequest, SignatureStatus, governance_stream_server::GovernanceStreamServer,
+        EmergencyScope, HealthRequest, SignatureRequest, SignatureStatus, TransactionType,
+        governance_stream_client::GovernanceStreamClient, governance_stream_server::GovernanceStreamServer,
+        stream_response,
     };
-    use alys_sidecar::governance::stream::{self, GovernanceEvent, StreamConfig, StreamError};
+    use alys_sidecar::governance::{
+        Federation, SignError, sign_transaction,
+        stream::{self, GovernanceEvent, StreamConfig, StreamError},
+        witness,
+    };
     use tokio_stream::wrappers::TcpListenerStream;
 
     async fn serve_at(service: DevGovernance, port: u16) {
@@ -236,7 +242,11 @@ mod stream_actor {
             panic!("expected a federation")
         };
         assert_eq!(learned.address, federation.address);
-        assert!(handle.status().connected);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !handle.status().connected {
+            assert!(tokio::time::Instant::now() < deadline, "not connected");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         let response = handle.request_signatures(request(&federation)).await.unwrap();
         assert_eq!(response.status, SignatureStatus::Complete as i32);
         assert_eq!(response.signatures.len(), 2);
@@ -277,6 +287,311 @@ mod stream_actor {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert!(handle.status().connected);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    async fn serve_service(service: &GovernanceService, port: u16, tls: Option<(Vec<u8>, Vec<u8>)>) {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+        tokio::spawn(alys_devnet_governance::serve(service.clone(), listener, tls));
+    }
+
+    fn tempdir(tag: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("alys-gov-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// Serves a devnet service with `faults` and starts a node's StreamActor against it.
+    async fn faulty(
+        faults: Faults,
+        tag: &str,
+    ) -> (GovernanceService, stream::StreamHandle, std::path::PathBuf) {
+        let service = DevGovernance::devnet(3, 2).unwrap().with_faults(faults).into_service();
+        let port = free_port();
+        serve_service(&service, port, None).await;
+        let dir = tempdir(tag);
+        let (handle, _task) = stream::spawn(
+            config(port, &service.state(), Duration::from_secs(10)),
+            &dir.join("governance.redb"),
+        )
+        .unwrap();
+        (service, handle, dir)
+    }
+
+    async fn connected(handle: &stream::StreamHandle, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !handle.status().connected {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        true
+    }
+
+    async fn federation_of(handle: &stream::StreamHandle) -> Federation {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(f) = handle.federations().await.unwrap().pop() {
+                return f;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "no federation learned");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_node_gets_a_spend_signed_and_the_interpreter_accepts_it_before_and_after_rotation() {
+        let service = DevGovernance::devnet(3, 2).unwrap().with_bearer_token("s3cret").into_service();
+        let port = free_port();
+        serve_service(&service, port, None).await;
+        let dir = tempdir("roundtrip");
+        let mut config = config(port, &service.state(), Duration::from_secs(10));
+        config.bearer_token = Some("s3cret".into());
+        let (handle, _task) = stream::spawn(config, &dir.join("governance.redb")).unwrap();
+        let old = federation_of(&handle).await;
+        let (tx, spent) = super::spend(&old);
+        let signed =
+            sign_transaction(&handle, &old, &tx, std::slice::from_ref(&spent), TransactionType::Pegout, None)
+                .await
+                .unwrap();
+        witness::verify_transaction(&signed, std::slice::from_ref(&spent)).unwrap();
+        assert_eq!(signed.input[0].witness.len(), 4, "empty, two signatures, the witness script");
+
+        // Rotation: the node learns the new federation; coins at the old address can still be spent.
+        let new = service.update(|s| s.rotate(4, 3, 5)).unwrap();
+        service.push(stream_response::Payload::FederationUpdate(service.state().federation_update()));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while handle.federations().await.unwrap().len() < 2 {
+            assert!(tokio::time::Instant::now() < deadline, "rotation not learned");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(handle.federations().await.unwrap()[1].address, new.address);
+        let again =
+            sign_transaction(&handle, &old, &tx, std::slice::from_ref(&spent), TransactionType::Pegout, None)
+                .await
+                .unwrap();
+        witness::verify_transaction(&again, std::slice::from_ref(&spent)).unwrap();
+        let (tx_new, spent_new) = super::spend(&new);
+        let signed_new = sign_transaction(
+            &handle,
+            &new,
+            &tx_new,
+            std::slice::from_ref(&spent_new),
+            TransactionType::Pegout,
+            None,
+        )
+        .await
+        .unwrap();
+        witness::verify_transaction(&signed_new, std::slice::from_ref(&spent_new)).unwrap();
+        assert_eq!(signed_new.input[0].witness.len(), 5, "3-of-4: empty, three signatures, the script");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stream_dropped_mid_request_completes_after_reconnect_exactly_once() {
+        let (service, handle, dir) =
+            faulty(Faults { drop_on_next_signature: true, ..Default::default() }, "midrequest").await;
+        let mut events = handle.subscribe();
+        let federation = federation_of(&handle).await;
+        let response = handle.request_signatures(request(&federation)).await.unwrap();
+        assert_eq!(response.status, SignatureStatus::Complete as i32);
+        assert!(handle.status().reconnects >= 1, "the stream was dropped and re-established");
+        assert_eq!(service.signed(), 1, "signed once: the re-sent request id got the stored answer");
+        assert!(handle.pending().await.unwrap().is_empty());
+        // Nothing answers the same request a second time.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        while let Ok(event) = events.try_recv() {
+            assert!(!matches!(event, GovernanceEvent::Signature(..)), "delivered twice: {event:?}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn duplicated_and_reordered_responses_are_delivered_once_each() {
+        let (service, handle, dir) =
+            faulty(Faults { duplicate: true, reorder: true, ..Default::default() }, "reorder").await;
+        let federation = federation_of(&handle).await;
+        let (tx, spent) = super::spend(&federation);
+        let spent = [spent];
+        let (a, b) = tokio::join!(
+            sign_transaction(&handle, &federation, &tx, &spent, TransactionType::Pegout, Some("a".into())),
+            sign_transaction(&handle, &federation, &tx, &spent, TransactionType::Pegout, Some("b".into())),
+        );
+        a.unwrap();
+        b.unwrap();
+        assert!(handle.pending().await.unwrap().is_empty());
+        assert_eq!(service.signed(), 2);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_bad_witness_is_detected_and_never_used() {
+        let (_service, handle, dir) =
+            faulty(Faults { bad_signature: true, ..Default::default() }, "badwitness").await;
+        let federation = federation_of(&handle).await;
+        let (tx, spent) = super::spend(&federation);
+        let result = sign_transaction(
+            &handle,
+            &federation,
+            &tx,
+            std::slice::from_ref(&spent),
+            TransactionType::Pegout,
+            None,
+        )
+        .await;
+        assert!(
+            matches!(result, Err(SignError::InsufficientSignatures { good: 0, threshold: 2, .. })),
+            "{result:?}"
+        );
+
+        // Signatures that verify one by one but do not make a valid spend (only one distinct signer
+        // twice) fail too, and a witness assembled from them would fail the interpreter.
+        let honest = DevGovernance::devnet(3, 2).unwrap();
+        let request = alys_sidecar::governance::signature_request(
+            &tx,
+            std::slice::from_ref(&spent),
+            &federation,
+            TransactionType::Pegout,
+        )
+        .unwrap();
+        let mut response = honest.sign(&request);
+        let first = response.signatures[0].clone();
+        response.signatures = vec![first.clone(), first];
+        let refused = alys_sidecar::governance::apply_response(
+            &tx,
+            std::slice::from_ref(&spent),
+            &federation,
+            &response,
+        );
+        assert!(matches!(refused, Err(SignError::InsufficientSignatures { good: 1, .. })), "{refused:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn unauthenticated_clients_are_refused() {
+        let service = DevGovernance::devnet(3, 2).unwrap().with_bearer_token("s3cret").into_service();
+        let port = free_port();
+        serve_service(&service, port, None).await;
+        let url = format!("http://127.0.0.1:{port}");
+
+        // A raw client without a token, and one with the wrong token: UNAUTHENTICATED.
+        let mut client = GovernanceStreamClient::connect(url.clone()).await.unwrap();
+        let (_tx, rx) = tokio::sync::mpsc::channel(1);
+        let status = client.stream(tokio_stream::wrappers::ReceiverStream::new(rx)).await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Unauthenticated);
+        let mut request = tonic::Request::new(HealthRequest::default());
+        request.metadata_mut().insert("authorization", "Bearer wrong".parse().unwrap());
+        assert_eq!(client.health(request).await.unwrap_err().code(), tonic::Code::Unauthenticated);
+
+        // A node with the wrong token never gets a session.
+        let dir = tempdir("unauth");
+        let mut config = config(port, &service.state(), Duration::from_secs(1));
+        config.bearer_token = Some("guess".into());
+        let (handle, _task) = stream::spawn(config, &dir.join("governance.redb")).unwrap();
+        assert!(!connected(&handle, Duration::from_secs(2)).await);
+        assert!(handle.federations().await.unwrap().is_empty());
+        assert_eq!(service.sessions(), 0);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_node_refuses_updates_and_proposals_not_signed_by_its_governance_key() {
+        // The service signs with its key; the node is configured with another one.
+        let service = DevGovernance::devnet(3, 2).unwrap().into_service();
+        let port = free_port();
+        serve_service(&service, port, None).await;
+        let dir = tempdir("foreign");
+        let other = bitcoin::secp256k1::PublicKey::from_secret_key(
+            &bitcoin::secp256k1::Secp256k1::new(),
+            &bitcoin::secp256k1::SecretKey::from_slice(&[9; 32]).unwrap(),
+        );
+        let mut config = config(port, &service.state(), Duration::from_secs(1));
+        config.governance_key = other;
+        let (handle, _task) = stream::spawn(config, &dir.join("governance.redb")).unwrap();
+        assert!(connected(&handle, Duration::from_secs(10)).await);
+        let proposal = service
+            .update(|s| s.propose_emergency(EmergencyScope::BlockProduction, true, 1, "forged"))
+            .unwrap();
+        service.push(stream_response::Payload::ProposalNotification(proposal));
+        // An unsigned update, pushed as a man in the middle would.
+        let mut unsigned = service.state().federation_update();
+        unsigned.update_signature.clear();
+        service.push(stream_response::Payload::FederationUpdate(unsigned));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(handle.federations().await.unwrap().is_empty(), "no federation from a foreign key");
+        assert_eq!(handle.runtime().book().proposals().count(), 0, "no proposal from a foreign key");
+        assert!(!handle.runtime().state_at(10).production_paused);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn proposals_are_stored_and_survive_a_restart() {
+        let service = DevGovernance::devnet(3, 2).unwrap().into_service();
+        let port = free_port();
+        serve_service(&service, port, None).await;
+        let dir = tempdir("proposals");
+        let store = dir.join("governance.redb");
+        let (handle, task) =
+            stream::spawn(config(port, &service.state(), Duration::from_secs(1)), &store).unwrap();
+        assert!(connected(&handle, Duration::from_secs(10)).await);
+        let pause =
+            service.update(|s| s.propose_emergency(EmergencyScope::Pegouts, true, 7, "drill")).unwrap();
+        service.push(stream_response::Payload::ProposalNotification(pause));
+        let param = service.update(|s| s.propose_parameter("max_blocks_without_pow", "25", 9)).unwrap();
+        service.push(stream_response::Payload::ProposalNotification(param));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while handle.runtime().book().proposals().count() < 2 {
+            assert!(tokio::time::Instant::now() < deadline, "proposals not received");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let view = handle.runtime();
+        assert!(!view.state_at(6).pegouts_paused && view.state_at(7).pegouts_paused);
+        assert_eq!(view.state_at(9).parameters.max_blocks_without_pow, 25);
+        task.abort();
+        let _ = task.await;
+        drop(handle);
+
+        // Restarted with governance unreachable: the stored proposals are in force at once.
+        let mut offline = config(free_port(), &service.state(), Duration::from_secs(1));
+        offline.url = "http://127.0.0.1:1".into();
+        let (handle, _task) = stream::spawn(offline, &store).unwrap();
+        assert!(handle.runtime().state_at(7).pegouts_paused);
+        assert_eq!(handle.runtime().state_at(9).parameters.max_blocks_without_pow, 25);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tls_with_a_bearer_token() {
+        let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        let cert_pem = certified.cert.pem();
+        let key_pem = certified.signing_key.serialize_pem();
+        let service = DevGovernance::devnet(3, 2).unwrap().with_bearer_token("s3cret").into_service();
+        let port = free_port();
+        serve_service(&service, port, Some((cert_pem.clone().into_bytes(), key_pem.into_bytes()))).await;
+        let dir = tempdir("tls");
+
+        let mut config = config(port, &service.state(), Duration::from_secs(10));
+        config.url = format!("https://localhost:{port}");
+        config.bearer_token = Some("s3cret".into());
+        config.tls.ca_pem = Some(cert_pem.into_bytes());
+        let (handle, _task) = stream::spawn(config.clone(), &dir.join("a.redb")).unwrap();
+        assert!(connected(&handle, Duration::from_secs(10)).await, "TLS session");
+        let federation = federation_of(&handle).await;
+        let response = handle.request_signatures(request(&federation)).await.unwrap();
+        assert_eq!(response.status, SignatureStatus::Complete as i32);
+
+        // Without the CA (web PKI roots only) the self-signed service is not trusted.
+        let mut untrusted = config.clone();
+        untrusted.tls.ca_pem = None;
+        let (handle, _task) = stream::spawn(untrusted, &dir.join("b.redb")).unwrap();
+        assert!(!connected(&handle, Duration::from_secs(2)).await);
+        // Plaintext to a TLS port fails too.
+        let mut plain = config;
+        plain.url = format!("http://127.0.0.1:{port}");
+        let (handle, _task) = stream::spawn(plain, &dir.join("c.redb")).unwrap();
+        assert!(!connected(&handle, Duration::from_secs(2)).await);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, reason = "test code")]
 
 mod el_cast;
+mod governance;
 mod mining;
 mod network;
 mod recovery;

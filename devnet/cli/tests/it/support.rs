@@ -18,6 +18,16 @@ pub(crate) fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
 }
 
+/// Reads a spawned `alys-devnet` command's JSON ready line from its stdout.
+pub(crate) fn ready_line(child: &mut Child) -> serde_json::Value {
+    let stdout = child.stdout.take().unwrap();
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).expect("ready line");
+    let ready: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+    assert_eq!(ready["event"], "ready", "{ready}");
+    ready
+}
+
 /// A running `alys-devnet el` process; killed on drop.
 pub(crate) struct ElProcess {
     child: Child,
@@ -61,12 +71,7 @@ impl ElProcess {
             cmd.arg("--datadir").arg(dir);
         }
         let mut child = cmd.spawn().expect("spawn alys-devnet el");
-        let stdout = child.stdout.take().unwrap();
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).expect("ready line");
-        let ready: serde_json::Value =
-            serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
-        assert_eq!(ready["event"], "ready");
+        let ready = ready_line(&mut child);
         Self {
             child,
             http: ready["http"].as_str().unwrap().to_owned(),
@@ -148,6 +153,7 @@ pub(crate) struct DevnetProcess {
     pub(crate) http: String,
     pub(crate) rpc: String,
     pub(crate) burn_feed: String,
+    pub(crate) governance_admin: String,
 }
 
 impl Drop for DevnetProcess {
@@ -172,22 +178,20 @@ impl DevnetProcess {
                 "127.0.0.1:0",
             ])
             .args(["--feed.addr", "127.0.0.1:0", "--governance.addr", "127.0.0.1:0"])
+            .args(["--governance.admin-addr", "127.0.0.1:0"])
             .arg("--datadir")
             .arg(datadir)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn alys-devnet");
-        let stdout = child.stdout.take().unwrap();
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).expect("ready line");
-        let ready: serde_json::Value =
-            serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+        let ready = ready_line(&mut child);
         Self {
             child,
             http: ready["http"].as_str().unwrap().to_owned(),
             rpc: ready["rpc"].as_str().unwrap().to_owned(),
             burn_feed: ready["burnFeed"].as_str().unwrap().to_owned(),
+            governance_admin: ready["governanceAdmin"].as_str().unwrap().to_owned(),
         }
     }
 
@@ -265,5 +269,42 @@ pub(crate) async fn cast(args: &[&str]) -> Result<String, String> {
         Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
     } else {
         Err(String::from_utf8_lossy(&output.stderr).trim().to_owned())
+    }
+}
+
+/// A running `alys-devnet governance` process; killed on drop.
+pub(crate) struct GovernanceProcess {
+    child: Child,
+    pub(crate) url: String,
+    pub(crate) admin: String,
+    pub(crate) governance_key: String,
+}
+
+impl Drop for GovernanceProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl GovernanceProcess {
+    /// Starts the devnet governance service on `port` (0 for any) requiring the devnet token, and waits
+    /// for its ready line.
+    pub(crate) fn start(port: u16) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_alys-devnet"))
+            .current_dir(root())
+            .args(["governance", "--addr", &format!("127.0.0.1:{port}"), "--admin-addr", "127.0.0.1:0"])
+            .args(["--token-file", "etc/keys/devnet-governance.token"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn alys-devnet governance");
+        let ready = ready_line(&mut child);
+        Self {
+            child,
+            url: ready["governance"].as_str().unwrap().to_owned(),
+            admin: ready["admin"].as_str().unwrap().to_owned(),
+            governance_key: ready["governanceKey"].as_str().unwrap().to_owned(),
+        }
     }
 }
