@@ -74,6 +74,11 @@ impl GovernanceService {
         self.0.signed.load(Ordering::Relaxed)
     }
 
+    /// Peg-in notifications and status updates received.
+    pub fn notifications(&self) -> u64 {
+        self.0.notifications.load(Ordering::Relaxed)
+    }
+
     /// Sessions currently open.
     pub fn sessions(&self) -> u64 {
         self.0.sessions.load(Ordering::Relaxed)

@@ -594,4 +594,30 @@ mod stream_actor {
         assert!(!connected(&handle, Duration::from_secs(2)).await);
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn notifications_sent_while_offline_are_buffered_and_delivered() {
+        use alys_proto::governance::v1::{PeginNotification, stream_request::Payload};
+        let service = DevGovernance::devnet(3, 2).unwrap().into_service();
+        let port = free_port();
+        let dir = tempdir("buffer");
+        let (handle, _task) = stream::spawn(
+            config(port, &service.state(), Duration::from_secs(1)),
+            &dir.join("governance.redb"),
+        )
+        .unwrap();
+        for vout in 0..3 {
+            let pegin =
+                PeginNotification { btc_txid: "00".repeat(32), vout, amount: 100_000, ..Default::default() };
+            handle.send(Payload::PeginNotification(pegin)).await.unwrap();
+        }
+        assert!(!handle.status().connected);
+        serve_service(&service, port, None).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while service.notifications() < 3 {
+            assert!(tokio::time::Instant::now() < deadline, "buffered notifications not delivered");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

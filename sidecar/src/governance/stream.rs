@@ -263,7 +263,12 @@ struct StreamActor {
     waiting: HashMap<String, oneshot::Sender<SignatureResponse>>,
     /// When each request of this session was sent, by id, with its type (latency and timeouts).
     in_flight: HashMap<String, (RequestKind, tokio::time::Instant)>,
-    buffered: VecDeque<stream_request::Payload>,
+    /// Notifications waiting for a session, with the request id each was given when it was accepted.
+    buffered: VecDeque<(String, stream_request::Payload)>,
+    /// Numbers notification request ids.
+    notification_seq: u64,
+    /// Makes request ids of this run unique across restarts.
+    id_prefix: Arc<str>,
     events: broadcast::Sender<GovernanceEvent>,
     status: watch::Sender<StreamStatus>,
     heartbeat_seq: u64,
@@ -308,6 +313,11 @@ pub fn spawn(
     let (events, _) = broadcast::channel(64);
     let (status_tx, status) = watch::channel(StreamStatus::default());
     let signature_timeout = config.signature_timeout;
+    let next_id = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    // Unique across restarts: ids of requests still pending from an earlier run never collide.
+    let started =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let id_prefix: Arc<str> = format!("{started:x}").into();
     let actor = StreamActor {
         config,
         db,
@@ -317,16 +327,13 @@ pub fn spawn(
         waiting: HashMap::new(),
         in_flight: HashMap::new(),
         buffered: VecDeque::new(),
+        notification_seq: 0,
+        id_prefix: Arc::clone(&id_prefix),
         events: events.clone(),
         status: status_tx,
         heartbeat_seq: 0,
     };
     let task = tokio::spawn(actor.run(rx));
-    let next_id = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    // Unique across restarts: ids of requests still pending from an earlier run never collide.
-    let started =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    let id_prefix: Arc<str> = format!("{started:x}").into();
     let runtime = RuntimeView::new(runtime_rx);
     Ok((StreamHandle { commands, events, status, runtime, signature_timeout, id_prefix, next_id }, task))
 }
@@ -430,19 +437,23 @@ impl StreamActor {
             Command::Federations(reply) => {
                 let _ = reply.send(self.federations.iter().cloned().collect());
             }
-            Command::Send(payload) => match out {
-                Some(out) => {
-                    let _ = self.send_request(out, RequestKind::Notification, String::new(), payload).await;
-                }
-                None => {
-                    if self.buffered.len() >= self.config.buffer {
-                        self.buffered.pop_front();
-                        metrics::counter!("alys_governance_buffer_dropped_total").increment(1);
+            Command::Send(payload) => {
+                self.notification_seq += 1;
+                let id = format!("note-{}-{}", self.id_prefix, self.notification_seq);
+                match out {
+                    Some(out) => {
+                        let _ = self.send_request(out, RequestKind::Notification, id, payload).await;
                     }
-                    self.buffered.push_back(payload);
-                    metrics::gauge!("alys_governance_buffered").set(self.buffered.len() as f64);
+                    None => {
+                        if self.buffered.len() >= self.config.buffer {
+                            self.buffered.pop_front();
+                            metrics::counter!("alys_governance_buffer_dropped_total").increment(1);
+                        }
+                        self.buffered.push_back((id, payload));
+                        metrics::gauge!("alys_governance_buffered").set(self.buffered.len() as f64);
+                    }
                 }
-            },
+            }
         }
     }
 
@@ -574,8 +585,8 @@ impl StreamActor {
             }
             Err(error) => tracing::error!(target: "alys::governance", %error, "cannot read pending requests"),
         }
-        while let Some(payload) = self.buffered.pop_front() {
-            let _ = self.send_request(&out, RequestKind::Notification, String::new(), payload).await;
+        while let Some((id, payload)) = self.buffered.pop_front() {
+            let _ = self.send_request(&out, RequestKind::Notification, id, payload).await;
         }
         metrics::gauge!("alys_governance_buffered").set(0.0);
         let reconnects = self.status.borrow().reconnects;
