@@ -410,6 +410,24 @@ mod tests {
     /// A real merged-mining proof: Namecoin block 19200's 80-byte header followed by its CAuxPow.
     const NMC_19200: &str = "0101010036909ac07a1673daf65fa7d828882e66c9e89f8546cdd50a9fb10000000000000f5c6549bcd608ab7c4eac593e5bd5a73b2d432eb63518708f778fc7dcdfaf888d1a904e69b2001b0000000001000000010000000000000000000000000000000000000000000000000000000000000000ffffffff35045dee091a014d522cfabe6d6dd8a7c3e01e1e95bcee015e6fcc7583a2ca60b79e5a3aa0a171eddd344ada903d0100000000000000ffffffff0160a0102a01000000434104f8bbe97ed2acbc5bba11c68f6f1a0313f918f3d3c0e8475055e351e3bf442f8c8dcee682d2457bdc5351b70dd9e34026766eba18b06eaee2e102efd1ab634667ac00000000000000000000000000000000000000000000000000000000000000000000000005050ac4a1a1e1bce0c48e555b1a9f935281968c72d6379b24729ca0425a3fc3cb433cd348b35ea22806cf21c7b146489aef6989551eb5ad2373ab6121060f30341d648757c0217d43e66c57eaed64fc1820ec65d157f33b741965183a5e0c8506ac2602dfe2f547012d1cc75004d48f97aba46bd9930ff285c9f276f5bd09f356df19724579d65ec7cb62bf97946dfc6fb0e3b2839b7fdab37cdb60e55122d35b0000000000000000000100000008be13295c03e67cb70d00dae81ea06e78b9014e5ceb7d9ba504000000000000e0fd42db8ef6d783f079d126bea12e2d10c104c0927cd68f954d856f9e8111e59a23904e5dee091a1c655086";
 
+    /// A Marathon coinbase (Bitcoin block 00000000000000000002f3cb…bc1a) carrying Alys's commitment as
+    /// the whole 44-byte script of output 2 (after the payout and the witness commitment): the form
+    /// Alys's pools mine today.
+    const MARATHON_COINBASE: &str = "010000000001010000000000000000000000000000000000000000000000000000000000000000ffffffff2f03bd7e0c04721566652f7a7a616d78632f76649b3c094f135bf4b83108c14ea85f12edd2045a0075000000ffffffffffffffff039df4662700000000160014b6f3cfc20084e3b9f0d12b0e6f9da8fcbcf5a2d90000000000000000266a24aa21a9edb211480d24c30a0d4df77d79618af9f03c2bb0dced634e7b152af2247a9ca99c00000000000000002cfabe6d6da62edaca27060f885a1935a8f9f4401e65a6c9d936a5a9fb384a0b9fae07a983010000000000000001200000000000000000000000000000000000000000000000000000000000000000173d850d";
+
+    #[test]
+    fn a_real_marathon_coinbase_with_the_alys_output_commitment_verifies() {
+        let bytes = alloy_primitives::hex::decode(MARATHON_COINBASE).unwrap();
+        let coinbase: Transaction = bitcoin::consensus::deserialize(&bytes).unwrap();
+        let mut proof = proof_with(vec![0x03, 0x01, 0x00, 0x00]);
+        proof.coinbase = coinbase;
+        let proof = seal(proof);
+        // The pool copied the hash `createauxblock` handed out into the output, byte for byte.
+        let aux: B256 = "a62edaca27060f885a1935a8f9f4401e65a6c9d936a5a9fb384a0b9fae07a983".parse().unwrap();
+        check(&proof, aux, CHAIN, EASY).unwrap();
+        assert_eq!(check(&proof, B256::repeat_byte(7), CHAIN, EASY), Err(AuxPowError::MissingRoot));
+    }
+
     #[test]
     fn a_real_namecoin_proof_verifies() {
         let bytes = alloy_primitives::hex::decode(NMC_19200).unwrap();
