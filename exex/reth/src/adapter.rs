@@ -28,13 +28,18 @@ pub(crate) fn convert_chain(chain: &RethChain) -> eyre::Result<Chain> {
                     logs: receipt.logs.clone(),
                 };
                 let bloom = inner.bloom();
-                ReceiptEnvelope::from_typed(receipt.tx_type, ReceiptWithBloom { receipt: inner, logs_bloom: bloom })
+                ReceiptEnvelope::from_typed(
+                    receipt.tx_type,
+                    ReceiptWithBloom { receipt: inner, logs_bloom: bloom },
+                )
             })
             .collect();
         blocks.push(Arc::new(ExecutedBlock {
             hash: block.hash(),
             senders: block.senders().to_vec(),
-            block: block.clone_block(),
+            // reth's transactions carry a plain EIP-4844 body; the reth-free types use alloy's
+            // `TxEnvelope` (EIP-4844 with or without sidecar), a lossless conversion.
+            block: block.clone_block().convert_transactions(),
             receipts,
         }));
     }
@@ -44,8 +49,12 @@ pub(crate) fn convert_chain(chain: &RethChain) -> eyre::Result<Chain> {
 /// Converts one reth notification.
 pub(crate) fn convert(notification: &ExExNotification) -> eyre::Result<ChainNotification> {
     Ok(match notification {
-        ExExNotification::ChainCommitted { new } => ChainNotification::Committed { new: Arc::new(convert_chain(new)?) },
-        ExExNotification::ChainReverted { old } => ChainNotification::Reverted { old: Arc::new(convert_chain(old)?) },
+        ExExNotification::ChainCommitted { new } => {
+            ChainNotification::Committed { new: Arc::new(convert_chain(new)?) }
+        }
+        ExExNotification::ChainReverted { old } => {
+            ChainNotification::Reverted { old: Arc::new(convert_chain(old)?) }
+        }
         ExExNotification::ChainReorged { old, new } => ChainNotification::Reorged {
             old: Arc::new(convert_chain(old)?),
             new: Arc::new(convert_chain(new)?),
@@ -64,11 +73,11 @@ where
     }
     while let Some(notification) = ctx.notifications.try_next().await? {
         let processed = exex.handle_notification(convert(&notification)?).await?;
-        if let Some(finalized) = ctx.provider().finalized_block_num_hash()? {
-            if let Some(finished) = exex.set_finalized(finalized)? {
-                ctx.events.send(ExExEvent::FinishedHeight(finished))?;
-                continue;
-            }
+        if let Some(finalized) = ctx.provider().finalized_block_num_hash()?
+            && let Some(finished) = exex.set_finalized(finalized)?
+        {
+            ctx.events.send(ExExEvent::FinishedHeight(finished))?;
+            continue;
         }
         if let Some(finished) = processed.finished_height {
             ctx.events.send(ExExEvent::FinishedHeight(finished))?;
