@@ -136,7 +136,7 @@ const fn default_heartbeat_secs() -> u64 {
 }
 
 const fn default_max_backoff_ms() -> u64 {
-    1_000
+    800
 }
 
 const fn default_signature_timeout_secs() -> u64 {

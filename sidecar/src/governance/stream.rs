@@ -82,8 +82,9 @@ pub struct StreamConfig {
 }
 
 impl StreamConfig {
-    /// Defaults for `url` and `governance_key`: 10 s heartbeats (30 s to acknowledge), 250 ms..1 s
-    /// backoff (so a node is back within a second of the service), 10 s to acknowledge registration.
+    /// Defaults for `url` and `governance_key`: 10 s heartbeats (30 s to acknowledge), 250 ms..800 ms
+    /// backoff (so a node is back within a second of the service, jitter and connect included), 10 s to
+    /// acknowledge registration.
     pub fn new(url: impl Into<String>, governance_key: secp256k1::PublicKey) -> Self {
         Self {
             url: url.into(),
@@ -94,7 +95,7 @@ impl StreamConfig {
             network: Network::Regtest,
             heartbeat: Duration::from_secs(10),
             min_backoff: Duration::from_millis(250),
-            max_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_millis(800),
             healthy_after: Duration::from_secs(60),
             buffer: 1_024,
             signature_timeout: Duration::from_secs(60),

@@ -30,7 +30,7 @@ async fn the_node_reconnects_within_a_second_after_a_ten_second_outage() {
     let key = bitcoin::secp256k1::PublicKey::from_str(&service.governance_key).unwrap();
     let mut config = StreamConfig::new(service.url.clone(), key);
     config.bearer_token = Some(alys_devnet_governance::DEVNET_TOKEN.into());
-    // The node's default backoff (250 ms doubling to 1 s, with jitter) is what is measured.
+    // The node's default backoff (250 ms doubling to 800 ms, with jitter) is what is measured.
     let dir = tempdir("outage");
     let (handle, _task) = stream::spawn(config, &dir.join("governance.redb")).unwrap();
     until("connected", Duration::from_secs(10), async || handle.status().connected).await;
