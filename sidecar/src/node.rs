@@ -376,3 +376,28 @@ pub async fn shutdown_signal() {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, reason = "test code")]
+    use super::*;
+
+    #[test]
+    fn governance_needs_tls_off_loopback() {
+        for ok in [
+            "https://governance.example.org:50061",
+            "https://10.0.0.5:50061",
+            "http://127.0.0.1:50061",
+            "http://localhost:50061",
+            "http://[::1]:50061",
+        ] {
+            check_governance_url(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        for refused in ["http://10.0.0.5:50061", "http://governance.example.org", "ftp://127.0.0.1"] {
+            let error = check_governance_url(refused).unwrap_err().to_string();
+            assert!(error.contains("https://"), "{refused}: {error}");
+        }
+        let error = check_governance_url("not a url").unwrap_err().to_string();
+        assert!(error.contains("is not a URL"), "{error}");
+    }
+}
