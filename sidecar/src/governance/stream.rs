@@ -166,6 +166,7 @@ enum Command {
     Send(stream_request::Payload),
     Pending(oneshot::Sender<Vec<String>>),
     Federations(oneshot::Sender<Vec<Federation>>),
+    FederationsAt(u64, oneshot::Sender<(Option<Federation>, Option<Federation>)>),
 }
 
 /// A cloneable handle to the StreamActor.
@@ -187,6 +188,7 @@ impl std::fmt::Debug for Command {
             Self::Send(_) => "Send",
             Self::Pending(_) => "Pending",
             Self::Federations(_) => "Federations",
+            Self::FederationsAt(..) => "FederationsAt",
         })
     }
 }
@@ -236,6 +238,16 @@ impl StreamHandle {
     pub async fn federations(&self) -> Result<Vec<Federation>, StreamError> {
         let (reply, rx) = oneshot::channel();
         self.commands.send(Command::Federations(reply)).await.map_err(|_| StreamError::Stopped)?;
+        rx.await.map_err(|_| StreamError::Stopped)
+    }
+
+    /// The federation in force at `height` and the one before it (deposits to either are recognised).
+    pub async fn federations_at(
+        &self,
+        height: u64,
+    ) -> Result<(Option<Federation>, Option<Federation>), StreamError> {
+        let (reply, rx) = oneshot::channel();
+        self.commands.send(Command::FederationsAt(height, reply)).await.map_err(|_| StreamError::Stopped)?;
         rx.await.map_err(|_| StreamError::Stopped)
     }
 
@@ -437,6 +449,10 @@ impl StreamActor {
             }
             Command::Federations(reply) => {
                 let _ = reply.send(self.federations.iter().cloned().collect());
+            }
+            Command::FederationsAt(height, reply) => {
+                let _ = reply
+                    .send((self.federations.at(height).cloned(), self.federations.previous(height).cloned()));
             }
             Command::Send(payload) => {
                 self.notification_seq += 1;
