@@ -9,54 +9,48 @@
 //! - [`governance::v1`]: the node's stream to the governance service (package `governance.v1`), keeping
 //!   the message set, field numbers and enum values of Alys's governance proto.
 
+/// A generated package as a module, with the lints generated code cannot meet turned off.
+macro_rules! generated {
+    ($(#[$doc:meta])* $name:ident, $package:literal) => {
+        $(#[$doc])*
+        #[allow(
+            missing_docs,
+            unreachable_pub,
+            missing_debug_implementations,
+            rust_2018_idioms,
+            clippy::all,
+            clippy::pedantic,
+            clippy::nursery,
+            clippy::unwrap_used,
+            clippy::expect_used,
+            clippy::indexing_slicing,
+            clippy::use_self,
+            clippy::redundant_clone,
+            clippy::uninlined_format_args,
+            clippy::or_fun_call,
+            rustdoc::all,
+            reason = "generated code"
+        )]
+        pub mod $name {
+            tonic::include_proto!($package);
+        }
+    };
+}
+
 /// The burn feed (`alys.burnfeed.v1`).
 pub mod burnfeed {
-    /// Version 1 of the burn feed: messages, the `BurnFeed` server trait and the generated client.
-    #[allow(
-        missing_docs,
-        unreachable_pub,
-        missing_debug_implementations,
-        rust_2018_idioms,
-        clippy::all,
-        clippy::pedantic,
-        clippy::nursery,
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::indexing_slicing,
-        clippy::use_self,
-        clippy::redundant_clone,
-        clippy::uninlined_format_args,
-        clippy::or_fun_call,
-        rustdoc::all,
-        reason = "generated code"
-    )]
-    pub mod v1 {
-        tonic::include_proto!("alys.burnfeed.v1");
-    }
+    generated!(
+        /// Version 1 of the burn feed: messages, the `BurnFeed` server trait and the generated client.
+        v1,
+        "alys.burnfeed.v1"
+    );
 }
 
 /// The governance stream (`governance.v1`).
 pub mod governance {
-    /// Version 1: messages, the `GovernanceStream` server trait and the generated client.
-    #[allow(
-        missing_docs,
-        unreachable_pub,
-        missing_debug_implementations,
-        rust_2018_idioms,
-        clippy::all,
-        clippy::pedantic,
-        clippy::nursery,
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::indexing_slicing,
-        clippy::use_self,
-        clippy::redundant_clone,
-        clippy::uninlined_format_args,
-        clippy::or_fun_call,
-        rustdoc::all,
-        reason = "generated code"
-    )]
-    pub mod v1 {
-        tonic::include_proto!("governance.v1");
-    }
+    generated!(
+        /// Version 1: messages, the `GovernanceStream` server trait and the generated client.
+        v1,
+        "governance.v1"
+    );
 }

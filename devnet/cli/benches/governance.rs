@@ -25,33 +25,9 @@ use std::{
 use alys_devnet_governance::DevGovernance;
 use alys_proto::governance::v1::{SignatureStatus, TransactionType};
 use alys_sidecar::governance::{
-    Federation, sign_transaction, signature_request,
+    sign_transaction, signature_request,
     stream::{self, StreamConfig, StreamHandle},
 };
-use bitcoin::{
-    Amount, OutPoint, ScriptBuf, Sequence, Transaction, TxIn, TxOut, Txid, Witness, absolute::LockTime,
-    hashes::Hash, transaction,
-};
-
-fn spend(federation: &Federation, n: u8) -> (Transaction, TxOut) {
-    let spent =
-        TxOut { value: Amount::from_sat(2_000_000), script_pubkey: federation.address.script_pubkey() };
-    let tx = Transaction {
-        version: transaction::Version::TWO,
-        lock_time: LockTime::ZERO,
-        input: vec![TxIn {
-            previous_output: OutPoint { txid: Txid::from_byte_array([n; 32]), vout: 0 },
-            script_sig: ScriptBuf::new(),
-            sequence: Sequence::MAX,
-            witness: Witness::new(),
-        }],
-        output: vec![TxOut {
-            value: Amount::from_sat(1_990_000),
-            script_pubkey: ScriptBuf::new_op_return([7]),
-        }],
-    };
-    (tx, spent)
-}
 
 async fn wait_connected(handle: &StreamHandle) {
     while !handle.status().connected {
@@ -95,7 +71,7 @@ fn main() {
                 .unwrap();
         wait_connected(&handle).await;
         let federation = service.state().federation().unwrap();
-        let (tx, spent) = spend(&federation, 1);
+        let (tx, spent) = alys_devnet_governance::example_spend(&federation);
         let request =
             signature_request(&tx, std::slice::from_ref(&spent), &federation, TransactionType::Pegout)
                 .unwrap();

@@ -341,6 +341,31 @@ impl DevGovernance {
     }
 }
 
+/// A one-input spend of 0.02 BTC held at `federation`'s address (to an `OP_RETURN`), and the output it
+/// spends: what tests and benchmarks ask the service to sign.
+pub fn example_spend(federation: &Federation) -> (Transaction, bitcoin::TxOut) {
+    use bitcoin::{
+        OutPoint, ScriptBuf, Sequence, TxIn, TxOut, Txid, Witness, absolute::LockTime, transaction,
+    };
+    let spent =
+        TxOut { value: Amount::from_sat(2_000_000), script_pubkey: federation.address.script_pubkey() };
+    let tx = Transaction {
+        version: transaction::Version::TWO,
+        lock_time: LockTime::ZERO,
+        input: vec![TxIn {
+            previous_output: OutPoint { txid: Txid::from_byte_array([3; 32]), vout: 1 },
+            script_sig: ScriptBuf::new(),
+            sequence: Sequence::MAX,
+            witness: Witness::new(),
+        }],
+        output: vec![TxOut {
+            value: Amount::from_sat(1_990_000),
+            script_pubkey: ScriptBuf::new_op_return([7]),
+        }],
+    };
+    (tx, spent)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, reason = "test code")]

@@ -12,10 +12,7 @@ use alys_proto::governance::v1::{
     stream_request, stream_response,
 };
 use alys_sidecar::governance::{Federation, witness};
-use bitcoin::{
-    Amount, Network, OutPoint, PublicKey, ScriptBuf, Sequence, Transaction, TxIn, TxOut, Txid, Witness,
-    absolute::LockTime, consensus::serialize, ecdsa, hashes::Hash, transaction,
-};
+use bitcoin::{Network, PublicKey, Transaction, TxOut, Witness, consensus::serialize, ecdsa};
 use tokio::sync::mpsc;
 use tokio_stream::{
     StreamExt,
@@ -41,23 +38,7 @@ fn request(id: &str, payload: stream_request::Payload) -> StreamRequest {
 }
 
 pub(crate) fn spend(federation: &Federation) -> (Transaction, TxOut) {
-    let spent =
-        TxOut { value: Amount::from_sat(2_000_000), script_pubkey: federation.address.script_pubkey() };
-    let tx = Transaction {
-        version: transaction::Version::TWO,
-        lock_time: LockTime::ZERO,
-        input: vec![TxIn {
-            previous_output: OutPoint { txid: Txid::from_byte_array([3; 32]), vout: 1 },
-            script_sig: ScriptBuf::new(),
-            sequence: Sequence::MAX,
-            witness: Witness::new(),
-        }],
-        output: vec![TxOut {
-            value: Amount::from_sat(1_990_000),
-            script_pubkey: ScriptBuf::new_op_return([7]),
-        }],
-    };
-    (tx, spent)
+    alys_devnet_governance::example_spend(federation)
 }
 
 /// A 2-of-n peg-out signature request for input 0 of `tx`, which spends `spent`.
