@@ -11,12 +11,13 @@ use std::{
 };
 
 use alloy_primitives::{Address, B256, Log, U256};
-use alys_contracts::MIN_PEGOUT_WEI;
-use alys_el_api::ExecutedBlock;
-use alys_exex::{
-    BurnExEx, BurnExtractor, BurnFeedClient, ClientConfig, FileCursorStore,
-    test_utils::{block, bridge_burn_log, burn_log, committed, transfer_log},
+use alys_burns::{
+    BurnExtractor, BurnFeedClient, ClientConfig,
+    test_utils::{TestBlock, block, bridge_burn_log, burn_log, transfer_log},
 };
+use alys_contracts::MIN_PEGOUT_WEI;
+use alys_exex::BurnExEx;
+use backon::ExponentialBuilder;
 
 const BLOCKS: u64 = 10_000;
 const RECEIPTS_PER_BLOCK: u64 = 100;
@@ -37,7 +38,7 @@ impl XorShift {
 /// A block of 100 receipts: 15% without logs (plain transfers), 55% one ERC-20 transfer, 20% three logs
 /// (a swap: two transfers and a sync-like log), 5% a bridge burn (after a transfer), 5% a `RequestPegOut`
 /// from a copy of the contract elsewhere (must be ignored). ~1.3 logs per receipt.
-fn realistic_block(number: u64, parent: B256, rng: &mut XorShift) -> ExecutedBlock {
+fn realistic_block(number: u64, parent: B256, rng: &mut XorShift) -> TestBlock {
     let token = Address::repeat_byte(0x70);
     let pool = Address::repeat_byte(0x50);
     let copy = Address::repeat_byte(0xbc);
@@ -79,7 +80,7 @@ fn bench_extraction() {
     let mut number = 1;
     // Built in chunks so that 1M receipts are never all in memory; only extraction is timed.
     while number <= BLOCKS {
-        let chunk: Vec<ExecutedBlock> = (0..CHUNK.min(BLOCKS - number + 1))
+        let chunk: Vec<TestBlock> = (0..CHUNK.min(BLOCKS - number + 1))
             .map(|_| {
                 let b = realistic_block(number, parent, &mut rng);
                 parent = b.hash;
@@ -117,9 +118,9 @@ fn bench_store_commit() {
     for number in 1..=500 {
         let b = realistic_block(number, parent, &mut rng);
         parent = b.hash;
-        let n = committed(vec![b]);
         let started = Instant::now();
-        exex.process(&n).unwrap();
+        let update = exex.update(std::iter::empty::<&TestBlock>(), [&b]);
+        exex.process(&update).unwrap();
         times.push(started.elapsed());
     }
     times.sort();
@@ -144,19 +145,23 @@ fn bench_feed_latency() {
         }));
 
         let (seen_tx, mut seen_rx) = tokio::sync::mpsc::unbounded_channel();
-        let cursor_path = dir.path().join("cursor");
         let client_task = tokio::spawn(async move {
-            let config = ClientConfig { min_backoff: Duration::from_millis(5), ..ClientConfig::default() };
-            let mut client = BurnFeedClient::new(format!("http://{addr}"), FileCursorStore::new(cursor_path))
-                .unwrap()
-                .with_config(config);
+            let config = ClientConfig {
+                backoff: ExponentialBuilder::new()
+                    .with_min_delay(Duration::from_millis(5))
+                    .with_max_delay(Duration::from_secs(5))
+                    .with_jitter()
+                    .without_max_times(),
+                ..ClientConfig::default()
+            };
+            let mut client = BurnFeedClient::new(format!("http://{addr}"), 0).unwrap().with_config(config);
             for _ in 0..LATENCY_BURNS {
                 let event = client.next().await.unwrap();
                 let _ = seen_tx.send((event.cursor, Instant::now()));
             }
         });
 
-        let blocks: Vec<ExecutedBlock> = {
+        let blocks: Vec<TestBlock> = {
             let mut parent = B256::ZERO;
             (1..=LATENCY_BURNS as u64)
                 .map(|number| {
@@ -173,9 +178,9 @@ fn bench_feed_latency() {
         };
         let (mut from_commit, mut from_start) = (Vec::new(), Vec::new());
         for (i, b) in blocks.into_iter().enumerate() {
-            let n = committed(vec![b]);
             let started = Instant::now();
-            let processed = exex.handle_notification(n).await.unwrap();
+            let update = exex.update(std::iter::empty::<&TestBlock>(), [&b]);
+            let processed = exex.handle_update(update).await.unwrap();
             let committed_at = Instant::now();
             let (cursor, received_at) = seen_rx.recv().await.unwrap();
             assert_eq!(cursor, i as u64 + 1);

@@ -1,20 +1,20 @@
-//! The ExEx itself, without reth: chain notifications in, committed burns and `FinishedHeight` out.
+//! The ExEx itself, without reth: chain updates in, committed burns and `FinishedHeight` out.
 
 use std::{path::Path, sync::Arc};
 
 use alloy_eips::BlockNumHash;
-use alys_el_api::ChainNotification;
+use alys_burns::{BlockLogs, BurnExtractor};
 use tokio::sync::watch;
 
 use crate::{
-    BurnExtractor, FeedServer, metrics as m,
+    FeedServer, metrics as m,
     store::{ApplyOutcome, BurnStore, ChainUpdate, StoreError},
 };
 
-/// An error while handling a notification.
+/// An error while handling a chain update.
 #[derive(Debug, thiserror::Error)]
 pub enum ExExError {
-    /// The store failed; the notification was not applied (its transaction did not commit).
+    /// The store failed; the update was not applied (its transaction did not commit).
     #[error(transparent)]
     Store(#[from] StoreError),
     /// The blocking task that writes the store did not complete.
@@ -22,7 +22,7 @@ pub enum ExExError {
     Task(#[from] tokio::task::JoinError),
 }
 
-/// What handling one notification did.
+/// What handling one chain update did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Processed {
     /// The store's changes (all committed in one transaction before this is returned).
@@ -35,7 +35,8 @@ pub struct Processed {
 ///
 /// Driving it from reth (the adapter in `exex/reth`, or the embedded engine's notifications):
 /// 1. on start, `ctx.set_notifications_with_head(exex.head()?)`;
-/// 2. for each notification, `let p = exex.handle_notification(n).await?`, then send
+/// 2. for each notification, build its [`ChainUpdate`] from the reverted and committed blocks
+///    ([`update`](Self::update)), then `let p = exex.handle_update(update).await?` and send
 ///    `FinishedHeight(p.finished_height)` if it is `Some` — only after the commit, so reth never prunes a
 ///    block the store has not durably processed (DESIGN invariant 7);
 /// 3. when the consensus layer finalizes a block, `exex.set_finalized(block)` and report its result too.
@@ -64,6 +65,22 @@ impl BurnExEx {
         self
     }
 
+    /// The extractor that reads burns out of committed blocks.
+    pub const fn extractor(&self) -> &BurnExtractor {
+        &self.extractor
+    }
+
+    /// The update a chain notification stands for, with this ExEx's extractor: `reverted` blocks, then
+    /// `committed` blocks, each run ascending. Extraction happens here, before and outside the store's
+    /// write transaction; the blocks are only read.
+    pub fn update<R: BlockLogs, C: BlockLogs>(
+        &self,
+        reverted: impl IntoIterator<Item = R>,
+        committed: impl IntoIterator<Item = C>,
+    ) -> ChainUpdate {
+        ChainUpdate::new(reverted, committed, &self.extractor)
+    }
+
     /// The store.
     pub const fn store(&self) -> &Arc<BurnStore> {
         &self.store
@@ -79,23 +96,19 @@ impl BurnExEx {
         self.store.finished_height()
     }
 
-    /// Handles one notification on the calling thread (it blocks on the store's fsync).
-    pub fn process(&self, notification: &ChainNotification) -> Result<Processed, StoreError> {
-        let update = ChainUpdate::from_notification(notification, &self.extractor);
-        let processed = apply(&self.store, &update)?;
+    /// Applies one chain update on the calling thread (it blocks on the store's fsync). When it returns
+    /// `Ok`, the update is committed.
+    pub fn process(&self, update: &ChainUpdate) -> Result<Processed, StoreError> {
+        let processed = apply(&self.store, update)?;
         self.announce(&processed);
         Ok(processed)
     }
 
-    /// Handles one notification, writing the store on tokio's blocking pool.
-    pub async fn handle_notification(&self, notification: ChainNotification) -> Result<Processed, ExExError> {
+    /// Applies one chain update, writing the store on tokio's blocking pool. When it returns `Ok`, the
+    /// update is committed.
+    pub async fn handle_update(&self, update: ChainUpdate) -> Result<Processed, ExExError> {
         let store = Arc::clone(&self.store);
-        let extractor = self.extractor;
-        let processed = tokio::task::spawn_blocking(move || {
-            let update = ChainUpdate::from_notification(&notification, &extractor);
-            apply(&store, &update)
-        })
-        .await??;
+        let processed = tokio::task::spawn_blocking(move || apply(&store, &update)).await??;
         self.announce(&processed);
         Ok(processed)
     }
@@ -131,10 +144,10 @@ impl BurnExEx {
 fn apply(store: &BurnStore, update: &ChainUpdate) -> Result<Processed, StoreError> {
     let _span = tracing::info_span!(
         target: "alys::exex",
-        "notification",
+        "chain_update",
         reverted = update.reverted.len(),
         committed = update.committed.len(),
-        tip = update.committed.last().map(|b| b.block.num_hash.number),
+        tip = update.tip().map(|b| b.number),
     )
     .entered();
     let outcome = store.apply(update)?;

@@ -1,29 +1,25 @@
 //! The reth-free core of the Alys Execution Extension: bridge burns in, a durable burn feed out.
 //!
-//! This crate owns the peg-out side of the ExEx, written against alloy types only so it is tested in CI
-//! (the reth adapter in `exex/reth` converts reth's notifications into [`alys_el_api::ChainNotification`]):
+//! An Execution Extension (ExEx) runs inside the execution client and is told of every change of the
+//! canonical chain: blocks committed, blocks reverted, or both (a reorg). This crate turns those changes
+//! into a durable record of the bridge's burns and serves it to the sidecar. It is written against
+//! [`alys_burns::BlockLogs`] only, so it is tested in CI; the reth adapter in `exex/reth` and the devnet
+//! engine implement that trait over their own block types without copies.
 //!
-//! - [`BurnExtractor`]: `RequestPegOut` logs of the bridge contract, keyed by (block hash, log index);
+//! - [`ChainUpdate`]: one notification as the store's input (blocks reverted, blocks committed with
+//!   their burns), built outside any transaction with an [`alys_burns::BurnExtractor`];
 //! - [`BurnStore`]: redb store of canonical burns, the feed's append-only event log and the ExEx's own
-//!   head, each notification applied in one transaction, idempotently;
-//! - [`BurnExEx`]: notifications in, committed burns and `FinishedHeight` (min(finalized, head), only
-//!   after the commit) out;
-//! - [`feed`]: the `alys.burnfeed.v1` gRPC server ([`FeedServer`]) and the sidecar's resuming client
-//!   ([`BurnFeedClient`]).
+//!   head, each update applied in one transaction, idempotently (a replay changes nothing);
+//! - [`BurnExEx`]: updates in, committed burns and `FinishedHeight` (min(finalized, head), computed
+//!   only after the commit: DESIGN invariant 7) out;
+//! - [`FeedServer`]: the `alys.burnfeed.v1` gRPC server over the store, woken by each commit; its client
+//!   is [`alys_burns::BurnFeedClient`].
 
-mod burn;
 mod exex;
-mod extract;
-pub mod feed;
 pub mod metrics;
+mod server;
 mod store;
-#[cfg(feature = "test-utils")]
-pub mod test_utils;
 
-pub use burn::{Burn, BurnKey, CorruptRecord, FeedEvent, FeedEventKind};
 pub use exex::{BurnExEx, ExExError, Processed};
-pub use extract::BurnExtractor;
-pub use feed::{
-    BurnFeedClient, ClientConfig, ClientError, CursorStore, FeedConfig, FeedHead, FeedServer, FileCursorStore,
-};
-pub use store::{ApplyOutcome, BlockRef, BurnStore, ChainUpdate, CommittedBlock, StoreError};
+pub use server::{FeedConfig, FeedServer};
+pub use store::{ApplyOutcome, BlockRef, BurnStore, ChainUpdate, CommittedBlock, CorruptRecord, StoreError};

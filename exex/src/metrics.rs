@@ -1,11 +1,11 @@
 //! Names of the metrics this crate records, for dashboards and alerts.
+//!
+//! Extraction's and the feed client's metrics are [`alys_burns::metrics`].
 
 /// Counter: burns added to the store (new canonical blocks; replays are not counted).
 pub const BURNS_EXTRACTED: &str = "alys_exex_burns_extracted_total";
 /// Counter: burns retracted because their block was reverted.
 pub const BURNS_RETRACTED: &str = "alys_exex_burns_retracted_total";
-/// Counter: bridge logs with the burn topic that did not decode and were skipped.
-pub const MALFORMED_BURN_LOGS: &str = "alys_exex_malformed_burn_logs_total";
 /// Counter: blocks of a notification skipped because they were already processed (replays).
 pub const BLOCKS_REPLAYED: &str = "alys_exex_blocks_replayed_total";
 /// Histogram (seconds): time to write and commit one notification's transaction.
@@ -20,7 +20,25 @@ pub const FEED_LAST_CURSOR: &str = "alys_exex_feed_last_cursor";
 pub const FEED_SUBSCRIBERS: &str = "alys_exex_feed_subscribers";
 /// Counter: events sent to feed subscribers.
 pub const FEED_EVENTS_SENT: &str = "alys_exex_feed_events_sent_total";
-/// Counter: reconnections of a burn-feed client.
-pub const CLIENT_RECONNECTS: &str = "alys_burnfeed_client_reconnects_total";
-/// Counter: events a burn-feed client yielded.
-pub const CLIENT_EVENTS: &str = "alys_burnfeed_client_events_total";
+
+/// Registers the help text of these metrics, and of [`alys_burns::metrics`], with the installed
+/// recorder.
+pub fn describe() {
+    alys_burns::metrics::describe();
+    metrics::describe_counter!(BURNS_EXTRACTED, "Burns added to the ExEx store");
+    metrics::describe_counter!(BURNS_RETRACTED, "Burns retracted because their block was reverted");
+    metrics::describe_counter!(
+        BLOCKS_REPLAYED,
+        "Notified blocks skipped because they were already processed"
+    );
+    metrics::describe_histogram!(
+        STORE_COMMIT_SECONDS,
+        metrics::Unit::Seconds,
+        "Time to write and commit one notification's transaction"
+    );
+    metrics::describe_gauge!(HEAD_BLOCK, "Number of the last block the ExEx processed");
+    metrics::describe_gauge!(FINISHED_HEIGHT, "Height last reported to reth as FinishedHeight");
+    metrics::describe_gauge!(FEED_LAST_CURSOR, "Last cursor of the burn feed's event log");
+    metrics::describe_gauge!(FEED_SUBSCRIBERS, "Burn-feed subscriptions being served");
+    metrics::describe_counter!(FEED_EVENTS_SENT, "Events sent to burn-feed subscribers");
+}

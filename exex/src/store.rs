@@ -9,23 +9,16 @@ use std::{path::Path, time::Instant};
 
 use alloy_eips::BlockNumHash;
 use alloy_primitives::{B256, BlockNumber};
-use alys_el_api::{ChainNotification, ExecutedBlock};
+use alys_burns::{BlockLogs, Burn, BurnExtractor, BurnKey, FeedEvent, FeedEventKind};
 use redb::{
     Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction,
 };
 
-use crate::{
-    BurnExtractor,
-    burn::{
-        Burn, BurnKey, CorruptRecord, FeedEvent, FeedEventKind, decode_burn, decode_event, encode_burn,
-        encode_event,
-    },
-    metrics as m,
-};
+use crate::metrics as m;
 
-/// Canonical burns: (block hash, log index) → burn.
+/// Canonical burns: (block hash, log index) → burn (RLP, [`Burn::encoded`]).
 const BURNS: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("burns");
-/// The feed's append-only event log: cursor → event.
+/// The feed's append-only event log: cursor → event (a kind byte, then the burn's RLP).
 const EVENTS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("events");
 /// The blocks processed and still canonical: number → hash.
 const CANONICAL: TableDefinition<'_, u64, [u8; 32]> = TableDefinition::new("canonical");
@@ -37,33 +30,59 @@ const META_HEAD: &str = "head";
 /// The finalized block as the consensus layer reported it.
 const META_FINALIZED: &str = "finalized";
 
-/// An error of the store.
+/// An error of the store. Each redb failure keeps redb's own error as its source.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The database failed (I/O, lock, corruption detected by redb).
+    /// The database file could not be opened or created (I/O, lock held by another process, not a
+    /// redb file).
+    #[error("burn store: opening the database: {0}")]
+    Open(#[from] redb::DatabaseError),
+    /// A transaction could not begin.
+    #[error("burn store: beginning a transaction: {0}")]
+    Transaction(#[from] redb::TransactionError),
+    /// A table could not be opened (e.g. its type does not match the file's).
+    #[error("burn store: opening a table: {0}")]
+    Table(#[from] redb::TableError),
+    /// Reading or writing failed (I/O, corruption detected by redb).
     #[error("burn store: {0}")]
-    Db(#[from] redb::Error),
-    /// A record does not decode.
+    Storage(#[from] redb::StorageError),
+    /// The write transaction could not commit; nothing of it is stored.
+    #[error("burn store: committing: {0}")]
+    Commit(#[from] redb::CommitError),
+    /// A record does not decode: the file is damaged or was written by something else.
     #[error("burn store: {0}")]
     Corrupt(#[from] CorruptRecord),
 }
 
-macro_rules! from_redb {
-    ($($ty:ty),*) => {$(
-        impl From<$ty> for StoreError {
-            fn from(err: $ty) -> Self {
-                Self::Db(err.into())
-            }
-        }
-    )*};
+/// A stored record that does not decode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CorruptRecord {
+    /// A stored burn (in the burn table or in a feed event) is not one burn's RLP.
+    #[error("stored burn does not decode: {0}")]
+    Burn(#[source] alloy_rlp::Error),
+    /// A feed event record is empty.
+    #[error("feed event {cursor} is empty")]
+    EmptyEvent {
+        /// The event's cursor.
+        cursor: u64,
+    },
+    /// A feed event record starts with a kind byte that is neither burn nor retraction.
+    #[error("feed event {cursor} has unknown kind {kind}")]
+    EventKind {
+        /// The event's cursor.
+        cursor: u64,
+        /// The kind byte found.
+        kind: u8,
+    },
+    /// A stored block reference (head, finalized) is not 40 bytes.
+    #[error("stored block `{key}` is {len} bytes, not 40")]
+    BlockRef {
+        /// The record's key.
+        key: &'static str,
+        /// Its length.
+        len: usize,
+    },
 }
-from_redb!(
-    redb::DatabaseError,
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError
-);
 
 /// A block as the store sees it: its number, hash and parent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,8 +95,8 @@ pub struct BlockRef {
 
 impl BlockRef {
     /// The block's reference, read from an executed block.
-    pub const fn of(block: &ExecutedBlock) -> Self {
-        Self { num_hash: block.num_hash(), parent_hash: block.block.header.parent_hash }
+    pub fn of(block: &impl BlockLogs) -> Self {
+        Self { num_hash: block.num_hash(), parent_hash: block.parent_hash() }
     }
 
     fn parent(&self) -> BlockNumHash {
@@ -106,23 +125,33 @@ pub struct ChainUpdate {
 }
 
 impl ChainUpdate {
-    /// The update a notification stands for: a reorg is its old chain reverted, then its new one committed.
-    pub fn from_notification(notification: &ChainNotification, extractor: &BurnExtractor) -> Self {
-        let reverted = notification
-            .reverted_chain()
-            .map(|chain| chain.blocks().iter().map(|b| BlockRef::of(b)).collect())
-            .unwrap_or_default();
-        let committed = notification
-            .committed_chain()
-            .map(|chain| {
-                chain
-                    .blocks()
-                    .iter()
-                    .map(|b| CommittedBlock { block: BlockRef::of(b), burns: extractor.extract_block(b) })
-                    .collect()
+    /// The update a chain notification stands for: `reverted` blocks removed, then `committed` blocks
+    /// added (a reorg has both), each run ascending. Burns of the committed blocks are extracted here,
+    /// so the store's write transaction only writes.
+    pub fn new<R: BlockLogs, C: BlockLogs>(
+        reverted: impl IntoIterator<Item = R>,
+        committed: impl IntoIterator<Item = C>,
+        extractor: &BurnExtractor,
+    ) -> Self {
+        let reverted = reverted.into_iter().map(|block| BlockRef::of(&block)).collect();
+        let committed = committed
+            .into_iter()
+            .map(|block| CommittedBlock {
+                block: BlockRef::of(&block),
+                burns: extractor.extract_block(&block),
             })
-            .unwrap_or_default();
+            .collect();
         Self { reverted, committed }
+    }
+
+    /// Whether the update has no block.
+    pub fn is_empty(&self) -> bool {
+        self.reverted.is_empty() && self.committed.is_empty()
+    }
+
+    /// The last committed block, if any: the chain's tip after the update.
+    pub fn tip(&self) -> Option<BlockNumHash> {
+        self.committed.last().map(|b| b.block.num_hash)
     }
 }
 
@@ -169,22 +198,50 @@ fn encode_num_hash(nh: BlockNumHash) -> [u8; 40] {
     out
 }
 
-fn decode_num_hash(bytes: &[u8]) -> Result<BlockNumHash, CorruptRecord> {
-    let bad = CorruptRecord { what: "block", reason: "not 40 bytes" };
-    let bytes: &[u8; 40] = bytes.try_into().map_err(|_| bad)?;
-    let (num, hash) = bytes.split_at(8);
-    let num: [u8; 8] = num.try_into().map_err(|_| CorruptRecord { what: "block", reason: "number" })?;
-    Ok(BlockNumHash { number: u64::from_be_bytes(num), hash: B256::from_slice(hash) })
+fn decode_num_hash(key: &'static str, bytes: &[u8]) -> Result<BlockNumHash, CorruptRecord> {
+    let Some((num, hash)) = bytes.split_first_chunk::<8>() else {
+        return Err(CorruptRecord::BlockRef { key, len: bytes.len() });
+    };
+    let hash: [u8; 32] = hash.try_into().map_err(|_| CorruptRecord::BlockRef { key, len: bytes.len() })?;
+    Ok(BlockNumHash { number: u64::from_be_bytes(*num), hash: B256::from(hash) })
 }
 
 fn read_meta(
     table: &impl ReadableTable<&'static str, &'static [u8]>,
-    key: &str,
+    key: &'static str,
 ) -> Result<Option<BlockNumHash>, StoreError> {
     match table.get(key)? {
-        Some(value) => Ok(Some(decode_num_hash(value.value())?)),
+        Some(value) => Ok(Some(decode_num_hash(key, value.value())?)),
         None => Ok(None),
     }
+}
+
+const KIND_BURN: u8 = 1;
+const KIND_RETRACT: u8 = 2;
+
+/// Encodes an event (without its cursor, which is the record's key): kind byte, then the burn's RLP.
+fn encode_event(kind: FeedEventKind, burn: &Burn) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + alloy_rlp::Encodable::length(burn));
+    out.push(match kind {
+        FeedEventKind::Burn => KIND_BURN,
+        FeedEventKind::Retract => KIND_RETRACT,
+    });
+    alloy_rlp::Encodable::encode(burn, &mut out);
+    out
+}
+
+fn decode_event(cursor: u64, bytes: &[u8]) -> Result<FeedEvent, CorruptRecord> {
+    let (kind, burn) = bytes.split_first().ok_or(CorruptRecord::EmptyEvent { cursor })?;
+    let kind = match *kind {
+        KIND_BURN => FeedEventKind::Burn,
+        KIND_RETRACT => FeedEventKind::Retract,
+        kind => return Err(CorruptRecord::EventKind { cursor, kind }),
+    };
+    Ok(FeedEvent { cursor, kind, burn: decode_burn(burn)? })
+}
+
+fn decode_burn(bytes: &[u8]) -> Result<Burn, CorruptRecord> {
+    Burn::decode(bytes).map_err(CorruptRecord::Burn)
 }
 
 fn burn_range(block_hash: B256) -> ([u8; 40], [u8; 40]) {
@@ -320,9 +377,7 @@ impl<'txn> Writer<'txn> {
             if self.burns.get(key.as_slice())?.is_some() {
                 continue;
             }
-            let mut value = Vec::new();
-            encode_burn(burn, &mut value);
-            self.burns.insert(key.as_slice(), value.as_slice())?;
+            self.burns.insert(key.as_slice(), burn.encoded().as_slice())?;
             self.append_event(FeedEventKind::Burn, burn)?;
             self.outcome.burns_added += 1;
         }
@@ -334,7 +389,15 @@ impl<'txn> Writer<'txn> {
 impl BurnStore {
     /// Opens the store at `path`, creating the file and its tables if needed.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
-        let db = Database::create(path)?;
+        Self::init(Database::create(path)?)
+    }
+
+    /// A store in memory only: for an execution client without a data directory, and tests.
+    pub fn in_memory() -> Result<Self, StoreError> {
+        Self::init(Database::builder().create_with_backend(redb::backends::InMemoryBackend::new())?)
+    }
+
+    fn init(db: Database) -> Result<Self, StoreError> {
         let txn = db.begin_write()?;
         txn.open_table(BURNS)?;
         txn.open_table(EVENTS)?;
@@ -527,5 +590,45 @@ impl BurnStore {
         }
         out.sort_by_key(|b| (b.block_number, b.log_index));
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "test code")]
+    use alys_burns::test_utils::sample_burn;
+
+    use super::*;
+
+    #[test]
+    fn event_roundtrip() {
+        let burn = sample_burn();
+        for kind in [FeedEventKind::Burn, FeedEventKind::Retract] {
+            let bytes = encode_event(kind, &burn);
+            assert_eq!(bytes[1..], burn.encoded(), "the burn is stored in its one encoding");
+            assert_eq!(decode_event(9, &bytes).unwrap(), FeedEvent { cursor: 9, kind, burn: burn.clone() });
+        }
+    }
+
+    #[test]
+    fn truncated_records_are_errors() {
+        let bytes = encode_event(FeedEventKind::Burn, &sample_burn());
+        for len in 0..bytes.len() {
+            assert!(decode_event(1, &bytes[..len]).is_err(), "len {len}");
+        }
+        assert_eq!(decode_event(1, &[]), Err(CorruptRecord::EmptyEvent { cursor: 1 }));
+        assert_eq!(decode_event(1, &[9u8; 200]), Err(CorruptRecord::EventKind { cursor: 1, kind: 9 }));
+        assert!(matches!(decode_event(1, &[KIND_BURN, 0xc0]), Err(CorruptRecord::Burn(_))));
+    }
+
+    #[test]
+    fn block_refs_roundtrip_and_refuse_other_lengths() {
+        let nh = BlockNumHash { number: 258, hash: B256::repeat_byte(4) };
+        assert_eq!(decode_num_hash(META_HEAD, &encode_num_hash(nh)).unwrap(), nh);
+        assert_eq!(
+            decode_num_hash(META_HEAD, &[0; 39]),
+            Err(CorruptRecord::BlockRef { key: META_HEAD, len: 39 })
+        );
+        assert!(decode_num_hash(META_FINALIZED, &[0; 41]).is_err());
     }
 }

@@ -1,55 +1,39 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, reason = "test code")]
-//! The ExEx core end to end: extraction, the store across reverts, reorgs and restarts, and the burn feed
-//! over real gRPC on loopback.
+//! The ExEx core end to end: the store across reverts, reorgs and restarts, and the burn feed over real
+//! gRPC on loopback with `alys-burns`' client.
 
 use std::{net::SocketAddr, path::Path, time::Duration};
 
-use alloy_consensus::Transaction as _;
 use alloy_eips::BlockNumHash;
-use alloy_primitives::{Address, B256, U256, address};
-use alys_contracts::{BRIDGE_ADDRESS, MIN_PEGOUT_WEI, REQUEST_PEGOUT_TOPIC};
-use alys_el_api::ExecutedBlock;
-use alys_exex::{
-    Burn, BurnExEx, BurnExtractor, BurnFeedClient, ClientConfig, ClientError, FeedConfig, FeedEvent,
-    FeedEventKind, FileCursorStore,
-    test_utils::{block, bridge_burn_log, burn_log, committed, raw_log, reorged, reverted, transfer_log},
+use alloy_primitives::{B256, U256};
+use alys_burns::{
+    Burn, BurnExtractor, BurnFeedClient, ClientConfig, ClientError, FeedEvent, FeedEventKind,
+    test_utils::{
+        self, ALICE, BOB, BTC_ADDR, TOKEN, TestBlock, TestNotification, block, block_with_burns, blocks,
+        bridge_burn_log, raw_log, transfer_log, wei,
+    },
 };
+use alys_contracts::{BRIDGE_ADDRESS, REQUEST_PEGOUT_TOPIC};
+use alys_exex::{BurnExEx, ChainUpdate, FeedConfig};
 use alys_proto::burnfeed::v1 as proto;
+use backon::ExponentialBuilder;
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 
-const ALICE: Address = address!("0x00000000000000000000000000000000000a11ce");
-const BOB: Address = address!("0x0000000000000000000000000000000000000b0b");
-const TOKEN: Address = address!("0x7070707070707070707070707070707070707070");
-const BTC_ADDR: &[u8] = b"bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080";
-
-fn wei(n: u64) -> U256 {
-    MIN_PEGOUT_WEI * U256::from(n)
+/// The store's input for a notification, as an execution client's loop builds it (default extractor).
+fn update(notification: &TestNotification) -> ChainUpdate {
+    ChainUpdate::new(&notification.reverted, &notification.committed, &BurnExtractor::default())
 }
 
-/// A block with: a token transfer, a bridge burn, a transfer + a burn in one tx.
-fn block_with_burns(number: u64, parent: B256, salt: u64) -> ExecutedBlock {
-    block(
-        number,
-        parent,
-        salt,
-        vec![
-            vec![transfer_log(TOKEN, ALICE, BOB, U256::from(5))],
-            vec![bridge_burn_log(ALICE, BTC_ADDR, wei(salt + 1))],
-            vec![transfer_log(TOKEN, BOB, ALICE, U256::from(1)), bridge_burn_log(BOB, b"bc1qbob", wei(2))],
-        ],
-    )
+fn committed(blocks: Vec<TestBlock>) -> ChainUpdate {
+    update(&test_utils::committed(blocks))
 }
 
-/// `n` contiguous blocks after `parent`, each with one burn.
-fn blocks(first: u64, parent: B256, n: u64, salt: u64) -> Vec<ExecutedBlock> {
-    let mut out = Vec::new();
-    let mut parent = parent;
-    for number in first..first + n {
-        let b = block(number, parent, salt, vec![vec![bridge_burn_log(ALICE, BTC_ADDR, wei(number))]]);
-        parent = b.hash;
-        out.push(b);
-    }
-    out
+fn reverted(blocks: Vec<TestBlock>) -> ChainUpdate {
+    update(&test_utils::reverted(blocks))
+}
+
+fn reorged(old: Vec<TestBlock>, new: Vec<TestBlock>) -> ChainUpdate {
+    update(&test_utils::reorged(old, new))
 }
 
 fn keys(burns: &[Burn]) -> Vec<(B256, u64)> {
@@ -68,51 +52,8 @@ fn open_store(path: &Path) -> BurnExEx {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Extraction
+// Extraction into the store
 // ---------------------------------------------------------------------------------------------------
-
-#[test]
-fn extracts_bridge_burns_with_block_wide_log_indexes() {
-    let b = block_with_burns(7, B256::repeat_byte(9), 3);
-    let burns = BurnExtractor::default().extract_block(&b);
-    assert_eq!(burns.len(), 2);
-
-    // log 0: transfer (tx 0); log 1: burn (tx 1); log 2: transfer, log 3: burn (tx 2)
-    assert_eq!(burns[0].log_index, 1);
-    assert_eq!(burns[0].tx_index, 1);
-    assert_eq!(burns[0].sender, ALICE);
-    assert_eq!(burns[0].bitcoin_address.as_ref(), BTC_ADDR);
-    assert_eq!(burns[0].value, wei(4));
-    assert_eq!(burns[1].log_index, 3);
-    assert_eq!(burns[1].tx_index, 2);
-    assert_eq!(burns[1].sender, BOB);
-    for burn in &burns {
-        assert_eq!(burn.block_number, 7);
-        assert_eq!(burn.block_hash, b.hash);
-        assert_eq!(burn.tx_hash, *b.block.body.transactions[burn.tx_index as usize].tx_hash());
-    }
-    assert_eq!(b.block.body.transactions[1].to(), Some(BRIDGE_ADDRESS));
-}
-
-#[test]
-fn burn_from_a_copy_of_the_contract_elsewhere_is_ignored() {
-    let copy = address!("0xbBbBbBbBbBbBbBbBbBbBbBbBbBbBbBbBbBbBbBbC");
-    let b = block(
-        1,
-        B256::ZERO,
-        0,
-        vec![vec![burn_log(copy, ALICE, BTC_ADDR, wei(1)), bridge_burn_log(BOB, BTC_ADDR, wei(2))]],
-    );
-    let burns = BurnExtractor::default().extract_block(&b);
-    assert_eq!(burns.len(), 1);
-    assert_eq!(burns[0].sender, BOB);
-    assert_eq!(burns[0].log_index, 1, "the ignored log still counts for the index");
-
-    // An extractor configured for the other address sees only that one.
-    let other = BurnExtractor::default().with_bridge_address(copy).extract_block(&b);
-    assert_eq!(other.len(), 1);
-    assert_eq!(other[0].sender, ALICE);
-}
 
 #[test]
 fn two_burns_in_one_transaction_are_both_kept() {
@@ -192,14 +133,6 @@ fn garbage_bridge_logs_are_skipped_without_panic() {
     let exex = BurnExEx::open(dir.path().join("exex.redb")).unwrap();
     exex.process(&committed(vec![b])).unwrap();
     assert_eq!(exex.store().burns().unwrap().len(), burns.len());
-}
-
-#[test]
-fn receipts_without_transactions_do_not_panic() {
-    let mut b = block_with_burns(1, B256::ZERO, 0);
-    b.block.body.transactions.truncate(1);
-    let burns = BurnExtractor::default().extract_block(&b);
-    assert!(burns.is_empty());
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -365,7 +298,7 @@ async fn async_handler_commits_before_returning() {
     let exex = BurnExEx::open(dir.path().join("exex.redb")).unwrap();
     let a = blocks(1, B256::ZERO, 3, 0);
     exex.set_finalized(a[1].num_hash()).unwrap();
-    let p = exex.handle_notification(committed(a.clone())).await.unwrap();
+    let p = exex.handle_update(committed(a.clone())).await.unwrap();
     assert_eq!(p.finished_height, Some(a[1].num_hash()));
     assert_eq!(p.outcome.last_cursor, 3);
     assert_eq!(exex.store().last_cursor().unwrap(), 3);
@@ -416,8 +349,11 @@ impl Server {
 
 fn client_config() -> ClientConfig {
     ClientConfig {
-        min_backoff: Duration::from_millis(20),
-        max_backoff: Duration::from_millis(200),
+        backoff: ExponentialBuilder::new()
+            .with_min_delay(Duration::from_millis(20))
+            .with_max_delay(Duration::from_millis(200))
+            .with_jitter()
+            .without_max_times(),
         connect_timeout: Duration::from_secs(2),
     }
 }
@@ -430,7 +366,8 @@ async fn next(client: &mut BurnFeedClient) -> FeedEvent {
 async fn feed_streams_backlog_then_live_and_survives_restarts_of_both_sides() {
     let dir = tempfile::tempdir().unwrap();
     let store_path = dir.path().join("exex.redb");
-    let cursor_path = dir.path().join("feed.cursor");
+    // The consumer's committed cursor (it would commit it with the burns it records).
+    let mut committed_cursor = 0;
     let exex = BurnExEx::open(&store_path).unwrap();
     let config = FeedConfig { batch_size: 3, channel_capacity: 2 };
 
@@ -440,9 +377,7 @@ async fn feed_streams_backlog_then_live_and_survives_restarts_of_both_sides() {
     let server = Server::start(&exex, "127.0.0.1:0".parse().unwrap(), config).await;
     let endpoint = format!("http://{}", server.addr);
 
-    let mut client = BurnFeedClient::new(&endpoint, FileCursorStore::new(&cursor_path))
-        .unwrap()
-        .with_config(client_config());
+    let mut client = BurnFeedClient::new(&endpoint, committed_cursor).unwrap().with_config(client_config());
     let mut seen = Vec::new();
     for _ in 0..10 {
         seen.push(next(&mut client).await);
@@ -455,7 +390,7 @@ async fn feed_streams_backlog_then_live_and_survives_restarts_of_both_sides() {
     for _ in 0..5 {
         seen.push(next(&mut client).await);
     }
-    client.ack(15).unwrap();
+    committed_cursor = 15;
 
     // Server restart: stop it, drop the ExEx and its store, write more while the feed is down, reopen.
     server.shutdown().await;
@@ -481,19 +416,17 @@ async fn feed_streams_backlog_then_live_and_survives_restarts_of_both_sides() {
     let (client, got) = waiting.await.unwrap();
     seen.extend(got);
     assert_eq!(client.position(), 18);
-    assert_eq!(client.acked(), 15);
+    assert_eq!(committed_cursor, 15);
 
-    // Client restart: a new client with the same cursor file resumes after the acknowledged cursor (15),
-    // so the unacknowledged 16..18 come again, then the live 19.
+    // Client restart: a new client resuming after the committed cursor (15) gets the uncommitted
+    // 16..18 again, then the live 19.
     drop(client);
-    let mut client = BurnFeedClient::new(&endpoint, FileCursorStore::new(&cursor_path))
-        .unwrap()
-        .with_config(client_config());
+    let mut client = BurnFeedClient::new(&endpoint, committed_cursor).unwrap().with_config(client_config());
     assert_eq!(client.position(), 15);
     let again: Vec<FeedEvent> =
         vec![next(&mut client).await, next(&mut client).await, next(&mut client).await];
     assert_eq!(again, seen[15..18].to_vec());
-    client.ack(18).unwrap();
+    committed_cursor = 18;
     exex.process(&reverted(vec![c[2].clone()])).unwrap();
     let retract = next(&mut client).await;
     assert_eq!(retract.kind, FeedEventKind::Retract);
@@ -505,12 +438,11 @@ async fn feed_streams_backlog_then_live_and_survives_restarts_of_both_sides() {
     assert_eq!(cursors, (1..=19).collect::<Vec<_>>());
     assert_eq!(seen, exex.store().events_after(0, 100).unwrap());
 
-    // A client restarted after acknowledging everything gets only new events.
-    client.ack(19).unwrap();
+    // A client restarted after committing everything gets only new events.
+    assert!(committed_cursor < client.position());
+    committed_cursor = client.position();
     drop(client);
-    let mut client = BurnFeedClient::new(&endpoint, FileCursorStore::new(&cursor_path))
-        .unwrap()
-        .with_config(client_config());
+    let mut client = BurnFeedClient::new(&endpoint, committed_cursor).unwrap().with_config(client_config());
     let d = blocks(18, c[1].hash, 1, 9);
     exex.process(&committed(d)).unwrap();
     assert_eq!(next(&mut client).await.cursor, 20);
@@ -561,36 +493,44 @@ async fn subscribe_from_a_cursor_and_slow_consumers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_refuses_a_feed_behind_its_cursor() {
     let dir = tempfile::tempdir().unwrap();
-    let cursor_path = dir.path().join("feed.cursor");
-    std::fs::write(&cursor_path, "42\n").unwrap();
     let exex = BurnExEx::open(dir.path().join("exex.redb")).unwrap();
     exex.process(&committed(blocks(1, B256::ZERO, 3, 0))).unwrap();
     let server = Server::start(&exex, "127.0.0.1:0".parse().unwrap(), FeedConfig::default()).await;
     let mut client =
-        BurnFeedClient::new(format!("http://{}", server.addr), FileCursorStore::new(&cursor_path))
-            .unwrap()
-            .with_config(client_config());
+        BurnFeedClient::new(format!("http://{}", server.addr), 42).unwrap().with_config(client_config());
     let err = tokio::time::timeout(Duration::from_secs(10), client.next()).await.unwrap().unwrap_err();
     assert!(matches!(err, ClientError::CursorAhead { server: 3, client: 42 }), "{err}");
-    assert!(matches!(client.ack(43), Err(ClientError::AckAhead { .. })));
+    // Rewinding forward would skip events: the client stays where it is.
+    client.rewind(43);
+    assert_eq!(client.position(), 42);
     server.shutdown().await;
 }
 
-#[test]
-fn wire_conversion_rejects_malformed_messages() {
-    let b = blocks(1, B256::ZERO, 1, 0);
-    let burn = BurnExtractor::default().extract_block(&b[0]).remove(0);
-    let event = FeedEvent { cursor: 1, kind: FeedEventKind::Burn, burn };
-    let wire = proto::FeedEvent::from(&event);
-    assert_eq!(FeedEvent::try_from(wire.clone()).unwrap(), event);
-    assert_eq!(wire.event.as_ref().map(|e| matches!(e, proto::feed_event::Event::Burn(_))), Some(true));
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rewind_redelivers_the_events_after_the_committed_cursor() {
+    let dir = tempfile::tempdir().unwrap();
+    let exex = BurnExEx::open(dir.path().join("exex.redb")).unwrap();
+    let a = blocks(1, B256::repeat_byte(6), 6, 0);
+    exex.process(&committed(a.clone())).unwrap();
+    let server = Server::start(&exex, "127.0.0.1:0".parse().unwrap(), FeedConfig::default()).await;
+    // The consumer had committed cursor 2.
+    let mut client =
+        BurnFeedClient::new(format!("http://{}", server.addr), 2).unwrap().with_config(client_config());
+    let first = [next(&mut client).await, next(&mut client).await, next(&mut client).await];
+    assert_eq!(first.iter().map(|e| e.cursor).collect::<Vec<_>>(), vec![3, 4, 5]);
 
-    let mut short = wire;
-    if let Some(proto::feed_event::Event::Burn(b)) = short.event.as_mut() {
-        b.value.pop();
-    }
-    assert!(FeedEvent::try_from(short).is_err());
-    assert!(FeedEvent::try_from(proto::FeedEvent { cursor: 1, event: None }).is_err());
+    // It committed 3, then its write of 4 and 5 failed: it rewinds to what it committed.
+    client.rewind(3);
+    assert_eq!(client.position(), 3);
+    let again = [next(&mut client).await, next(&mut client).await];
+    assert_eq!(again[..], first[1..]);
+    assert_eq!(next(&mut client).await.cursor, 6);
+
+    // Live events follow the rewound subscription as usual.
+    exex.process(&committed(blocks(7, a[5].hash, 1, 0))).unwrap();
+    assert_eq!(next(&mut client).await.cursor, 7);
+    assert_eq!(client.position(), 7);
+    server.shutdown().await;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -598,7 +538,7 @@ fn wire_conversion_rejects_malformed_messages() {
 // ---------------------------------------------------------------------------------------------------
 
 /// A block on `parent` with 0..=3 burns (and transfers between them), distinct per salt.
-fn random_block(rng: &mut XorShift, number: u64, parent: B256, salt: u64) -> ExecutedBlock {
+fn random_block(rng: &mut XorShift, number: u64, parent: B256, salt: u64) -> TestBlock {
     let txs = (0..rng.next() % 4)
         .map(|i| {
             let mut logs = vec![transfer_log(TOKEN, ALICE, BOB, U256::from(i))];
@@ -619,13 +559,13 @@ fn random_histories_keep_the_store_equal_to_the_canonical_chain() {
         let mut exex = BurnExEx::open(&path).unwrap();
         let mut rng = XorShift(seed);
         let genesis = B256::repeat_byte(0x42);
-        let mut chain: Vec<ExecutedBlock> = Vec::new();
+        let mut chain: Vec<TestBlock> = Vec::new();
         let mut finalized: Option<BlockNumHash> = None;
         let mut last = None;
         let mut salt = 0u64;
-        let tip = |chain: &[ExecutedBlock]| chain.last().map_or((0, genesis), |b| (b.number(), b.hash));
+        let tip = |chain: &[TestBlock]| chain.last().map_or((0, genesis), |b| (b.number(), b.hash));
         let new_blocks = |rng: &mut XorShift, from: (u64, B256), n: u64, salt: u64| {
-            let mut out: Vec<ExecutedBlock> = Vec::new();
+            let mut out: Vec<TestBlock> = Vec::new();
             let (mut number, mut parent) = from;
             for _ in 0..n {
                 number += 1;

@@ -23,11 +23,11 @@ use std::{
 };
 
 use alys_devnet_governance::DevGovernance;
-use alys_proto::governance::v1::{SignatureStatus, TransactionType};
-use alys_sidecar::governance::{
+use alys_governance::{
     sign_transaction, signature_request,
     stream::{self, StreamConfig, StreamHandle},
 };
+use alys_proto::governance::v1::{SignatureStatus, TransactionType};
 
 async fn wait_connected(handle: &StreamHandle) {
     while !handle.status().connected {
@@ -66,9 +66,11 @@ fn main() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(alys_devnet_governance::serve(service.clone(), listener, None));
-        let (handle, _task) =
-            stream::spawn(StreamConfig::new(url, service.state().governance_key()), &dir.join("a.redb"))
-                .unwrap();
+        let (handle, _task) = stream::spawn(
+            StreamConfig::new(url, service.state().governance_key()),
+            std::sync::Arc::new(alys_storage::Storage::open(dir.join("a.redb")).unwrap()),
+        )
+        .unwrap();
         wait_connected(&handle).await;
         let federation = service.state().federation().unwrap();
         let (tx, spent) = alys_devnet_governance::example_spend(&federation);
@@ -107,7 +109,11 @@ fn main() {
         let (mut child, url, key) = start_service(&root, 0);
         let port: u16 = url.rsplit(':').next().unwrap().parse().unwrap();
         let key = bitcoin::secp256k1::PublicKey::from_str(&key).unwrap();
-        let (handle, _task) = stream::spawn(StreamConfig::new(url, key), &dir.join("b.redb")).unwrap();
+        let (handle, _task) = stream::spawn(
+            StreamConfig::new(url, key),
+            std::sync::Arc::new(alys_storage::Storage::open(dir.join("b.redb")).unwrap()),
+        )
+        .unwrap();
         wait_connected(&handle).await;
         let mut reconnects = Vec::new();
         for _ in 0..10 {

@@ -21,15 +21,15 @@ use std::{
     time::Instant,
 };
 
+use alys_actor::{self as actor, Actor, ActorError, RestartPolicy};
+use alys_chain::{ChainActor, ChainConfig};
 use alys_chainspec::ChainSpec;
+use alys_consensus::Aura;
 use alys_devnet_el::{Engine, EngineConfig};
 use alys_engine_api::{EngineApiConfig, EngineApiHandle, EngineApiServer, JwtSecret};
-use alys_sidecar::{
-    actor::{self, Actor, ActorError, RestartPolicy},
-    chain::{Aura, AuthorityKey, ChainActor, ChainConfig},
-    engine::EngineClient,
-    storage::Store,
-};
+use alys_engine_client::EngineClient;
+use alys_primitives::{AuthorityKey, BlockRef, ChainHeads};
+use alys_storage::Storage;
 
 struct Echo;
 
@@ -54,7 +54,7 @@ fn chain(
     spec: &Arc<ChainSpec>,
     url: &str,
     secret: JwtSecret,
-    store: Arc<Store>,
+    store: Arc<Storage>,
     key: &Arc<AuthorityKey>,
     clock: Arc<AtomicU64>,
 ) -> ChainActor {
@@ -66,22 +66,28 @@ fn chain(
         fee_recipient: Default::default(),
         clock: Arc::new(move || clock.load(Ordering::Relaxed)),
         // No proofs arrive in the benchmark: never stop production for lack of them.
-        auxpow: alys_sidecar::auxpow::MiningParams {
+        auxpow: alys_auxpow::MiningParams {
             chain_id: 0x2121,
             pow_limit_bits: 0x207f_ffff,
             target_spacing_secs: 60,
-            split: alys_sidecar::auxpow::RewardSplit { miner_percent: 80, federation: Default::default() },
+            split: alys_auxpow::RewardSplit { miner_percent: 80, federation: Default::default() },
         },
-        runtime: alys_sidecar::governance::RuntimeView::fixed(
-            alys_sidecar::governance::RuntimeParameters::with_max_blocks_without_pow(u64::MAX),
+        runtime: alys_governance::RuntimeView::fixed(
+            alys_governance::RuntimeParameters::with_max_blocks_without_pow(u64::MAX),
         ),
     };
-    ChainActor::new(config, aura, Some(Arc::clone(key)), engine, store).unwrap()
+    let genesis = BlockRef::new(0, spec.genesis_hash());
+    let (heads, _) = tokio::sync::watch::channel(ChainHeads {
+        head: genesis,
+        head_execution_hash: spec.genesis_hash(),
+        finalized: None,
+    });
+    ChainActor::new(config, aura, Some(Arc::clone(key)), engine, store, heads).unwrap()
 }
 
 /// createauxblock over the unfinalized chain, proof validation, and submitauxblock.
 fn mining(producer: &mut ChainActor, unfinalized: u64) {
-    use alys_sidecar::auxpow::pow;
+    use alys_auxpow::pow;
     let miner = alloy_primitives::Address::repeat_byte(0x11);
     let started = Instant::now();
     let template = producer.create_aux_block(miner).unwrap();
@@ -130,8 +136,8 @@ fn main() {
         // In memory: the sidecar's own work. On disk: as a node runs, each head one durable (fsync'd)
         // redb transaction.
         for (label, store) in [
-            ("in-memory store", Store::in_memory().unwrap()),
-            ("on-disk store", Store::open(dir.join("sidecar.redb")).unwrap()),
+            ("in-memory store", Storage::in_memory().unwrap()),
+            ("on-disk store", Storage::open(dir.join("alys.redb")).unwrap()),
         ] {
             let store = Arc::new(store);
             let clock = Arc::new(AtomicU64::new(0));

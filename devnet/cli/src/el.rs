@@ -44,18 +44,15 @@ pub(crate) async fn run(args: ElArgs) -> eyre::Result<()> {
         config = config.with_datadir(datadir);
     }
     let engine = Engine::spawn(config).wrap_err("starting the execution engine")?;
-    // Without a data directory the ExEx store is as ephemeral as the chain.
+    // Without a data directory the ExEx store is as ephemeral as the chain: in memory.
     let exex_store = match &args.datadir {
         Some(dir) => {
             std::fs::create_dir_all(dir).wrap_err_with(|| format!("creating {}", dir.display()))?;
-            dir.join("exex.redb")
+            Some(dir.join("exex.redb"))
         }
-        None => std::env::temp_dir().join(format!("alys-el-exex-{}.redb", std::process::id())),
+        None => None,
     };
-    if args.datadir.is_none() {
-        let _ = std::fs::remove_file(&exex_store);
-    }
-    let exex = crate::exex::start(engine.clone(), &exex_store, args.feed_addr).await?;
+    let exex = crate::exex::start(engine.clone(), exex_store.as_deref(), args.feed_addr).await?;
 
     let mut engine_api = EngineApiConfig::from_secret_file(&args.jwt_secret)
         .wrap_err_with(|| format!("reading JWT secret {}", args.jwt_secret.display()))?;
@@ -80,15 +77,12 @@ pub(crate) async fn run(args: ElArgs) -> eyre::Result<()> {
     tracing::info!(target: "alys::devnet", chain_id = spec.chain_id(), genesis = %engine.genesis_hash(),
         authrpc = %engine_api.http_url(), http = ?eth.http_url(), ws = ?eth.ws_url(), "execution engine ready");
 
-    alys_sidecar::node::shutdown_signal().await;
+    alys_node::shutdown_signal().await;
     tracing::info!(target: "alys::devnet", "shutting down");
     eth.stop();
     engine_api.stop();
     eth.stopped().await;
     engine_api.stopped().await;
     exex.stop().await;
-    if args.datadir.is_none() {
-        let _ = std::fs::remove_file(&exex_store);
-    }
     Ok(())
 }

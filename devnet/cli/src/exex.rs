@@ -1,12 +1,13 @@
 //! The Alys ExEx on the embedded engine: the same burn extraction, store and gRPC feed a reth node runs
-//! with `alys-reth`, fed by the engine's reth-shaped chain notifications.
+//! with `alys-reth`, fed by the engine's reth-shaped chain notifications (its executed blocks are read in
+//! place through `alys_burns::BlockLogs`).
 
 use std::{net::SocketAddr, path::Path, sync::Arc};
 
 use alloy_eips::{BlockId, BlockNumHash};
 use alys_devnet_el::EngineHandle;
 use alys_el_api::EthBackend;
-use alys_exex::BurnExEx;
+use alys_exex::{BurnExEx, BurnStore};
 use eyre::WrapErr;
 use tokio::{net::TcpListener, sync::broadcast::error::RecvError, task::JoinHandle};
 
@@ -30,12 +31,18 @@ impl ExExTasks {
 }
 
 /// Opens the ExEx store at `store`, serves the feed on `feed_addr` and follows `engine`'s notifications.
+///
+/// Without a path the store lives in memory, as ephemeral as an engine without a data directory.
 pub(crate) async fn start(
     engine: EngineHandle,
-    store: &Path,
+    store: Option<&Path>,
     feed_addr: SocketAddr,
 ) -> eyre::Result<ExExTasks> {
-    let exex = Arc::new(BurnExEx::open(store).wrap_err_with(|| format!("opening {}", store.display()))?);
+    let store = match store {
+        Some(path) => BurnStore::open(path).wrap_err_with(|| format!("opening {}", path.display()))?,
+        None => BurnStore::in_memory().wrap_err("creating the in-memory ExEx store")?,
+    };
+    let exex = Arc::new(BurnExEx::new(Arc::new(store)).wrap_err("opening the ExEx store")?);
     let listener =
         TcpListener::bind(feed_addr).await.wrap_err_with(|| format!("binding burn feed {feed_addr}"))?;
     let feed_addr = listener.local_addr()?;
@@ -64,7 +71,11 @@ pub(crate) async fn start(
                 }
                 Err(RecvError::Closed) => return,
             };
-            match exex.handle_notification(notification).await {
+            // Blocks reverted, then blocks committed (a reorg has both), as reth's loop reads them.
+            let reverted = notification.reverted_chain().map(|chain| chain.blocks()).unwrap_or_default();
+            let committed = notification.committed_chain().map(|chain| chain.blocks()).unwrap_or_default();
+            let update = exex.update(reverted, committed);
+            match exex.handle_update(update).await {
                 Ok(processed) => tracing::debug!(target: "alys::devnet", ?processed, "ExEx processed"),
                 Err(error) => {
                     tracing::error!(target: "alys::devnet", %error, "ExEx failed to store a notification");

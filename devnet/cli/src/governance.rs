@@ -66,7 +66,7 @@ pub(crate) async fn run(args: GovernanceArgs) -> eyre::Result<()> {
     );
     tokio::select! {
         result = server => { result??; }
-        () = alys_sidecar::node::shutdown_signal() => {}
+        () = alys_node::shutdown_signal() => {}
     }
     admin.stop();
     Ok(())

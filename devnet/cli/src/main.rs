@@ -31,6 +31,8 @@ enum Command {
 }
 
 fn main() -> eyre::Result<()> {
+    // Failpoints (crash-point tests) are armed only by the FAILPOINTS environment variable.
+    let _failpoints = fail::FailScenario::setup();
     let cli = Cli::parse();
     // The whole network prints one line per block itself; logs stay quiet unless RUST_LOG asks.
     let default_filter = if cli.command.is_none() { "warn" } else { "info" };

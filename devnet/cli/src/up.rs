@@ -10,14 +10,14 @@ use alys_chainspec::{ChainSpec, dev::DEV_ACCOUNTS};
 use alys_devnet_el::{Engine, EngineConfig};
 use alys_engine_api::{EngineApiConfig, EngineApiServer};
 use alys_eth_rpc::EthRpcConfig;
-use alys_sidecar::{
-    chain::AuthorityKey,
+use alys_node::{
+    self as node,
     config::{
         AuthoritySection, AuxPowSection, ChainSection, EngineSection, GovernanceSection, MetricsSection,
         NodeConfig, PegoutSection, RpcSection, StorageSection,
     },
-    node,
 };
+use alys_primitives::AuthorityKey;
 use clap::Args;
 use eyre::WrapErr;
 
@@ -81,7 +81,8 @@ pub(crate) async fn run(args: UpArgs) -> eyre::Result<()> {
         .wrap_err("starting the execution engine")?;
     std::fs::create_dir_all(&args.datadir)
         .wrap_err_with(|| format!("creating {}", args.datadir.display()))?;
-    let exex = crate::exex::start(engine.clone(), &args.datadir.join("exex.redb"), args.feed_addr).await?;
+    let exex =
+        crate::exex::start(engine.clone(), Some(&args.datadir.join("exex.redb")), args.feed_addr).await?;
     let mut engine_api = EngineApiConfig::from_secret_file(&jwt).wrap_err("reading the JWT secret")?;
     engine_api.addr = args.authrpc_addr;
     let engine_api = EngineApiServer::new(engine.clone(), engine_api).start().await?;
@@ -110,8 +111,8 @@ pub(crate) async fn run(args: UpArgs) -> eyre::Result<()> {
     let config = NodeConfig {
         chain: ChainSection {
             genesis,
-            slot_duration_ms: args.slot_ms,
-            future_tolerance_ms: 500,
+            slot_duration: std::time::Duration::from_millis(args.slot_ms),
+            future_tolerance: std::time::Duration::from_millis(500),
             authorities: vec![authority.public().to_string()],
             fee_recipient: Default::default(),
         },
@@ -131,14 +132,9 @@ pub(crate) async fn run(args: UpArgs) -> eyre::Result<()> {
             )
         }),
         // Devnet proofs come from the embedded miner: aim for one every 10 s.
-        auxpow: AuxPowSection { target_spacing_secs: 10, ..Default::default() },
+        auxpow: AuxPowSection { target_spacing: std::time::Duration::from_secs(10), ..Default::default() },
         // Peg-outs come from the ExEx feed the devnet engine serves, as with reth.
-        pegout: Some(PegoutSection {
-            source: "exex".into(),
-            feed_url: Some(format!("http://{}", exex.feed_addr)),
-            max_log_range: 1_000,
-            poll_interval_ms: 2_000,
-        }),
+        pegout: Some(PegoutSection::Exex { feed_url: format!("http://{}", exex.feed_addr) }),
     };
     let node = node::launch(config).await?;
 
@@ -171,13 +167,13 @@ pub(crate) async fn run(args: UpArgs) -> eyre::Result<()> {
     let feed = tokio::spawn(show_blocks(engine.subscribe_notifications()));
     // The reference miner talks to the node's RPC like any pool; it pays dev account 1.
     let miner = (!args.no_miner).then(|| {
-        tokio::spawn(alys_devnet::miner::run(
+        tokio::spawn(alys_miner::run(
             format!("http://{}", node.rpc.local_addr()),
             DEV_ACCOUNTS[1],
             std::time::Duration::from_secs(2),
         ))
     });
-    alys_sidecar::node::shutdown_signal().await;
+    alys_node::shutdown_signal().await;
     feed.abort();
     if let Some(miner) = miner {
         miner.abort();

@@ -3,13 +3,15 @@
 //! reth's `ExExNotification` has three variants: a chain committed, a chain reverted, and a reorg (the old
 //! chain reverted and the new one committed). [`ChainNotification`] has the same three, carrying the same
 //! data: every block of the chain in ascending order, each with its transactions, senders and receipts. The
-//! ExEx's burn extractor and the eth subscriptions both consume these.
+//! ExEx (through [`BlockLogs`], which [`ExecutedBlock`] implements in place) and the eth subscriptions both
+//! consume these.
 
 use std::sync::Arc;
 
 use alloy_consensus::{Block, Header, ReceiptEnvelope, TxEnvelope};
 use alloy_eips::BlockNumHash;
-use alloy_primitives::{Address, B256, BlockNumber};
+use alloy_primitives::{Address, B256, BlockNumber, Log};
+use alys_burns::BlockLogs;
 
 /// A block after execution: the block, its hash, the recovered senders and the receipts, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +62,24 @@ impl ExecutedBlock {
                 log_index: Some(log_index as u64),
                 removed,
             })
+    }
+}
+
+impl BlockLogs for ExecutedBlock {
+    fn num_hash(&self) -> BlockNumHash {
+        Self::num_hash(self)
+    }
+
+    fn parent_hash(&self) -> B256 {
+        self.block.header.parent_hash
+    }
+
+    fn receipt_logs(&self) -> impl Iterator<Item = &[Log]> {
+        self.receipts.iter().map(|receipt| receipt.logs())
+    }
+
+    fn tx_hash(&self, index: usize) -> Option<B256> {
+        self.block.body.transactions.get(index).map(|tx| *tx.tx_hash())
     }
 }
 
@@ -204,5 +224,48 @@ mod tests {
         assert_eq!(reorg.committed_chain(), Some(&new));
         assert_eq!(ChainNotification::Committed { new }.reverted_chain(), None);
         assert_eq!(ChainNotification::Reverted { old }.committed_chain(), None);
+    }
+
+    #[test]
+    fn executed_blocks_are_read_in_place_by_extraction() {
+        use alloy_consensus::{Receipt, ReceiptWithBloom, Signed, TxEip1559};
+        use alloy_primitives::{Bytes, LogData, Signature};
+
+        let log = |n: u8| Log {
+            address: Address::repeat_byte(n),
+            data: LogData::new_unchecked(vec![B256::repeat_byte(n)], Bytes::new()),
+        };
+        let tx = |nonce| {
+            let tx = TxEip1559 { nonce, ..Default::default() };
+            TxEnvelope::Eip1559(Signed::new_unhashed(tx, Signature::test_signature()))
+        };
+        let receipt = |logs: Vec<Log>| {
+            ReceiptEnvelope::Eip1559(ReceiptWithBloom {
+                receipt: Receipt { status: true.into(), cumulative_gas_used: 21_000, logs },
+                logs_bloom: Default::default(),
+            })
+        };
+        let header = Header { number: 5, parent_hash: B256::repeat_byte(9), ..Default::default() };
+        let b = ExecutedBlock {
+            hash: header.hash_slow(),
+            block: Block {
+                header,
+                body: BlockBody { transactions: vec![tx(0), tx(1)], ommers: vec![], withdrawals: None },
+            },
+            senders: vec![Address::ZERO; 2],
+            receipts: vec![receipt(vec![log(1), log(2)]), receipt(vec![])],
+        };
+
+        assert_eq!(BlockLogs::num_hash(&b), b.num_hash());
+        assert_eq!(b.parent_hash(), B256::repeat_byte(9));
+        let logs: Vec<&[Log]> = b.receipt_logs().collect();
+        assert_eq!(logs, vec![&[log(1), log(2)][..], &[][..]]);
+        assert_eq!(b.tx_hash(1), Some(*b.block.body.transactions[1].tx_hash()));
+        assert_eq!(b.tx_hash(2), None);
+        // The same transactions and logs as the JSON-RPC view of the block.
+        let rpc: Vec<_> = b.rpc_logs(false).collect();
+        assert_eq!(rpc.len(), 2);
+        assert!(rpc.iter().all(|l| l.transaction_hash == b.tx_hash(0)));
+        assert_eq!(rpc.iter().map(|l| l.inner.clone()).collect::<Vec<_>>(), logs[0].to_vec());
     }
 }

@@ -5,9 +5,7 @@ use std::{
     path::Path,
 };
 
-use alloy_rpc_types_engine::{ClientCode, ClientVersionV1, JwtSecret};
-
-use crate::jwt::{JwtSecretError, read_jwt_secret};
+use alloy_rpc_types_engine::{ClientCode, ClientVersionV1, JwtError, JwtSecret};
 
 /// The Engine API's conventional port.
 pub const DEFAULT_PORT: u16 = 8551;
@@ -46,8 +44,8 @@ impl EngineApiConfig {
     }
 
     /// A configuration whose secret is read from a file of 64 hex digits (optional `0x`).
-    pub fn from_secret_file(path: impl AsRef<Path>) -> Result<Self, JwtSecretError> {
-        Ok(Self::new(read_jwt_secret(path)?))
+    pub fn from_secret_file(path: impl AsRef<Path>) -> Result<Self, JwtError> {
+        Ok(Self::new(JwtSecret::from_file(path.as_ref())?))
     }
 
     /// Sets the listen address.

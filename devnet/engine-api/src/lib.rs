@@ -23,9 +23,9 @@ pub mod server;
 pub mod validation;
 
 pub use config::EngineApiConfig;
-pub use jwt::{JwtAuthLayer, JwtSecretError, bearer_header, encode_jwt, read_jwt_secret, validate_jwt};
+pub use jwt::JwtAuthLayer;
 pub use server::{CAPABILITIES, EngineApiHandle, EngineApiServer, StartError};
 pub use validation::EngineApiVersion;
 
-/// The shared-secret type, re-exported so callers need not depend on alloy for it.
-pub use alloy_rpc_types_engine::JwtSecret;
+/// The shared-secret type and its errors, re-exported so callers need not depend on alloy for them.
+pub use alloy_rpc_types_engine::{JwtError, JwtSecret};

@@ -18,8 +18,7 @@ use alloy_rpc_types_engine::{
 use alys_chainspec::ChainSpec;
 use alys_el_api::{BuiltPayload, EngineBackend, EngineError, ExecutedBlock};
 use alys_engine_api::{
-    CAPABILITIES, EngineApiConfig, EngineApiHandle, EngineApiServer, JwtSecret, StartError, encode_jwt,
-    jwt::unix_now,
+    CAPABILITIES, EngineApiConfig, EngineApiHandle, EngineApiServer, JwtSecret, StartError,
 };
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -146,7 +145,7 @@ const PRAGUE_TS: u64 = 2500;
 // Harness: a started server and a raw HTTP/1.1 client
 
 fn secret() -> JwtSecret {
-    alys_engine_api::jwt::parse_jwt_secret(&"5a".repeat(32)).unwrap()
+    JwtSecret::from_hex("5a".repeat(32)).unwrap()
 }
 
 struct Harness {
@@ -387,7 +386,7 @@ async fn jwt_is_required_and_checked() {
             .into_bytes()
     };
     let now = unix_now();
-    let wrong = alys_engine_api::jwt::parse_jwt_secret(&"a5".repeat(32)).unwrap();
+    let wrong = JwtSecret::from_hex("a5".repeat(32)).unwrap();
     let refused = [
         ("missing", None),
         ("wrong secret", Some(format!("Bearer {}", encode_jwt(&wrong, now)))),
@@ -423,11 +422,11 @@ async fn secret_file_errors_are_typed() {
     std::fs::write(&short, "abcd").unwrap();
     assert!(matches!(
         EngineApiConfig::from_secret_file(&short),
-        Err(alys_engine_api::JwtSecretError::InvalidLength(4))
+        Err(alys_engine_api::JwtError::InvalidLength(64, 4))
     ));
     assert!(matches!(
         EngineApiConfig::from_secret_file(dir.join("absent.hex")),
-        Err(alys_engine_api::JwtSecretError::Io { .. })
+        Err(alys_engine_api::JwtError::Read { .. })
     ));
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -968,4 +967,14 @@ async fn dropping_the_last_handle_stops_the_server() {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     panic!("server still accepting connections after its handle was dropped");
+}
+
+/// A token signed with `secret` and issued at `iat` (UNIX seconds), as a consensus client mints it.
+fn encode_jwt(secret: &JwtSecret, iat: u64) -> String {
+    secret.encode(&alloy_rpc_types_engine::Claims { iat, exp: None }).unwrap()
+}
+
+/// The current UNIX time in seconds.
+fn unix_now() -> u64 {
+    alloy_rpc_types_engine::Claims::with_current_timestamp().iat
 }

@@ -60,5 +60,5 @@ mod trace;
 
 pub use api::{EthApi, rpc_module};
 pub use config::{EthRpcConfig, default_client_version};
-pub use pubsub::{block_logs, rpc_header};
+pub use pubsub::rpc_header;
 pub use server::{EthRpcHandle, StartError, start};

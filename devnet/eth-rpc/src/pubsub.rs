@@ -23,7 +23,7 @@ use std::{
 
 use alloy_consensus::Sealed;
 use alloy_rpc_types_eth::{
-    Filter, Header, Log,
+    Filter, Header,
     pubsub::{Params as SubscriptionParams, SubscriptionKind},
 };
 use alys_el_api::{ChainNotification, EthBackend, ExecutedBlock};
@@ -156,14 +156,14 @@ fn new_heads(notification: &ChainNotification, out: &mut Vec<Box<RawValue>>) {
 fn logs(notification: &ChainNotification, filter: &Filter, out: &mut Vec<Box<RawValue>>) {
     if let Some(old) = notification.reverted_chain() {
         for block in old.blocks() {
-            for log in block_logs(block, true).filter(|log| filter.matches(&log.inner)) {
+            for log in block.rpc_logs(true).filter(|log| filter.matches(&log.inner)) {
                 push(out, &log);
             }
         }
     }
     if let Some(new) = notification.committed_chain() {
         for block in new.blocks() {
-            for log in block_logs(block, false).filter(|log| filter.matches(&log.inner)) {
+            for log in block.rpc_logs(false).filter(|log| filter.matches(&log.inner)) {
                 push(out, &log);
             }
         }
@@ -173,11 +173,6 @@ fn logs(notification: &ChainNotification, filter: &Filter, out: &mut Vec<Box<Raw
 /// The RPC header (with hash) of an executed block, as `newHeads` sends it.
 pub fn rpc_header(block: &ExecutedBlock) -> Header {
     Header::from_sealed(Sealed::new_unchecked(block.block.header.clone(), block.hash))
-}
-
-/// Every log of an executed block in RPC form, with its block, transaction and in-block log index.
-pub fn block_logs(block: &ExecutedBlock, removed: bool) -> impl Iterator<Item = Log> + '_ {
-    block.rpc_logs(removed)
 }
 
 /// Subscription ids as geth and reth give them: `0x` and 32 hex digits.

@@ -19,7 +19,7 @@ use alloy_rpc_types_eth::{
     Block, BlockTransactions, FeeHistory, Filter, Log, Transaction, TransactionReceipt, TransactionRequest,
 };
 use alys_el_api::{BackendError, Chain, ChainNotification, EthBackend, ExecutedBlock, PoolError};
-use alys_eth_rpc::{EthRpcConfig, EthRpcHandle, block_logs, error, rpc_header, start};
+use alys_eth_rpc::{EthRpcConfig, EthRpcHandle, error, rpc_header, start};
 use jsonrpsee::core::{
     client::{ClientT, Subscription, SubscriptionClientT},
     params::ArrayParams,
@@ -127,7 +127,7 @@ fn rpc_transaction(block: &ExecutedBlock, index: usize) -> Transaction {
 
 fn rpc_receipt(block: &ExecutedBlock, index: usize) -> TransactionReceipt {
     let logs: Vec<Log> =
-        block_logs(block, false).filter(|l| l.transaction_index == Some(index as u64)).collect();
+        block.rpc_logs(false).filter(|l| l.transaction_index == Some(index as u64)).collect();
     let consensus = block.receipts[index].as_receipt().unwrap();
     let previous = if index == 0 { 0 } else { block.receipts[index - 1].cumulative_gas_used() };
     let receipt =
@@ -326,7 +326,7 @@ impl EthBackend for Fake {
         Ok(blocks
             .iter()
             .filter(|b| (from..=to).contains(&b.number()))
-            .flat_map(|b| block_logs(b, false).collect::<Vec<_>>())
+            .flat_map(|b| b.rpc_logs(false).collect::<Vec<_>>())
             .filter(|l| filter.matches(&l.inner))
             .collect())
     }

@@ -63,7 +63,7 @@ fn status(service: &GovernanceService) -> Value {
         .federation_updates()
         .iter()
         .filter_map(|u| {
-            alys_sidecar::governance::Federation::from_update(u, &state.governance_key(), state.network).ok()
+            alys_governance::Federation::from_update(u, &state.governance_key(), state.network).ok()
         })
         .map(|f| {
             json!({
@@ -77,9 +77,7 @@ fn status(service: &GovernanceService) -> Value {
     let proposals = state
         .proposals()
         .iter()
-        .filter_map(|n| {
-            alys_sidecar::governance::Proposal::from_notification(n, &state.governance_key()).ok()
-        })
+        .filter_map(|n| alys_governance::Proposal::from_notification(n, &state.governance_key()).ok())
         .collect::<Vec<_>>();
     json!({
         "governanceKey": state.governance_key().to_string(),

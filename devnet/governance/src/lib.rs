@@ -18,14 +18,14 @@ mod service;
 
 use std::time::Duration;
 
+use alys_governance::{
+    Federation,
+    signing::{emergency_data, parameter_data, sign_proposal},
+    update_digest,
+};
 use alys_proto::governance::v1::{
     EmergencyScope, FederationConfig, FederationMember, FederationUpdate, ProposalNotification, ProposalType,
     SignatureRequest, SignatureResponse, SignatureStatus, SignatureType, WitnessData,
-};
-use alys_sidecar::governance::{
-    Federation,
-    proposals::{emergency_data, parameter_data, sign_proposal},
-    update_digest,
 };
 use bitcoin::{
     Amount, Network, Transaction,
@@ -73,7 +73,7 @@ impl Faults {
 pub enum GovernanceError {
     /// The federation it would announce is not a valid multisig.
     #[error("federation: {0}")]
-    Federation(#[from] alys_sidecar::governance::FederationError),
+    Federation(#[from] alys_governance::FederationError),
     /// A key could not be made.
     #[error("key: {0}")]
     Key(#[from] secp256k1::Error),
@@ -269,7 +269,7 @@ impl DevGovernance {
         &mut self,
         notification: ProposalNotification,
     ) -> Result<ProposalNotification, GovernanceError> {
-        alys_sidecar::governance::Proposal::from_notification(&notification, &self.governance_key())
+        alys_governance::Proposal::from_notification(&notification, &self.governance_key())
             .map_err(|e| GovernanceError::Proposal(e.to_string()))?;
         self.proposals.push(notification.clone());
         Ok(notification)

@@ -111,8 +111,8 @@ impl GovernanceService {
         let given = request.metadata().get("authorization").and_then(|v| v.to_str().ok());
         let expected = format!("Bearer {token}");
         // Constant time: the token guards signing.
-        let same =
-            given.is_some_and(|g| alys_sidecar::rpc::constant_time_eq(g.as_bytes(), expected.as_bytes()));
+        let same = given
+            .is_some_and(|g| bool::from(subtle::ConstantTimeEq::ct_eq(g.as_bytes(), expected.as_bytes())));
         if same {
             Ok(())
         } else {

@@ -6,12 +6,12 @@
 use std::time::Duration;
 
 use alys_devnet_governance::{DevGovernance, Faults};
+use alys_governance::{Federation, witness};
 use alys_proto::governance::v1::{
     Heartbeat, RequestMetadata, SignatureRequest, SignatureStatus, StreamRequest, StreamResponse,
     governance_stream_client::GovernanceStreamClient, governance_stream_server::GovernanceStreamServer,
     stream_request, stream_response,
 };
-use alys_sidecar::governance::{Federation, witness};
 use bitcoin::{Network, PublicKey, Transaction, TxOut, Witness, consensus::serialize, ecdsa};
 use tokio::sync::mpsc;
 use tokio_stream::{
@@ -167,15 +167,15 @@ mod stream_actor {
     use std::time::Duration;
 
     use alys_devnet_governance::{DevGovernance, Faults, GovernanceService};
+    use alys_governance::{
+        Federation, SignError, sign_transaction,
+        stream::{self, GovernanceEvent, StreamConfig, StreamError},
+        witness,
+    };
     use alys_proto::governance::v1::{
         EmergencyScope, HealthRequest, SignatureRequest, SignatureStatus, TransactionType,
         governance_stream_client::GovernanceStreamClient, governance_stream_server::GovernanceStreamServer,
         stream_response,
-    };
-    use alys_sidecar::governance::{
-        Federation, SignError, sign_transaction,
-        stream::{self, GovernanceEvent, StreamConfig, StreamError},
-        witness,
     };
     use tokio_stream::wrappers::TcpListenerStream;
 
@@ -194,13 +194,16 @@ mod stream_actor {
 
     fn config(port: u16, service: &DevGovernance, timeout: Duration) -> StreamConfig {
         let mut config = StreamConfig::new(format!("http://127.0.0.1:{port}"), service.governance_key());
-        config.min_backoff = Duration::from_millis(50);
-        config.max_backoff = Duration::from_millis(200);
+        config.backoff = stream::reconnect_backoff(Duration::from_millis(400));
         config.signature_timeout = timeout;
         config
     }
 
-    fn request(federation: &alys_sidecar::governance::Federation) -> SignatureRequest {
+    fn storage(path: &std::path::Path) -> std::sync::Arc<alys_storage::Storage> {
+        std::sync::Arc::new(alys_storage::Storage::open(path).unwrap())
+    }
+
+    fn request(federation: &alys_governance::Federation) -> SignatureRequest {
         let (tx, spent) = super::spend(federation);
         super::signature_request(&tx, &spent)
     }
@@ -213,9 +216,11 @@ mod stream_actor {
         serve_at(service.clone(), port).await;
         let dir = std::env::temp_dir().join(format!("alys-gov-{}-a", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let (handle, _task) =
-            stream::spawn(config(port, &service, Duration::from_secs(10)), &dir.join("governance.redb"))
-                .unwrap();
+        let (handle, _task) = stream::spawn(
+            config(port, &service, Duration::from_secs(10)),
+            storage(&dir.join("governance.redb")),
+        )
+        .unwrap();
         let mut events = handle.subscribe();
         let GovernanceEvent::Federation(learned) =
             tokio::time::timeout(Duration::from_secs(10), events.recv()).await.unwrap().unwrap()
@@ -247,7 +252,7 @@ mod stream_actor {
 
         // Governance is down: the request times out for the caller but stays pending, durably.
         let (handle, task) =
-            stream::spawn(config(port, &service, Duration::from_millis(300)), &store).unwrap();
+            stream::spawn(config(port, &service, Duration::from_millis(300)), storage(&store)).unwrap();
         assert!(matches!(
             handle.request_signatures(request(&federation)).await,
             Err(StreamError::Timeout(_))
@@ -261,7 +266,8 @@ mod stream_actor {
 
         // The node restarts and governance comes up: the stored request is re-sent with its id and answered.
         serve_at(service.clone(), port).await;
-        let (handle, _task) = stream::spawn(config(port, &service, Duration::from_secs(10)), &store).unwrap();
+        let (handle, _task) =
+            stream::spawn(config(port, &service, Duration::from_secs(10)), storage(&store)).unwrap();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while !handle.pending().await.unwrap().is_empty() {
             assert!(tokio::time::Instant::now() < deadline, "pending request was not re-sent and answered");
@@ -294,7 +300,7 @@ mod stream_actor {
         let dir = tempdir(tag);
         let (handle, _task) = stream::spawn(
             config(port, &service.state(), Duration::from_secs(10)),
-            &dir.join("governance.redb"),
+            storage(&dir.join("governance.redb")),
         )
         .unwrap();
         (service, handle, dir)
@@ -330,7 +336,7 @@ mod stream_actor {
         let dir = tempdir("roundtrip");
         let mut config = config(port, &service.state(), Duration::from_secs(10));
         config.bearer_token = Some("s3cret".into());
-        let (handle, _task) = stream::spawn(config, &dir.join("governance.redb")).unwrap();
+        let (handle, _task) = stream::spawn(config, storage(&dir.join("governance.redb"))).unwrap();
         let old = federation_of(&handle).await;
         let (tx, spent) = super::spend(&old);
         let signed =
@@ -430,7 +436,7 @@ mod stream_actor {
         // Signatures that verify one by one but do not make a valid spend (only one distinct signer
         // twice) fail too, and a witness assembled from them would fail the interpreter.
         let honest = DevGovernance::devnet(3, 2).unwrap();
-        let request = alys_sidecar::governance::signature_request(
+        let request = alys_governance::signature_request(
             &tx,
             std::slice::from_ref(&spent),
             &federation,
@@ -440,12 +446,8 @@ mod stream_actor {
         let mut response = honest.sign(&request);
         let first = response.signatures[0].clone();
         response.signatures = vec![first.clone(), first];
-        let refused = alys_sidecar::governance::apply_response(
-            &tx,
-            std::slice::from_ref(&spent),
-            &federation,
-            &response,
-        );
+        let refused =
+            alys_governance::apply_response(&tx, std::slice::from_ref(&spent), &federation, &response);
         assert!(matches!(refused, Err(SignError::InsufficientSignatures { good: 1, .. })), "{refused:?}");
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -470,7 +472,7 @@ mod stream_actor {
         let dir = tempdir("unauth");
         let mut config = config(port, &service.state(), Duration::from_secs(1));
         config.bearer_token = Some("guess".into());
-        let (handle, _task) = stream::spawn(config, &dir.join("governance.redb")).unwrap();
+        let (handle, _task) = stream::spawn(config, storage(&dir.join("governance.redb"))).unwrap();
         assert!(!connected(&handle, Duration::from_secs(2)).await);
         assert!(handle.federations().await.unwrap().is_empty());
         assert_eq!(service.sessions(), 0);
@@ -490,7 +492,7 @@ mod stream_actor {
         );
         let mut config = config(port, &service.state(), Duration::from_secs(1));
         config.governance_key = other;
-        let (handle, _task) = stream::spawn(config, &dir.join("governance.redb")).unwrap();
+        let (handle, _task) = stream::spawn(config, storage(&dir.join("governance.redb"))).unwrap();
         assert!(connected(&handle, Duration::from_secs(10)).await);
         let proposal = service
             .update(|s| s.propose_emergency(EmergencyScope::BlockProduction, true, 1, "forged"))
@@ -515,7 +517,7 @@ mod stream_actor {
         let dir = tempdir("proposals");
         let store = dir.join("governance.redb");
         let (handle, task) =
-            stream::spawn(config(port, &service.state(), Duration::from_secs(1)), &store).unwrap();
+            stream::spawn(config(port, &service.state(), Duration::from_secs(1)), storage(&store)).unwrap();
         assert!(connected(&handle, Duration::from_secs(10)).await);
         let pause =
             service.update(|s| s.propose_emergency(EmergencyScope::Pegouts, true, 7, "drill")).unwrap();
@@ -537,7 +539,7 @@ mod stream_actor {
         // Restarted with governance unreachable: the stored proposals are in force at once.
         let mut offline = config(free_port(), &service.state(), Duration::from_secs(1));
         offline.url = "http://127.0.0.1:1".into();
-        let (handle, _task) = stream::spawn(offline, &store).unwrap();
+        let (handle, _task) = stream::spawn(offline, storage(&store)).unwrap();
         assert!(handle.runtime().state_at(7).pegouts_paused);
         assert_eq!(handle.runtime().state_at(9).parameters.max_blocks_without_pow, 25);
         let _ = std::fs::remove_dir_all(&dir);
@@ -557,7 +559,7 @@ mod stream_actor {
         config.url = format!("https://localhost:{port}");
         config.bearer_token = Some("s3cret".into());
         config.tls.ca_pem = Some(cert_pem.into_bytes());
-        let (handle, _task) = stream::spawn(config.clone(), &dir.join("a.redb")).unwrap();
+        let (handle, _task) = stream::spawn(config.clone(), storage(&dir.join("a.redb"))).unwrap();
         assert!(connected(&handle, Duration::from_secs(10)).await, "TLS session");
         let federation = federation_of(&handle).await;
         let response = handle.request_signatures(request(&federation)).await.unwrap();
@@ -566,12 +568,12 @@ mod stream_actor {
         // Without the CA (web PKI roots only) the self-signed service is not trusted.
         let mut untrusted = config.clone();
         untrusted.tls.ca_pem = None;
-        let (handle, _task) = stream::spawn(untrusted, &dir.join("b.redb")).unwrap();
+        let (handle, _task) = stream::spawn(untrusted, storage(&dir.join("b.redb"))).unwrap();
         assert!(!connected(&handle, Duration::from_secs(2)).await);
         // Plaintext to a TLS port fails too.
         let mut plain = config;
         plain.url = format!("http://127.0.0.1:{port}");
-        let (handle, _task) = stream::spawn(plain, &dir.join("c.redb")).unwrap();
+        let (handle, _task) = stream::spawn(plain, storage(&dir.join("c.redb"))).unwrap();
         assert!(!connected(&handle, Duration::from_secs(2)).await);
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -584,7 +586,7 @@ mod stream_actor {
         let dir = tempdir("buffer");
         let (handle, _task) = stream::spawn(
             config(port, &service.state(), Duration::from_secs(1)),
-            &dir.join("governance.redb"),
+            storage(&dir.join("governance.redb")),
         )
         .unwrap();
         for vout in 0..3 {

@@ -9,7 +9,8 @@ mod adapter;
 use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
 use alloy_primitives::Address;
-use alys_exex::{BurnExEx, BurnExtractor};
+use alys_burns::BurnExtractor;
+use alys_exex::BurnExEx;
 use clap::Parser;
 use reth_ethereum::{
     cli::{Cli, chainspec::EthereumChainSpecParser},

@@ -1,0 +1,666 @@
+//! The ChainActor's state, messages, block import and block production.
+
+use std::{
+    sync::Arc,
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use alloy_consensus::{Block, TxEnvelope};
+use alloy_primitives::{Address, B256, Bytes};
+use alloy_rpc_types_engine::{ExecutionPayload, ForkchoiceState, PayloadAttributes, PayloadStatusEnum};
+use alys_actor::{Actor, ActorError};
+use alys_auxpow::{AuxPowHeader, MiningParams};
+use alys_chainspec::Fork;
+use alys_consensus::{
+    Aura, AuraError, EquivocationDetector, ExecutionBlockError, block_to_payload, check_withdrawals,
+    decode_execution_block, encode_execution_block, payload_to_block, pegin_withdrawals, requests_of,
+};
+use alys_engine_client::{EngineClient, EngineClientError};
+use alys_governance::{RuntimeState, RuntimeView};
+use alys_primitives::{
+    Approvals, AuthorityKey, BlockRef, BlsSignature, ChainHeads, ConsensusHeader, SignedBlock,
+};
+use alys_storage::{ChainRead, Storage, StorageError};
+use tokio::sync::{oneshot, watch};
+
+use crate::mining::{self, AuxTemplate, MiningError};
+
+/// The wall clock the chain reads, in unix milliseconds. Benchmarks and tests may drive their own.
+pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// The system clock.
+pub fn system_clock() -> Clock {
+    Arc::new(now_ms)
+}
+
+/// Static settings of the chain.
+#[derive(Clone)]
+pub struct ChainConfig {
+    /// Hash of the execution genesis block: the parent of consensus height 1.
+    pub genesis_hash: B256,
+    /// Timestamp of the execution genesis block.
+    pub genesis_timestamp: u64,
+    /// Where block fees go.
+    pub fee_recipient: Address,
+    /// The wall clock (slots, future-slot checks).
+    pub clock: Clock,
+    /// Merged-mining parameters.
+    pub auxpow: MiningParams,
+    /// Governance's pauses and parameters by height (fixed defaults without governance).
+    pub runtime: RuntimeView,
+}
+
+impl std::fmt::Debug for ChainConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChainConfig")
+            .field("genesis_hash", &self.genesis_hash)
+            .field("genesis_timestamp", &self.genesis_timestamp)
+            .field("fee_recipient", &self.fee_recipient)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the chain reports over RPC and metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainStatus {
+    /// The head consensus block (genesis: height 0, the execution genesis hash).
+    pub head: BlockRef,
+    /// The head's execution block hash.
+    pub head_execution_hash: B256,
+    /// The slot of the head block (0 for genesis).
+    pub head_slot: u64,
+    /// The finalized block, if any block was finalized.
+    pub finalized: Option<BlockRef>,
+    /// The local clock's slot.
+    pub slot: u64,
+    /// The authority set, as hex public keys.
+    pub authorities: Vec<String>,
+    /// This node's authority index, if it is an authority.
+    pub authority_index: Option<u32>,
+    /// Equivocations seen since start.
+    pub equivocations: u64,
+    /// Whether production was paused by an operator.
+    pub paused: bool,
+    /// Whether the last call to the execution client succeeded.
+    pub engine_online: bool,
+    /// Whether the execution client is known to hold every canonical block up to the head.
+    pub engine_synced: bool,
+    /// Why production is stopped (too many blocks without AuxPow), if it is.
+    pub production_stopped: Option<String>,
+    /// The current merged-mining target, compact form.
+    pub pow_bits: u32,
+    /// Governance's pauses and parameters in force for the next block.
+    pub runtime: RuntimeState,
+}
+
+/// Messages the ChainActor takes.
+#[derive(Debug)]
+pub enum ChainMessage {
+    /// A slot began: produce if this node is its author.
+    Tick {
+        /// The slot.
+        slot: u64,
+    },
+    /// A block from the network (or a test) to import.
+    Import(Box<SignedBlock>, oneshot::Sender<Result<B256, ImportError>>),
+    /// The current status.
+    Status(oneshot::Sender<ChainStatus>),
+    /// Pauses (`true`) or resumes (`false`) block production.
+    SetPaused(bool, oneshot::Sender<()>),
+    /// `createauxblock`: work for a miner paying to the address.
+    CreateAuxBlock(Address, oneshot::Sender<Result<AuxTemplate, MiningError>>),
+    /// `submitauxblock`: a committed hash and a serialized CAuxPow.
+    SubmitAuxBlock(B256, Bytes, oneshot::Sender<Result<bool, MiningError>>),
+}
+
+/// Why a block was not imported.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// The block breaks an Aura rule (author, slot, signature, approvals, parent).
+    #[error(transparent)]
+    Aura(#[from] AuraError),
+    /// The execution block does not match the header.
+    #[error(transparent)]
+    Execution(#[from] ExecutionBlockError),
+    /// The parent is unknown.
+    #[error("unknown parent {0}")]
+    UnknownParent(B256),
+    /// The author already produced a different block for this slot.
+    #[error("equivocation by authority {author} in slot {slot}")]
+    Equivocation {
+        /// The slot.
+        slot: u64,
+        /// The author.
+        author: u32,
+    },
+    /// The execution client judged the payload invalid.
+    #[error("execution client: payload invalid: {0}")]
+    InvalidPayload(String),
+    /// The execution client could not be reached or answered an error.
+    #[error(transparent)]
+    Engine(#[from] EngineClientError),
+    /// The database failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The block's merged-mining proof is invalid.
+    #[error("auxpow: {0}")]
+    AuxPow(#[from] mining::ProofError),
+}
+
+/// The head as the actor tracks it.
+#[derive(Debug, Clone)]
+pub(crate) struct Head {
+    pub(crate) block: BlockRef,
+    pub(crate) header: Option<ConsensusHeader>,
+    pub(crate) execution_hash: B256,
+    pub(crate) execution_timestamp: u64,
+}
+
+/// The ChainActor. See the module docs.
+#[derive(Debug)]
+pub struct ChainActor {
+    pub(crate) config: ChainConfig,
+    pub(crate) aura: Aura,
+    pub(crate) key: Option<Arc<AuthorityKey>>,
+    pub(crate) engine: EngineClient,
+    pub(crate) storage: Arc<Storage>,
+    pub(crate) heads: watch::Sender<ChainHeads>,
+    pub(crate) head: Head,
+    pub(crate) finalized_execution_hash: B256,
+    pub(crate) equivocations: EquivocationDetector,
+    pub(crate) equivocation_count: u64,
+    pub(crate) paused: bool,
+    pub(crate) engine_synced: bool,
+    pub(crate) engine_online: bool,
+    /// Merged-mining state.
+    pub(crate) mining: mining::MiningState,
+    /// Nanoseconds spent waiting on the execution client during the current production.
+    pub(crate) engine_nanos: std::sync::atomic::AtomicU64,
+}
+
+/// How long producing one block took, split into the sidecar's own work and Engine API calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProductionTiming {
+    /// Time spent in the sidecar: signing, verifying, encoding, storing.
+    pub consensus: std::time::Duration,
+    /// Time spent waiting on the execution client.
+    pub engine: std::time::Duration,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// An execution block ready for `newPayload`: decoded and checked, with its payload when it was built
+/// here (so our own blocks are neither decoded nor hashed again).
+#[derive(Debug)]
+struct Execution {
+    block: Block<TxEnvelope>,
+    payload: Option<ExecutionPayload>,
+}
+
+impl ChainActor {
+    /// Loads the head from the database (or starts at genesis); `heads` receives where the chain stands
+    /// after every commit.
+    pub fn new(
+        config: ChainConfig,
+        aura: Aura,
+        key: Option<Arc<AuthorityKey>>,
+        engine: EngineClient,
+        storage: Arc<Storage>,
+        heads: watch::Sender<ChainHeads>,
+    ) -> Result<Self, ImportError> {
+        let genesis = Head {
+            block: BlockRef { height: 0, hash: config.genesis_hash },
+            header: None,
+            execution_hash: config.genesis_hash,
+            execution_timestamp: config.genesis_timestamp,
+        };
+        let read = storage.read()?;
+        let head = match read.head()? {
+            Some(head) => {
+                let block = read.block(&head.hash)?.ok_or(StorageError::UnknownBlock(head.hash))?;
+                let execution = decode_execution_block(&block)?;
+                Head {
+                    block: head,
+                    execution_hash: block.header.execution_block_hash,
+                    execution_timestamp: execution.header.timestamp,
+                    header: Some(block.header),
+                }
+            }
+            None => genesis,
+        };
+        let finalized = read.finalized()?;
+        let finalized_execution_hash = match finalized {
+            Some(f) => read.block(&f.hash)?.map_or(config.genesis_hash, |b| b.header.execution_block_hash),
+            None => config.genesis_hash,
+        };
+        metrics::gauge!("alys_chain_head_height", "head" => "head").set(head.block.height as f64);
+        let mining =
+            mining::MiningState::load(&read, config.auxpow.pow_limit_bits, config.genesis_timestamp)?;
+        drop(read);
+        heads.send_replace(ChainHeads {
+            head: head.block,
+            head_execution_hash: head.execution_hash,
+            finalized,
+        });
+        Ok(Self {
+            mining,
+            config,
+            aura,
+            key,
+            engine,
+            storage,
+            heads,
+            head,
+            finalized_execution_hash,
+            equivocations: EquivocationDetector::default(),
+            equivocation_count: 0,
+            paused: false,
+            engine_synced: false,
+            engine_online: true,
+            engine_nanos: std::sync::atomic::AtomicU64::new(0),
+        })
+    }
+
+    fn my_index(&self) -> Option<u32> {
+        self.key.as_ref().and_then(|k| self.aura.index_of(k.public()))
+    }
+
+    fn forkchoice(&self, head: B256) -> ForkchoiceState {
+        ForkchoiceState {
+            head_block_hash: head,
+            safe_block_hash: self.finalized_execution_hash,
+            finalized_block_hash: self.finalized_execution_hash,
+        }
+    }
+
+    fn status(&self) -> ChainStatus {
+        ChainStatus {
+            head: self.head.block,
+            head_execution_hash: self.head.execution_hash,
+            head_slot: self.head.header.as_ref().map_or(0, |h| h.slot),
+            finalized: self.heads.borrow().finalized,
+            slot: self.aura.slot_at((self.config.clock)()),
+            authorities: self.aura.authorities().iter().map(|k| k.to_string()).collect(),
+            authority_index: self.my_index(),
+            equivocations: self.equivocation_count,
+            paused: self.paused,
+            engine_online: self.engine_online,
+            engine_synced: self.engine_synced,
+            production_stopped: self.production_stopped(),
+            pow_bits: self.mining.bits,
+            runtime: self.config.runtime.state_at(self.head.block.height + 1),
+        }
+    }
+
+    /// Tells the followers of the chain (bridge, RPC) where it stands, after a commit.
+    pub(crate) fn publish_heads(&self) {
+        let finalized = self.heads.borrow().finalized;
+        self.publish_heads_with(finalized);
+    }
+
+    pub(crate) fn publish_heads_with(&self, finalized: Option<BlockRef>) {
+        self.heads.send_replace(ChainHeads {
+            head: self.head.block,
+            head_execution_hash: self.head.execution_hash,
+            finalized,
+        });
+    }
+
+    /// Makes sure the execution client has every canonical block up to the head, re-sending what it lost.
+    pub async fn sync_engine(&mut self) -> Result<(), ImportError> {
+        let head = self.head.execution_hash;
+        let state = self.forkchoice(head);
+        let updated =
+            self.timed(self.engine.forkchoice_updated(state, None, self.head.execution_timestamp)).await?;
+        match updated.payload_status.status {
+            PayloadStatusEnum::Valid => {
+                self.engine_synced = true;
+                return Ok(());
+            }
+            PayloadStatusEnum::Invalid { validation_error } => {
+                return Err(ImportError::InvalidPayload(validation_error));
+            }
+            PayloadStatusEnum::Syncing | PayloadStatusEnum::Accepted => {}
+        }
+        // Find the highest canonical block the execution client still has, walking back in batches.
+        let mut missing_from = 1;
+        let mut height = self.head.block.height;
+        'search: while height >= 1 {
+            let low = height.saturating_sub(63).max(1);
+            let mut hashes = Vec::new();
+            let read = self.storage.read()?;
+            for h in low..=height {
+                let block = read.block_by_height(h)?.ok_or(StorageError::MissingHeight(h))?;
+                hashes.push(block.header.execution_block_hash);
+            }
+            drop(read);
+            let bodies = self.timed(self.engine.payload_bodies_by_hash(hashes)).await?;
+            for (offset, body) in bodies.iter().enumerate().rev() {
+                if body.is_some() {
+                    missing_from = low + offset as u64 + 1;
+                    break 'search;
+                }
+            }
+            height = low - 1;
+        }
+        tracing::warn!(target: "alys::chain", from = missing_from, to = self.head.block.height,
+            "execution client is missing blocks; re-sending them");
+        metrics::counter!("alys_chain_engine_resync_total").increment(1);
+        for h in missing_from..=self.head.block.height {
+            let block = self.storage.read()?.block_by_height(h)?.ok_or(StorageError::MissingHeight(h))?;
+            let execution = Execution { block: decode_execution_block(&block)?, payload: None };
+            self.send_execution(&block, execution).await?;
+        }
+        let updated =
+            self.timed(self.engine.forkchoice_updated(state, None, self.head.execution_timestamp)).await?;
+        match updated.payload_status.status {
+            PayloadStatusEnum::Valid => {
+                self.engine_synced = true;
+                Ok(())
+            }
+            other => Err(ImportError::InvalidPayload(format!("after re-sending: {other:?}"))),
+        }
+    }
+
+    /// Awaits an execution-client call, adding its duration to the production's engine time.
+    async fn timed<T>(&self, call: impl std::future::Future<Output = T>) -> T {
+        let started = std::time::Instant::now();
+        let out = call.await;
+        let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.engine_nanos.fetch_add(nanos, std::sync::atomic::Ordering::Relaxed);
+        out
+    }
+
+    /// `newPayload` for a block whose execution part is already decoded and checked.
+    async fn send_execution(&self, block: &SignedBlock, execution: Execution) -> Result<(), ImportError> {
+        let timestamp = execution.block.header.timestamp;
+        let payload = match execution.payload {
+            Some(payload) => payload,
+            None => block_to_payload(block.header.execution_block_hash, &execution.block),
+        };
+        let spec = self.engine.chain_spec();
+        let root = spec.is_active_at(Fork::Cancun, timestamp).then_some(block.header.parent_hash);
+        let requests = spec.is_active_at(Fork::Prague, timestamp).then(|| requests_of(block));
+        let status = self.timed(self.engine.new_payload(payload, root, requests)).await?;
+        match status.status {
+            PayloadStatusEnum::Valid | PayloadStatusEnum::Accepted => Ok(()),
+            PayloadStatusEnum::Invalid { validation_error } => {
+                Err(ImportError::InvalidPayload(validation_error))
+            }
+            PayloadStatusEnum::Syncing => Err(ImportError::UnknownParent(block.header.parent_hash)),
+        }
+    }
+
+    /// The parent header of a block at `parent_hash` (None for genesis), if known.
+    fn parent_of(&self, header: &ConsensusHeader) -> Result<Option<Option<ConsensusHeader>>, StorageError> {
+        if header.parent_hash == self.config.genesis_hash && header.height == 1 {
+            return Ok(Some(None));
+        }
+        Ok(self.storage.read()?.block(&header.parent_hash)?.map(|b| Some(b.header)))
+    }
+
+    /// Imports a block: consensus checks, execution validation, storage, fork choice.
+    pub async fn import(&mut self, block: SignedBlock) -> Result<B256, ImportError> {
+        let hash = block.header.hash();
+        if self.storage.read()?.has_block(&hash)? {
+            return Ok(hash);
+        }
+        let header = &block.header;
+        self.aura.verify_header(header, &block.author_signature, (self.config.clock)())?;
+        if self.equivocations.observe(header.slot, header.author, hash).is_err() {
+            self.equivocation_count += 1;
+            metrics::counter!("alys_chain_equivocations_total").increment(1);
+            tracing::warn!(target: "alys::chain", slot = header.slot, author = header.author, %hash, "equivocation");
+            return Err(ImportError::Equivocation { slot: header.slot, author: header.author });
+        }
+        let parent = self.parent_of(header)?.ok_or(ImportError::UnknownParent(header.parent_hash))?;
+        match &parent {
+            Some(parent) => self.aura.check_child(parent, header)?,
+            None if header.height != 1 => return Err(AuraError::NotChild("height").into()),
+            None => {}
+        }
+        self.aura.verify_approvals(&hash, &block.approvals)?;
+        if !block.header.auxpow.is_empty() {
+            self.verify_block_auxpow(block.header.parent_hash, &block.header.auxpow)?;
+        }
+        let execution = Execution { block: decode_execution_block(&block)?, payload: None };
+        self.apply(block, hash, execution).await
+    }
+
+    /// Imports a block whose signatures and Aura rules are already checked (received and verified, or
+    /// just produced and signed here): execution binding, execution-client validation, storage, fork
+    /// choice.
+    async fn apply(
+        &mut self,
+        block: SignedBlock,
+        hash: B256,
+        execution: Execution,
+    ) -> Result<B256, ImportError> {
+        let header = &block.header;
+        let proof = if header.auxpow.is_empty() {
+            None
+        } else {
+            Some(AuxPowHeader::decode(&header.auxpow).map_err(mining::ProofError::Encoding)?)
+        };
+        let mut expected = pegin_withdrawals(&header.pegins);
+        if let Some(proof) = &proof {
+            expected.extend(self.reward_for(proof, header.pegins.len())?);
+        }
+        check_withdrawals(&execution.block, &expected)?;
+        let timestamp = execution.block.header.timestamp;
+        if execution.block.header.mix_hash != header.parent_hash
+            || execution.block.header.parent_beacon_block_root.is_some_and(|root| root != header.parent_hash)
+        {
+            return Err(AuraError::NotChild("execution block not bound to the consensus parent").into());
+        }
+        if !self.engine_synced {
+            self.sync_engine().await?;
+        }
+        self.send_execution(&block, execution).await?;
+
+        if header.height > self.head.block.height {
+            let tx = self.storage.write()?;
+            let head = tx.set_head(&block)?;
+            tx.commit()?;
+            if let Some(proof) = &proof {
+                self.finalize(proof, timestamp)?;
+            }
+            let state = self.forkchoice(header.execution_block_hash);
+            let engine = self.engine.clone();
+            let updated = self.timed(engine.forkchoice_updated(state, None, timestamp)).await?;
+            if let PayloadStatusEnum::Invalid { validation_error } = updated.payload_status.status {
+                return Err(ImportError::InvalidPayload(validation_error));
+            }
+            self.head = Head {
+                block: head,
+                execution_hash: header.execution_block_hash,
+                execution_timestamp: timestamp,
+                header: Some(block.header.clone()),
+            };
+            self.publish_heads();
+            metrics::gauge!("alys_chain_head_height", "head" => "head").set(head.height as f64);
+        } else {
+            let tx = self.storage.write()?;
+            tx.put_block(&block)?;
+            tx.commit()?;
+        }
+        metrics::counter!("alys_chain_blocks_imported_total").increment(1);
+        Ok(hash)
+    }
+
+    /// Produces the block of `slot` if this node is its author; returns how long it took, or `None` when
+    /// this node did not produce (not its slot, paused, no key, or the slot could not carry a block).
+    pub async fn produce_slot(&mut self, slot: u64) -> Result<Option<ProductionTiming>, ImportError> {
+        let started = std::time::Instant::now();
+        self.engine_nanos.store(0, std::sync::atomic::Ordering::Relaxed);
+        if !self.produce(slot).await? {
+            return Ok(None);
+        }
+        let engine =
+            std::time::Duration::from_nanos(self.engine_nanos.load(std::sync::atomic::Ordering::Relaxed));
+        let consensus = started.elapsed().saturating_sub(engine);
+        metrics::histogram!("alys_chain_consensus_overhead_seconds").record(consensus.as_secs_f64());
+        Ok(Some(ProductionTiming { consensus, engine }))
+    }
+
+    /// Produces the block of `slot` if this node is its author; `Ok(false)` when it did not.
+    async fn produce(&mut self, slot: u64) -> Result<bool, ImportError> {
+        let Some(index) = self.my_index() else { return Ok(false) };
+        if self.aura.author_of(slot) != index || self.paused {
+            return Ok(false);
+        }
+        let height = self.head.block.height + 1;
+        if self.config.runtime.state_at(height).production_paused {
+            metrics::counter!("alys_chain_slots_skipped_total", "reason" => "governance_pause").increment(1);
+            tracing::debug!(target: "alys::chain", slot, height, "block production paused by governance");
+            return Ok(false);
+        }
+        let Some(key) = self.key.clone() else { return Ok(false) };
+        let need = Aura::required_approvals(self.aura.authorities().len());
+        if need > 1 {
+            // Approvals from other authorities arrive over the network, which this build does not have yet.
+            metrics::counter!("alys_chain_slots_skipped_total", "reason" => "no_network").increment(1);
+            return Ok(false);
+        }
+        let timestamp = self.aura.slot_start_ms(slot) / 1_000;
+        if timestamp <= self.head.execution_timestamp
+            || slot <= self.head.header.as_ref().map_or(0, |h| h.slot)
+        {
+            metrics::counter!("alys_chain_slots_skipped_total", "reason" => "timestamp").increment(1);
+            return Ok(false);
+        }
+        if let Some(reason) = self.production_stopped() {
+            metrics::counter!("alys_chain_slots_skipped_total", "reason" => "no_auxpow").increment(1);
+            tracing::warn!(target: "alys::chain", slot, %reason, "not producing");
+            return Ok(false);
+        }
+        if !self.engine_synced {
+            self.sync_engine().await?;
+        }
+        let parent_hash = self.head.block.hash;
+        let proof = self.includable_proof();
+        let mut withdrawals = pegin_withdrawals(&[]);
+        if let Some(proof) = &proof {
+            withdrawals.extend(self.reward_for(proof, 0)?);
+        }
+        let spec = self.engine.chain_spec();
+        let cancun = spec.is_active_at(Fork::Cancun, timestamp);
+        let attributes = PayloadAttributes {
+            timestamp,
+            prev_randao: parent_hash,
+            suggested_fee_recipient: self.config.fee_recipient,
+            withdrawals: Some(withdrawals),
+            parent_beacon_block_root: cancun.then_some(parent_hash),
+            ..Default::default()
+        };
+        let state = self.forkchoice(self.head.execution_hash);
+        let engine = self.engine.clone();
+        let updated = self
+            .timed(engine.forkchoice_updated(state, Some(attributes), self.head.execution_timestamp))
+            .await?;
+        let Some(id) = updated.payload_id else {
+            self.engine_synced = false;
+            return Err(ImportError::InvalidPayload(format!(
+                "no payload started: {:?}",
+                updated.payload_status
+            )));
+        };
+        let built = self.timed(self.engine.get_payload(id, timestamp)).await?;
+        let execution_hash = built.payload.block_hash();
+        let requests = built.execution_requests;
+        let execution =
+            payload_to_block(built.payload.clone(), cancun.then_some(parent_hash), requests.as_ref())?;
+        let header = ConsensusHeader {
+            parent_hash,
+            height: self.head.block.height + 1,
+            slot,
+            author: index,
+            execution_block_hash: execution_hash,
+            pegins: Vec::new(),
+            auxpow: proof.as_ref().map(AuxPowHeader::encoded).unwrap_or_default(),
+        };
+        let hash = header.hash();
+        let signature = key.sign(&hash);
+        let approval = BlsSignature::aggregate(&[&signature]).map_err(AuraError::ApprovalSignature)?;
+        let block = SignedBlock {
+            header,
+            execution_block: encode_execution_block(&execution),
+            execution_requests: requests.map(|r| r.take()).unwrap_or_default(),
+            author_signature: signature.to_bytes().to_vec().into(),
+            approvals: Approvals {
+                signers: Approvals::bitfield([index]),
+                signature: approval.to_bytes().to_vec().into(),
+            },
+        };
+        // Our own block: its signatures were made just now, so only the execution side is checked.
+        if self.equivocations.observe(slot, index, hash).is_err() {
+            return Err(ImportError::Equivocation { slot, author: index });
+        }
+        self.apply(block, hash, Execution { block: execution, payload: Some(built.payload) }).await?;
+        metrics::counter!("alys_chain_blocks_produced_total").increment(1);
+        tracing::info!(target: "alys::chain", height = self.head.block.height, slot, %hash,
+            execution = %execution_hash, "produced block");
+        Ok(true)
+    }
+}
+
+impl Actor for ChainActor {
+    type Message = ChainMessage;
+    const NAME: &'static str = "chain";
+
+    async fn handle(&mut self, message: ChainMessage) -> Result<(), ActorError> {
+        // Crash-point tests make the handler fail here (`chain::handle=panic`): the supervisor's path.
+        fail::fail_point!("chain::handle");
+        match message {
+            ChainMessage::Tick { slot } => {
+                let result = self.produce_slot(slot).await;
+                self.engine_online = !matches!(&result, Err(ImportError::Engine(e)) if e.is_transport());
+                metrics::gauge!("alys_engine_online").set(if self.engine_online { 1.0 } else { 0.0 });
+                if let Err(error) = result {
+                    metrics::counter!("alys_chain_production_errors_total").increment(1);
+                    tracing::warn!(target: "alys::chain", slot, %error, "block production failed");
+                    if matches!(error, ImportError::Engine(_)) {
+                        self.engine_synced = false;
+                    }
+                }
+            }
+            ChainMessage::Import(block, reply) => {
+                let result = self.import(*block).await;
+                if let Err(error) = &result {
+                    tracing::debug!(target: "alys::chain", %error, "block refused");
+                }
+                let _ = reply.send(result);
+            }
+            ChainMessage::Status(reply) => {
+                let _ = reply.send(self.status());
+            }
+            ChainMessage::CreateAuxBlock(miner, reply) => {
+                let _ = reply.send(self.create_aux_block(miner));
+            }
+            ChainMessage::SubmitAuxBlock(hash, proof, reply) => {
+                let _ = reply.send(self.submit_aux_block(hash, proof));
+            }
+            ChainMessage::SetPaused(paused, reply) => {
+                self.paused = paused;
+                tracing::info!(target: "alys::chain", paused, "block production {}", if paused { "paused" } else { "resumed" });
+                let _ = reply.send(());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Sends a [`ChainMessage::Tick`] at the start of every slot until the chain actor stops.
+pub async fn run_slot_clock(chain: alys_actor::Handle<ChainMessage>, slot_duration_ms: u64) {
+    let duration = slot_duration_ms.max(1);
+    loop {
+        let now = now_ms();
+        let next = (now / duration + 1) * duration;
+        tokio::time::sleep(std::time::Duration::from_millis(next - now)).await;
+        if chain.send(ChainMessage::Tick { slot: next / duration }).await.is_err() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,316 @@
+//! The ChainActor's merged-mining duties: work templates, proof submission, proofs in blocks,
+//! finalization, difficulty, and stopping production when proofs stop coming.
+
+use std::collections::HashMap;
+
+use alloy_eips::eip4895::Withdrawal;
+use alloy_primitives::{Address, B256, Bytes, U256};
+
+use alys_auxpow::{AuxPowHeader, batch_fees, pow, reward_withdrawals};
+use alys_consensus::decode_execution_block;
+use alys_primitives::BlockRef;
+use alys_storage::{ChainRead, PowState, StorageError};
+
+use crate::{ChainActor, ImportError};
+
+/// Templates kept per finalized block; older ones are dropped first.
+const MAX_TEMPLATES: usize = 1024;
+
+/// What `createauxblock` answers (Namecoin's and Alys's shape).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuxTemplate {
+    /// The hash the miner's coinbase must commit to.
+    pub hash: B256,
+    /// Our merged-mining chain id.
+    pub chain_id: u32,
+    /// The last finalized block: the batch starts after it.
+    pub previous_block_hash: B256,
+    /// The miner's share of the batch's fees so far, in satoshis.
+    pub coinbase_value: u64,
+    /// The compact target the proof must meet.
+    pub bits: u32,
+    /// The height of the batch's last block.
+    pub height: u64,
+    /// The target as 32 bytes, little-endian, as miners read `_target`.
+    pub target_le: [u8; 32],
+}
+
+/// Why a mining request was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum MiningError {
+    /// Every block is already finalized: there is nothing to mine yet.
+    #[error("no unfinalized blocks to mine")]
+    NothingToFinalize,
+    /// The submitted proof bytes are not a CAuxPow.
+    #[error("malformed auxpow: {0}")]
+    Malformed(#[source] pow::AuxPowError),
+    /// The database failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// Why the merged-mining proof a block carries was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ProofError {
+    /// The block's `auxpow` field is not an [`AuxPowHeader`].
+    #[error("proof header does not decode: {0}")]
+    Encoding(#[source] alloy_rlp::Error),
+    /// The proof does not start at this node's finalized block.
+    #[error("proof does not start at our finalized block")]
+    WrongFinalized,
+    /// The proof met another target than the current one.
+    #[error("bits {got:#x}, expected {expected:#x}")]
+    WrongBits {
+        /// The proof's bits.
+        got: u32,
+        /// The current bits.
+        expected: u32,
+    },
+    /// The batch's last block is not an ancestor of the block carrying the proof.
+    #[error("proof head is not an ancestor of the block")]
+    NotAncestor,
+    /// A block of the batch is not stored.
+    #[error("batch block {0} is unknown")]
+    UnknownBatchBlock(B256),
+    /// Walking back from the batch's head does not reach the finalized block.
+    #[error("batch does not reach the finalized block")]
+    BatchNotFromFinalized,
+    /// The CAuxPow fails a merged-mining rule.
+    #[error("proof refused: {0}")]
+    Rule(#[from] pow::AuxPowError),
+}
+
+/// Merged-mining state of the chain.
+#[derive(Debug, Default)]
+pub(crate) struct MiningState {
+    /// The current compact target.
+    pub(crate) bits: u32,
+    /// Execution timestamp of the block that carried the last proof (genesis time before any).
+    pub(crate) last_proof_secs: u64,
+    /// A valid proof waiting for the next block this node authors.
+    pub(crate) queued: Option<AuxPowHeader>,
+    /// Templates handed out for the current finalized block, by committed hash, with the miner's
+    /// coinbase value in satoshis.
+    pub(crate) templates: HashMap<B256, (AuxPowHeader, u64)>,
+}
+
+impl MiningState {
+    /// Loads the state from the database, or starts at the pow limit at genesis time.
+    pub(crate) fn load(
+        read: &impl ChainRead,
+        pow_limit_bits: u32,
+        genesis_secs: u64,
+    ) -> Result<Self, StorageError> {
+        let state =
+            read.pow_state()?.unwrap_or(PowState { bits: pow_limit_bits, last_proof_secs: genesis_secs });
+        let queued = read.queued_proof()?.and_then(|bytes| AuxPowHeader::decode(&bytes).ok());
+        Ok(Self {
+            bits: state.bits,
+            last_proof_secs: state.last_proof_secs,
+            queued,
+            templates: HashMap::new(),
+        })
+    }
+}
+
+impl ChainActor {
+    /// The hash of the last finalized consensus block (the execution genesis hash before any proof).
+    pub(crate) fn finalized_ref(&self) -> BlockRef {
+        self.heads.borrow().finalized.unwrap_or(BlockRef { height: 0, hash: self.config.genesis_hash })
+    }
+
+    /// Blocks waiting for a proof.
+    pub(crate) fn blocks_without_pow(&self) -> u64 {
+        self.head.block.height.saturating_sub(self.finalized_ref().height)
+    }
+
+    /// Why production is stopped, if it is: too many blocks without a proof and none queued.
+    pub(crate) fn production_stopped(&self) -> Option<String> {
+        let waiting = self.blocks_without_pow();
+        // Governance may change the limit (PARAMETER_CHANGE `max_blocks_without_pow`) from a height on.
+        let limit =
+            self.config.runtime.state_at(self.head.block.height + 1).parameters.max_blocks_without_pow;
+        if waiting >= limit && self.includable_proof().is_none() {
+            return Some(format!("{waiting} blocks without AuxPow (limit {limit}); waiting for a proof"));
+        }
+        None
+    }
+
+    /// `createauxblock`: a template committing to the unfinalized blocks and the miner's address.
+    pub fn create_aux_block(&mut self, miner: Address) -> Result<AuxTemplate, MiningError> {
+        let finalized = self.finalized_ref();
+        if self.head.block.height <= finalized.height {
+            return Err(MiningError::NothingToFinalize);
+        }
+        let params = self.config.auxpow;
+        // One template per payout address and head: repeated polls get the same work.
+        let head = self.head.block;
+        let cached = self
+            .mining
+            .templates
+            .iter()
+            .find(|(_, (t, _))| t.miner == miner && t.head == head.hash && t.finalized == finalized.hash)
+            .map(|(hash, (_, value))| (*hash, *value));
+        let template = |hash: B256, coinbase_value: u64, bits: u32| AuxTemplate {
+            hash,
+            chain_id: params.chain_id,
+            previous_block_hash: finalized.hash,
+            coinbase_value,
+            bits,
+            height: head.height,
+            target_le: pow::target_le_bytes(bits),
+        };
+        if let Some((hash, value)) = cached {
+            return Ok(template(hash, value, self.mining.bits));
+        }
+        let header = AuxPowHeader {
+            finalized: finalized.hash,
+            head: self.head.block.hash,
+            head_height: self.head.block.height,
+            miner,
+            bits: self.mining.bits,
+            proof: Bytes::new(),
+        };
+        let hash = header.aux_hash(params.chain_id);
+        let fees = self.range_fees(&header)?;
+        let miner_gwei = reward_withdrawals(fees, miner, params.split, 0)
+            .into_iter()
+            .find(|w| w.address == miner)
+            .map_or(0, |w| w.amount);
+        let coinbase_value = miner_gwei / alys_contracts::GWEI_PER_SAT;
+        let answer = template(hash, coinbase_value, self.mining.bits);
+        if self.mining.templates.len() >= MAX_TEMPLATES {
+            self.mining.templates.clear();
+        }
+        self.mining.templates.insert(hash, (header, coinbase_value));
+        Ok(answer)
+    }
+
+    /// `submitauxblock`: `Ok(true)` when the proof is valid for a template we issued and is now queued
+    /// for the next block; `Ok(false)` for unknown or stale templates and proofs that fail a rule.
+    pub fn submit_aux_block(&mut self, hash: B256, proof: Bytes) -> Result<bool, MiningError> {
+        let decoded = pow::decode_auxpow(&proof).map_err(MiningError::Malformed)?;
+        let Some((template, _)) = self.mining.templates.get(&hash).cloned() else {
+            tracing::info!(target: "alys::auxpow", %hash, "submitted proof for an unknown template");
+            return Ok(false);
+        };
+        if template.finalized != self.finalized_ref().hash {
+            tracing::info!(target: "alys::auxpow", %hash, "submitted proof for a stale template");
+            return Ok(false);
+        }
+        let params = self.config.auxpow;
+        if let Err(rule) = pow::check(&decoded, hash, params.chain_id, template.bits) {
+            metrics::counter!("alys_auxpow_rejected_total").increment(1);
+            tracing::info!(target: "alys::auxpow", %hash, %rule, "submitted proof refused");
+            return Ok(false);
+        }
+        let queued = AuxPowHeader { proof, ..template };
+        let tx = self.storage.write()?;
+        tx.set_queued_proof(Some(&queued.encoded()))?;
+        tx.commit()?;
+        self.mining.queued = Some(queued);
+        metrics::counter!("alys_auxpow_accepted_total").increment(1);
+        tracing::info!(target: "alys::auxpow", %hash, "proof queued for the next block");
+        Ok(true)
+    }
+
+    /// The queued proof, if it still applies to the current finalized block.
+    pub(crate) fn includable_proof(&self) -> Option<AuxPowHeader> {
+        let finalized = self.finalized_ref();
+        self.mining.queued.clone().filter(|q| q.finalized == finalized.hash)
+    }
+
+    /// The execution headers of the batch `(proof.finalized, proof.head]`, walking back from `head`.
+    fn range_headers(&self, proof: &AuxPowHeader) -> Result<Vec<alloy_consensus::Header>, ImportError> {
+        let mut headers = Vec::new();
+        let mut cursor = proof.head;
+        let read = self.storage.read()?;
+        while cursor != proof.finalized {
+            let block = read.block(&cursor)?.ok_or(ProofError::UnknownBatchBlock(cursor))?;
+            if block.header.height == 0 || headers.len() as u64 > proof.head_height {
+                return Err(ProofError::BatchNotFromFinalized.into());
+            }
+            let execution = decode_execution_block(&block)?;
+            cursor = block.header.parent_hash;
+            headers.push(execution.header);
+        }
+        Ok(headers)
+    }
+
+    fn range_fees(&self, proof: &AuxPowHeader) -> Result<U256, StorageError> {
+        match self.range_headers(proof) {
+            Ok(headers) => Ok(batch_fees(&headers)),
+            Err(ImportError::Storage(e)) => Err(e),
+            Err(_) => Ok(U256::ZERO),
+        }
+    }
+
+    /// The reward withdrawals a block carrying `proof` must mint, after `pegins` peg-in withdrawals.
+    pub(crate) fn reward_for(
+        &self,
+        proof: &AuxPowHeader,
+        pegins: usize,
+    ) -> Result<Vec<Withdrawal>, ImportError> {
+        let fees = batch_fees(&self.range_headers(proof)?);
+        Ok(reward_withdrawals(fees, proof.miner, self.config.auxpow.split, pegins as u64))
+    }
+
+    /// Checks the proof a received block carries: it finalizes a batch after our finalized block that
+    /// ends at an ancestor of the block, at the current difficulty, and passes every AuxPow rule.
+    pub(crate) fn verify_block_auxpow(
+        &self,
+        parent_hash: B256,
+        auxpow: &[u8],
+    ) -> Result<AuxPowHeader, ImportError> {
+        let proof = AuxPowHeader::decode(auxpow).map_err(ProofError::Encoding)?;
+        if proof.finalized != self.finalized_ref().hash {
+            return Err(ProofError::WrongFinalized.into());
+        }
+        if proof.bits != self.mining.bits {
+            return Err(ProofError::WrongBits { got: proof.bits, expected: self.mining.bits }.into());
+        }
+        // `head` must be the parent or one of its ancestors.
+        let mut cursor = parent_hash;
+        let read = self.storage.read()?;
+        while cursor != proof.head {
+            let block = read.block(&cursor)?.ok_or(ProofError::NotAncestor)?;
+            if block.header.height <= proof.head_height {
+                return Err(ProofError::NotAncestor.into());
+            }
+            cursor = block.header.parent_hash;
+        }
+        let hash = proof.aux_hash(self.config.auxpow.chain_id);
+        let decoded = pow::decode_auxpow(&proof.proof).map_err(ProofError::Rule)?;
+        pow::check(&decoded, hash, self.config.auxpow.chain_id, proof.bits).map_err(ProofError::Rule)?;
+        Ok(proof)
+    }
+
+    /// Finalizes the batch a committed block's proof covers and retargets, in one store transaction.
+    pub(crate) fn finalize(&mut self, proof: &AuxPowHeader, block_timestamp: u64) -> Result<(), ImportError> {
+        let params = self.config.auxpow;
+        let elapsed = block_timestamp.saturating_sub(self.mining.last_proof_secs);
+        let bits =
+            pow::next_bits(self.mining.bits, elapsed, params.target_spacing_secs, params.pow_limit_bits);
+        let finalized = BlockRef { height: proof.head_height, hash: proof.head };
+        let tx = self.storage.write()?;
+        tx.set_finalized(finalized)?;
+        tx.set_pow_state(PowState { bits, last_proof_secs: block_timestamp })?;
+        let head = tx.block(&proof.head)?.ok_or(StorageError::UnknownBlock(proof.head))?;
+        tx.commit()?;
+        self.finalized_execution_hash = head.header.execution_block_hash;
+        self.mining.bits = bits;
+        self.mining.last_proof_secs = block_timestamp;
+        self.mining.templates.clear();
+        self.publish_heads_with(Some(finalized));
+        if self.mining.queued.as_ref().is_some_and(|q| q.finalized != finalized.hash) {
+            self.mining.queued = None;
+            let tx = self.storage.write()?;
+            tx.set_queued_proof(None)?;
+            tx.commit()?;
+        }
+        metrics::gauge!("alys_chain_head_height", "head" => "finalized").set(finalized.height as f64);
+        metrics::gauge!("alys_auxpow_bits").set(f64::from(bits));
+        tracing::info!(target: "alys::auxpow", height = finalized.height, hash = %finalized.hash, bits = format!("{bits:#x}"), "batch finalized");
+        Ok(())
+    }
+}

@@ -1,0 +1,349 @@
+//! Aura: who may author which slot, when a slot is in the future, how many approvals make a block, and
+//! equivocation (two blocks from one author for one slot).
+
+use std::collections::BTreeMap;
+
+use alloy_primitives::B256;
+
+use alys_primitives::{Approvals, AuthorityPublicKey, BlsSignature, ConsensusHeader, KeyError};
+
+/// Why a header or its approvals were refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuraError {
+    /// The authority set is empty.
+    #[error("no authorities configured")]
+    NoAuthorities,
+    /// The author index is outside the authority set.
+    #[error("author index {0} is not an authority")]
+    UnknownAuthority(u32),
+    /// The signer is not the slot's author.
+    #[error("slot {slot} belongs to authority {expected}, block is by {got}")]
+    WrongAuthor {
+        /// The slot.
+        slot: u64,
+        /// The slot's scheduled author.
+        expected: u32,
+        /// The claimed author.
+        got: u32,
+    },
+    /// The block's slot is ahead of the local clock (beyond the tolerance).
+    #[error("block slot {slot} is ahead of the local slot {local}")]
+    FutureSlot {
+        /// The block's slot.
+        slot: u64,
+        /// The local clock's slot.
+        local: u64,
+    },
+    /// The block does not extend its parent (height, hash or slot order).
+    #[error("block does not extend its parent: {0}")]
+    NotChild(&'static str),
+    /// The author's signature does not verify, or is malformed.
+    #[error("author signature: {0}")]
+    AuthorSignature(KeyError),
+    /// Fewer approvals than the threshold.
+    #[error("{have} approvals, {need} required")]
+    NotEnoughApprovals {
+        /// Distinct approving authorities.
+        have: usize,
+        /// The threshold, `ceil(2n/3)`.
+        need: usize,
+    },
+    /// The aggregate approval signature does not verify, or is malformed.
+    #[error("approvals signature: {0}")]
+    ApprovalSignature(KeyError),
+}
+
+/// The Aura schedule of one authority set.
+#[derive(Debug, Clone)]
+pub struct Aura {
+    authorities: Vec<AuthorityPublicKey>,
+    slot_duration_ms: u64,
+    future_tolerance_ms: u64,
+}
+
+impl Aura {
+    /// A schedule over `authorities` (in order) with slots of `slot_duration_ms`; blocks up to
+    /// `future_tolerance_ms` ahead of the local clock are accepted, to absorb clock drift.
+    pub fn new(
+        authorities: Vec<AuthorityPublicKey>,
+        slot_duration_ms: u64,
+        future_tolerance_ms: u64,
+    ) -> Result<Self, AuraError> {
+        if authorities.is_empty() {
+            return Err(AuraError::NoAuthorities);
+        }
+        Ok(Self { authorities, slot_duration_ms: slot_duration_ms.max(1), future_tolerance_ms })
+    }
+
+    /// The authorities, in schedule order.
+    pub fn authorities(&self) -> &[AuthorityPublicKey] {
+        &self.authorities
+    }
+
+    /// The slot at a unix time in milliseconds: `floor(t / slot_duration)`.
+    pub const fn slot_at(&self, unix_ms: u64) -> u64 {
+        unix_ms / self.slot_duration_ms
+    }
+
+    /// The unix time in milliseconds at which `slot` starts.
+    pub const fn slot_start_ms(&self, slot: u64) -> u64 {
+        slot.saturating_mul(self.slot_duration_ms)
+    }
+
+    /// The index of the authority scheduled for `slot`: `slot mod n`.
+    pub fn author_of(&self, slot: u64) -> u32 {
+        (slot % self.authorities.len() as u64) as u32
+    }
+
+    /// The index of `key` in the authority set, if it is an authority.
+    pub fn index_of(&self, key: &AuthorityPublicKey) -> Option<u32> {
+        self.authorities.iter().position(|k| k == key).map(|i| i as u32)
+    }
+
+    /// Approvals needed to accept a block: `ceil(2n/3)`.
+    pub const fn required_approvals(n: usize) -> usize {
+        (2 * n).div_ceil(3)
+    }
+
+    /// Checks that `header` extends `parent`: parent hash, next height, later slot.
+    pub fn check_child(&self, parent: &ConsensusHeader, header: &ConsensusHeader) -> Result<(), AuraError> {
+        if header.parent_hash != parent.hash() {
+            return Err(AuraError::NotChild("parent hash"));
+        }
+        if header.height != parent.height.saturating_add(1) {
+            return Err(AuraError::NotChild("height"));
+        }
+        if header.slot <= parent.slot {
+            return Err(AuraError::NotChild("slot not after the parent's"));
+        }
+        Ok(())
+    }
+
+    /// Checks the author and slot of a header and the author's signature, at local time `now_ms`.
+    pub fn verify_header(
+        &self,
+        header: &ConsensusHeader,
+        author_signature: &[u8],
+        now_ms: u64,
+    ) -> Result<(), AuraError> {
+        let key =
+            self.authorities.get(header.author as usize).ok_or(AuraError::UnknownAuthority(header.author))?;
+        let expected = self.author_of(header.slot);
+        if header.author != expected {
+            return Err(AuraError::WrongAuthor { slot: header.slot, expected, got: header.author });
+        }
+        let local = self.slot_at(now_ms.saturating_add(self.future_tolerance_ms));
+        if header.slot > local {
+            return Err(AuraError::FutureSlot { slot: header.slot, local: self.slot_at(now_ms) });
+        }
+        let signature = BlsSignature::from_bytes(author_signature).map_err(AuraError::AuthorSignature)?;
+        key.verify(&header.hash(), &signature).map_err(AuraError::AuthorSignature)
+    }
+
+    /// Checks that `approvals` carry at least `ceil(2n/3)` distinct authorities whose aggregate signature
+    /// over `block_hash` verifies; returns how many approved.
+    pub fn verify_approvals(&self, block_hash: &B256, approvals: &Approvals) -> Result<usize, AuraError> {
+        let indexes = approvals.signer_indexes();
+        let need = Self::required_approvals(self.authorities.len());
+        let keys = indexes
+            .iter()
+            .map(|i| self.authorities.get(*i as usize).ok_or(AuraError::UnknownAuthority(*i)))
+            .collect::<Result<Vec<_>, _>>()?;
+        if keys.len() < need {
+            return Err(AuraError::NotEnoughApprovals { have: keys.len(), need });
+        }
+        let signature =
+            BlsSignature::from_bytes(&approvals.signature).map_err(AuraError::ApprovalSignature)?;
+        signature.fast_aggregate_verify(block_hash, &keys).map_err(AuraError::ApprovalSignature)?;
+        Ok(keys.len())
+    }
+}
+
+/// Evidence that an author signed two different blocks for one slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Equivocation {
+    /// The slot.
+    pub slot: u64,
+    /// The author's index.
+    pub author: u32,
+    /// The block seen first.
+    pub first: B256,
+    /// The conflicting block.
+    pub second: B256,
+}
+
+/// Remembers which block each author produced for each recent slot.
+#[derive(Debug, Default)]
+pub struct EquivocationDetector {
+    seen: BTreeMap<(u64, u32), B256>,
+}
+
+impl EquivocationDetector {
+    /// Records a block; returns the evidence when the author already produced another block for the slot.
+    /// Seeing the same block again is not an equivocation.
+    pub fn observe(&mut self, slot: u64, author: u32, hash: B256) -> Result<(), Equivocation> {
+        match self.seen.get(&(slot, author)) {
+            Some(first) if *first != hash => Err(Equivocation { slot, author, first: *first, second: hash }),
+            Some(_) => Ok(()),
+            None => {
+                self.seen.insert((slot, author), hash);
+                Ok(())
+            }
+        }
+    }
+
+    /// Forgets slots below `slot` (they are final).
+    pub fn prune_below(&mut self, slot: u64) {
+        self.seen = self.seen.split_off(&(slot, 0));
+    }
+
+    /// How many (slot, author) pairs are remembered.
+    pub fn len(&self) -> usize {
+        self.seen.len()
+    }
+
+    /// Whether nothing is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.seen.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloy_primitives::Bytes;
+    use alys_primitives::AuthorityKey;
+
+    fn keys(n: u8) -> Vec<AuthorityKey> {
+        (1..=n).map(|i| AuthorityKey::from_seed(&[i; 32]).unwrap()).collect()
+    }
+
+    fn aura(keys: &[AuthorityKey]) -> Aura {
+        Aura::new(keys.iter().map(|k| k.public().clone()).collect(), 2_000, 500).unwrap()
+    }
+
+    fn header(slot: u64, author: u32) -> ConsensusHeader {
+        ConsensusHeader {
+            parent_hash: B256::ZERO,
+            height: 1,
+            slot,
+            author,
+            execution_block_hash: B256::repeat_byte(9),
+            pegins: vec![],
+            auxpow: Bytes::new(),
+        }
+    }
+
+    #[test]
+    fn schedule_rotates_by_slot() {
+        let k = keys(3);
+        let a = aura(&k);
+        assert_eq!(a.slot_at(0), 0);
+        assert_eq!(a.slot_at(1_999), 0);
+        assert_eq!(a.slot_at(2_000), 1);
+        assert_eq!(a.slot_start_ms(5), 10_000);
+        assert_eq!((0..6).map(|s| a.author_of(s)).collect::<Vec<_>>(), vec![0, 1, 2, 0, 1, 2]);
+        assert_eq!(a.index_of(k[2].public()), Some(2));
+        assert_eq!(a.index_of(AuthorityKey::from_seed(&[99; 32]).unwrap().public()), None);
+        assert!(matches!(Aura::new(vec![], 1, 0), Err(AuraError::NoAuthorities)));
+    }
+
+    #[test]
+    fn thresholds_are_two_thirds_rounded_up() {
+        let table = [(1, 1), (2, 2), (3, 2), (4, 3), (5, 4), (6, 4), (7, 5), (9, 6), (10, 7), (100, 67)];
+        for (n, need) in table {
+            assert_eq!(Aura::required_approvals(n), need, "n = {n}");
+        }
+    }
+
+    #[test]
+    fn author_must_be_scheduled_and_sign() {
+        let k = keys(3);
+        let a = aura(&k);
+        let now = 10 * 2_000; // slot 10
+        let h = header(10, 1); // 10 % 3 = 1
+        a.verify_header(&h, &k[1].sign(&h.hash()).to_bytes(), now).unwrap();
+
+        let wrong = header(10, 2);
+        assert_eq!(
+            a.verify_header(&wrong, &k[2].sign(&wrong.hash()).to_bytes(), now),
+            Err(AuraError::WrongAuthor { slot: 10, expected: 1, got: 2 })
+        );
+        assert!(matches!(
+            a.verify_header(&h, &k[0].sign(&h.hash()).to_bytes(), now),
+            Err(AuraError::AuthorSignature(KeyError::BadSignature))
+        ));
+        assert!(matches!(a.verify_header(&h, &[1, 2, 3], now), Err(AuraError::AuthorSignature(_))));
+        assert_eq!(a.verify_header(&header(10, 7), &[], now), Err(AuraError::UnknownAuthority(7)));
+    }
+
+    #[test]
+    fn future_slots_are_refused_beyond_tolerance() {
+        let k = keys(1);
+        let a = aura(&k);
+        let h = header(11, 0);
+        let sig = k[0].sign(&h.hash()).to_bytes();
+        // Slot 11 starts at 22,000 ms; tolerance 500 ms.
+        assert_eq!(a.verify_header(&h, &sig, 21_000), Err(AuraError::FutureSlot { slot: 11, local: 10 }));
+        a.verify_header(&h, &sig, 21_500).unwrap();
+        a.verify_header(&h, &sig, 22_000).unwrap();
+    }
+
+    #[test]
+    fn approvals_need_a_verified_two_thirds() {
+        let k = keys(4);
+        let a = aura(&k);
+        let hash = B256::repeat_byte(5);
+        let sign = |idx: &[u32]| {
+            let sigs: Vec<_> = idx.iter().map(|i| k[*i as usize].sign(&hash)).collect();
+            let refs: Vec<_> = sigs.iter().collect();
+            Approvals {
+                signers: Approvals::bitfield(idx.iter().copied()),
+                signature: BlsSignature::aggregate(&refs).unwrap().to_bytes().to_vec().into(),
+            }
+        };
+        assert_eq!(a.verify_approvals(&hash, &sign(&[0, 1, 3])), Ok(3));
+        assert_eq!(
+            a.verify_approvals(&hash, &sign(&[0, 1])),
+            Err(AuraError::NotEnoughApprovals { have: 2, need: 3 })
+        );
+        let mut lying = sign(&[0, 1, 3]);
+        lying.signers = Approvals::bitfield([0, 1, 2]);
+        assert!(matches!(a.verify_approvals(&hash, &lying), Err(AuraError::ApprovalSignature(_))));
+        let mut unknown = sign(&[0, 1, 3]);
+        unknown.signers = Approvals::bitfield([0, 1, 3, 40]);
+        assert_eq!(a.verify_approvals(&hash, &unknown), Err(AuraError::UnknownAuthority(40)));
+        assert!(matches!(
+            a.verify_approvals(&B256::ZERO, &sign(&[0, 1, 3])),
+            Err(AuraError::ApprovalSignature(KeyError::BadSignature))
+        ));
+    }
+
+    #[test]
+    fn child_must_extend_parent() {
+        let a = aura(&keys(1));
+        let parent = header(10, 0);
+        let child = ConsensusHeader { parent_hash: parent.hash(), height: 2, slot: 11, ..header(11, 0) };
+        a.check_child(&parent, &child).unwrap();
+        let same_slot = ConsensusHeader { slot: 10, ..child.clone() };
+        assert!(matches!(a.check_child(&parent, &same_slot), Err(AuraError::NotChild(_))));
+        let gap = ConsensusHeader { height: 3, ..child.clone() };
+        assert!(matches!(a.check_child(&parent, &gap), Err(AuraError::NotChild("height"))));
+        let orphan = ConsensusHeader { parent_hash: B256::ZERO, ..child };
+        assert!(matches!(a.check_child(&parent, &orphan), Err(AuraError::NotChild("parent hash"))));
+    }
+
+    #[test]
+    fn equivocation_is_detected_once_per_conflict() {
+        let mut d = EquivocationDetector::default();
+        let (x, y) = (B256::repeat_byte(1), B256::repeat_byte(2));
+        d.observe(5, 1, x).unwrap();
+        d.observe(5, 1, x).unwrap();
+        d.observe(5, 2, y).unwrap();
+        assert_eq!(d.observe(5, 1, y), Err(Equivocation { slot: 5, author: 1, first: x, second: y }));
+        d.observe(6, 1, y).unwrap();
+        d.prune_below(6);
+        assert_eq!(d.len(), 1);
+        d.observe(5, 1, y).unwrap();
+    }
+}

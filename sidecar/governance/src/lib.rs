@@ -1,0 +1,44 @@
+//! Governance for the Alys node: the federation that holds the peg-in funds, the decisions governance
+//! takes, and getting federation spends signed, all through one long-lived stream to the external
+//! governance service (an HSM-backed service the node trusts only as far as its signatures verify).
+//!
+//! # The federation
+//!
+//! The node never holds a Bitcoin key. It learns the federation's members and threshold from signed
+//! `FederationUpdate` messages ([`federation`]), derives the P2WSH multisig deposit address from them,
+//! and keeps the history by effective height, so deposits to the previous address are still recognised
+//! after a rotation.
+//!
+//! # Proposals
+//!
+//! Governance pauses and resumes parts of the node (peg-ins, peg-outs, block production) and changes a
+//! few parameters, each from an effective height, by signed `ProposalNotification`s ([`proposals`]). The
+//! node verifies the signature against the configured governance key and applies accepted proposals in
+//! a fixed order; every part of the node reads them through a [`RuntimeView`].
+//!
+//! # Signatures
+//!
+//! To spend federation outputs the node sends a `SignatureRequest` ([`signer`]), stored durably and
+//! re-sent with the same id until answered; it assembles the multisig witnesses from the answer and
+//! verifies every input with Bitcoin's script interpreter ([`witness`]) before the transaction is used
+//! (DESIGN invariant 4).
+//!
+//! # The stream
+//!
+//! [`stream`] runs the StreamActor: TLS (or plaintext on loopback), a bearer token, registration,
+//! heartbeats, reconnects with backoff, and the routing of responses to requests.
+
+pub mod federation;
+pub mod proposals;
+pub mod signer;
+#[cfg(any(test, feature = "signing"))]
+pub mod signing;
+pub mod stream;
+pub mod witness;
+
+pub use federation::{Federation, FederationError, FederationHistory, FederationMemberKey, update_digest};
+pub use proposals::{
+    PauseScope, Proposal, ProposalAction, ProposalBook, ProposalError, RuntimeParameters, RuntimeState,
+    RuntimeView, proposal_digest,
+};
+pub use signer::{SignError, apply_response, sign_transaction, signature_request};

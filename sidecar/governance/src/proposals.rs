@@ -1,0 +1,578 @@
+//! Proposals: emergency pauses and parameter changes decided by governance, each taking effect at an
+//! effective block height.
+//!
+//! # What the node accepts
+//!
+//! A `ProposalNotification` whose `proposal_data` decodes as a `ProposalData` message and whose
+//! `ProposalData.signature` is an ECDSA secp256k1 signature (compact or DER) by the governance key in the
+//! node's configuration over `sha256(digest input)`:
+//!
+//! ```text
+//! "alys-proposal-v1" ‖ len(proposal_id) (u32 BE) ‖ proposal_id ‖ proposal_type (u32 BE)
+//!   ‖ effective_height (u64 BE) ‖ action
+//! action = 0x01 ‖ scope (u32 BE) ‖ pause (u8) ‖ len(reason) (u32 BE) ‖ reason      (emergency)
+//!        | 0x02 ‖ len(name) (u32 BE) ‖ name ‖ len(value) (u32 BE) ‖ value          (parameter)
+//!        | 0x03 ‖ len(description) (u32 BE) ‖ description                          (record only)
+//!        | 0x00                                                                     (none)
+//! ```
+//!
+//! The proposal type must match the action: EMERGENCY_ACTION carries an `EmergencyAction`,
+//! PARAMETER_CHANGE a `ParameterChange`; FEDERATION_CHANGE and UPGRADE are recorded and shown but have
+//! no automatic effect (membership itself changes through signed `FederationUpdate`s). A proposal id is
+//! accepted once; the same id with different content is refused.
+//!
+//! # Effect
+//!
+//! [`ProposalBook::state_at`] applies, in order of effective height (then arrival), every proposal
+//! effective at or below a height to the defaults, giving the [`RuntimeState`] at that height: whether
+//! peg-ins, peg-outs and block production are paused, and the [`RuntimeParameters`]. The chain actor
+//! asks it for the height it is about to produce, the peg-out source for the finalized height.
+//!
+//! # Parameters governance may change
+//!
+//! | name | type | range | default | used by |
+//! |---|---|---|---|---|
+//! | `max_blocks_without_pow` | u64 | 1..=100000 | `[auxpow] max_blocks_without_pow` | block production: stop after this many blocks without AuxPow |
+//! | `pegout_fee_rate_sat_vb` | u64 | 1..=10000 | 10 | peg-out transactions built by the bridge |
+//! | `pegin_confirmations` | u32 | 1..=1000 | 6 | Bitcoin confirmations a deposit needs before it is minted |
+//! | `pegout_min_sats` | u64 | 546..=2100000000000000 | 1000000 (0.01 BTC, the bridge's minimum burn) | smallest burn the bridge pays |
+//!
+//! Everything else (authorities, slot length, chain id, AuxPow difficulty rules, reward split) is a
+//! consensus rule every node must agree on from genesis and is not changeable by proposal.
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use alys_proto::governance::v1::{
+    EmergencyScope, ProposalData, ProposalNotification, ProposalType, proposal_data,
+};
+use bitcoin::{
+    hashes::{Hash, sha256},
+    secp256k1::{self, Message, Secp256k1, ecdsa::Signature},
+};
+use prost::Message as _;
+use serde::Serialize;
+use tokio::sync::watch;
+
+/// Domain tag of the signed digest.
+const DOMAIN: &[u8] = b"alys-proposal-v1";
+
+/// Why a proposal was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProposalError {
+    /// `proposal_data` is not a `ProposalData` message.
+    #[error("proposal data does not decode: {0}")]
+    Malformed(String),
+    /// The signature is malformed or does not verify against the governance key.
+    #[error("proposal signature does not verify against the governance key")]
+    BadSignature,
+    /// The type and the action disagree, or the type is unspecified.
+    #[error("proposal type {kind} does not match its action")]
+    TypeMismatch {
+        /// The proposal type's name.
+        kind: String,
+    },
+    /// An emergency action without a scope.
+    #[error("emergency action without a scope")]
+    NoScope,
+    /// A parameter the node does not allow to change.
+    #[error("parameter {0:?} cannot be changed by proposal")]
+    UnknownParameter(String),
+    /// A value out of range or not a number.
+    #[error("parameter {name}: {value:?} is not allowed ({allowed})")]
+    BadValue {
+        /// The parameter.
+        name: String,
+        /// The value given.
+        value: String,
+        /// What is allowed.
+        allowed: String,
+    },
+    /// The proposal id was already accepted with different content.
+    #[error("proposal {0} was already accepted with different content")]
+    Conflicting(String),
+    /// The proposal id is empty or longer than 128 bytes.
+    #[error("proposal id must be 1..=128 bytes")]
+    BadId,
+}
+
+/// A pausable part of the node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum PauseScope {
+    /// Minting deposits.
+    Pegins,
+    /// Paying burns.
+    Pegouts,
+    /// Producing blocks.
+    BlockProduction,
+}
+
+/// The parameters governance may change (see the module docs for ranges and defaults).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RuntimeParameters {
+    /// Production stops after this many blocks without AuxPow.
+    pub max_blocks_without_pow: u64,
+    /// Fee rate of peg-out transactions, sat/vB.
+    pub pegout_fee_rate_sat_vb: u64,
+    /// Bitcoin confirmations a deposit needs.
+    pub pegin_confirmations: u32,
+    /// Smallest burn the bridge pays, in sats.
+    pub pegout_min_sats: u64,
+}
+
+impl RuntimeParameters {
+    /// The defaults, with `max_blocks_without_pow` from the node's `[auxpow]` section.
+    pub const fn with_max_blocks_without_pow(max_blocks_without_pow: u64) -> Self {
+        Self {
+            max_blocks_without_pow,
+            pegout_fee_rate_sat_vb: 10,
+            pegin_confirmations: 6,
+            pegout_min_sats: 1_000_000,
+        }
+    }
+
+    /// Names of the parameters that may change, for RPC and error messages.
+    pub const NAMES: [&'static str; 4] =
+        ["max_blocks_without_pow", "pegout_fee_rate_sat_vb", "pegin_confirmations", "pegout_min_sats"];
+
+    /// Applies `name = value` after checking name and range.
+    pub fn set(&mut self, name: &str, value: &str) -> Result<(), ProposalError> {
+        let bad = |allowed: &str| ProposalError::BadValue {
+            name: name.to_owned(),
+            value: value.to_owned(),
+            allowed: allowed.to_owned(),
+        };
+        let number = |lo: u64, hi: u64| -> Result<u64, ProposalError> {
+            value
+                .parse::<u64>()
+                .ok()
+                .filter(|v| (lo..=hi).contains(v))
+                .ok_or_else(|| bad(&format!("{lo}..={hi}")))
+        };
+        match name {
+            "max_blocks_without_pow" => self.max_blocks_without_pow = number(1, 100_000)?,
+            "pegout_fee_rate_sat_vb" => self.pegout_fee_rate_sat_vb = number(1, 10_000)?,
+            "pegin_confirmations" => {
+                self.pegin_confirmations = u32::try_from(number(1, 1_000)?).map_err(|_| bad("1..=1000"))?;
+            }
+            "pegout_min_sats" => self.pegout_min_sats = number(546, 2_100_000_000_000_000)?,
+            other => return Err(ProposalError::UnknownParameter(other.to_owned())),
+        }
+        Ok(())
+    }
+}
+
+/// What a proposal does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase", tag = "kind")]
+pub enum ProposalAction {
+    /// Pause or resume a part of the node.
+    Emergency {
+        /// What is paused or resumed.
+        scope: PauseScope,
+        /// True pauses, false resumes.
+        pause: bool,
+        /// Why, as governance stated it.
+        reason: String,
+    },
+    /// Change one parameter.
+    Parameter {
+        /// The parameter.
+        name: String,
+        /// Its new value (checked).
+        value: String,
+    },
+    /// Recorded only (federation change, upgrade).
+    Record {
+        /// Governance's description.
+        description: String,
+    },
+}
+
+/// A verified proposal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Proposal {
+    /// Governance's id.
+    pub id: String,
+    /// `EMERGENCY_ACTION`, `PARAMETER_CHANGE`, `FEDERATION_CHANGE` or `UPGRADE`.
+    pub proposal_type: String,
+    /// The first height at which it holds.
+    pub effective_height: u64,
+    /// What it does.
+    pub action: ProposalAction,
+}
+
+fn put_bytes(data: &mut Vec<u8>, bytes: &[u8]) {
+    data.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+    data.extend_from_slice(bytes);
+}
+
+/// The digest governance signs for a proposal (see the module docs).
+pub fn proposal_digest(id: &str, proposal_type: i32, data: &ProposalData) -> [u8; 32] {
+    let mut bytes = DOMAIN.to_vec();
+    put_bytes(&mut bytes, id.as_bytes());
+    bytes.extend_from_slice(&(proposal_type as u32).to_be_bytes());
+    bytes.extend_from_slice(&data.effective_height.to_be_bytes());
+    match &data.action {
+        Some(proposal_data::Action::Emergency(e)) => {
+            bytes.push(1);
+            bytes.extend_from_slice(&(e.scope as u32).to_be_bytes());
+            bytes.push(u8::from(e.pause));
+            put_bytes(&mut bytes, e.reason.as_bytes());
+        }
+        Some(proposal_data::Action::Parameter(p)) => {
+            bytes.push(2);
+            put_bytes(&mut bytes, p.name.as_bytes());
+            put_bytes(&mut bytes, p.value.as_bytes());
+        }
+        Some(proposal_data::Action::Description(d)) => {
+            bytes.push(3);
+            put_bytes(&mut bytes, d.as_bytes());
+        }
+        None => bytes.push(0),
+    }
+    sha256::Hash::hash(&bytes).to_byte_array()
+}
+
+impl Proposal {
+    /// Verifies `notification` against the governance key and checks what it asks.
+    pub fn from_notification(
+        notification: &ProposalNotification,
+        governance_key: &secp256k1::PublicKey,
+    ) -> Result<Self, ProposalError> {
+        if notification.proposal_id.is_empty() || notification.proposal_id.len() > 128 {
+            return Err(ProposalError::BadId);
+        }
+        let data = ProposalData::decode(notification.proposal_data.as_slice())
+            .map_err(|e| ProposalError::Malformed(e.to_string()))?;
+        let signature = Signature::from_compact(&data.signature)
+            .or_else(|_| Signature::from_der(&data.signature))
+            .map_err(|_| ProposalError::BadSignature)?;
+        let digest = proposal_digest(&notification.proposal_id, notification.proposal_type, &data);
+        Secp256k1::verification_only()
+            .verify_ecdsa(&Message::from_digest(digest), &signature, governance_key)
+            .map_err(|_| ProposalError::BadSignature)?;
+        let kind = ProposalType::try_from(notification.proposal_type).unwrap_or(ProposalType::Unspecified);
+        let mismatch = || ProposalError::TypeMismatch { kind: kind.as_str_name().to_owned() };
+        let action = match (kind, data.action) {
+            (ProposalType::EmergencyAction, Some(proposal_data::Action::Emergency(e))) => {
+                let scope = match EmergencyScope::try_from(e.scope) {
+                    Ok(EmergencyScope::Pegins) => PauseScope::Pegins,
+                    Ok(EmergencyScope::Pegouts) => PauseScope::Pegouts,
+                    Ok(EmergencyScope::BlockProduction) => PauseScope::BlockProduction,
+                    _ => return Err(ProposalError::NoScope),
+                };
+                ProposalAction::Emergency { scope, pause: e.pause, reason: e.reason }
+            }
+            (ProposalType::ParameterChange, Some(proposal_data::Action::Parameter(p))) => {
+                // Check name and range now, so a refused change is refused on arrival, not at its height.
+                RuntimeParameters::with_max_blocks_without_pow(1).set(&p.name, &p.value)?;
+                ProposalAction::Parameter { name: p.name, value: p.value }
+            }
+            (
+                ProposalType::FederationChange | ProposalType::Upgrade,
+                Some(proposal_data::Action::Description(description)),
+            ) => ProposalAction::Record { description },
+            (ProposalType::FederationChange | ProposalType::Upgrade, None) => {
+                ProposalAction::Record { description: String::new() }
+            }
+            _ => return Err(mismatch()),
+        };
+        let proposal_type = kind.as_str_name().trim_start_matches("PROPOSAL_TYPE_").to_owned();
+        Ok(Self {
+            id: notification.proposal_id.clone(),
+            proposal_type,
+            effective_height: data.effective_height,
+            action,
+        })
+    }
+}
+
+/// The node's state at one height, after every proposal effective at or below it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RuntimeState {
+    /// Peg-ins are not minted.
+    pub pegins_paused: bool,
+    /// Burns are not handed to the bridge (they wait, nothing is lost).
+    pub pegouts_paused: bool,
+    /// This node produces no blocks.
+    pub production_paused: bool,
+    /// The parameters in force.
+    pub parameters: RuntimeParameters,
+}
+
+impl RuntimeState {
+    /// Whether `scope` is paused.
+    pub const fn paused(&self, scope: PauseScope) -> bool {
+        match scope {
+            PauseScope::Pegins => self.pegins_paused,
+            PauseScope::Pegouts => self.pegouts_paused,
+            PauseScope::BlockProduction => self.production_paused,
+        }
+    }
+}
+
+/// Every accepted proposal, ordered by (effective height, arrival).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProposalBook {
+    defaults: RuntimeParameters,
+    /// Keyed by (effective height, arrival sequence).
+    proposals: BTreeMap<(u64, u64), Proposal>,
+    next_seq: u64,
+}
+
+impl ProposalBook {
+    /// An empty book over `defaults`.
+    pub const fn new(defaults: RuntimeParameters) -> Self {
+        Self { defaults, proposals: BTreeMap::new(), next_seq: 0 }
+    }
+
+    /// Adds a verified proposal; `Ok(false)` when the same proposal was already there.
+    pub fn insert(&mut self, proposal: Proposal) -> Result<bool, ProposalError> {
+        if let Some(existing) = self.proposals.values().find(|p| p.id == proposal.id) {
+            return if *existing == proposal {
+                Ok(false)
+            } else {
+                Err(ProposalError::Conflicting(proposal.id))
+            };
+        }
+        self.proposals.insert((proposal.effective_height, self.next_seq), proposal);
+        self.next_seq += 1;
+        Ok(true)
+    }
+
+    /// Accepted proposals, by effective height then arrival.
+    pub fn proposals(&self) -> impl Iterator<Item = &Proposal> {
+        self.proposals.values()
+    }
+
+    /// The state at `height`.
+    pub fn state_at(&self, height: u64) -> RuntimeState {
+        let mut state = RuntimeState {
+            pegins_paused: false,
+            pegouts_paused: false,
+            production_paused: false,
+            parameters: self.defaults,
+        };
+        for proposal in self.proposals.range(..=(height, u64::MAX)).map(|(_, p)| p) {
+            match &proposal.action {
+                ProposalAction::Emergency { scope, pause, .. } => match scope {
+                    PauseScope::Pegins => state.pegins_paused = *pause,
+                    PauseScope::Pegouts => state.pegouts_paused = *pause,
+                    PauseScope::BlockProduction => state.production_paused = *pause,
+                },
+                ProposalAction::Parameter { name, value } => {
+                    // Checked on arrival; a failure here would leave the previous value in force.
+                    let _ = state.parameters.set(name, value);
+                }
+                ProposalAction::Record { .. } => {}
+            }
+        }
+        state
+    }
+}
+
+/// A read-only view of the latest proposal book, shared by message passing (a `watch` channel): the
+/// stream actor publishes, the chain actor, the peg-out source and RPC read their own copy.
+#[derive(Debug, Clone)]
+pub struct RuntimeView(watch::Receiver<Arc<ProposalBook>>);
+
+impl RuntimeView {
+    /// A view over `receiver`.
+    pub const fn new(receiver: watch::Receiver<Arc<ProposalBook>>) -> Self {
+        Self(receiver)
+    }
+
+    /// A view that never changes (a node without governance).
+    pub fn fixed(defaults: RuntimeParameters) -> Self {
+        let (_, receiver) = watch::channel(Arc::new(ProposalBook::new(defaults)));
+        Self(receiver)
+    }
+
+    /// The state at `height`.
+    pub fn state_at(&self, height: u64) -> RuntimeState {
+        self.0.borrow().state_at(height)
+    }
+
+    /// The current book.
+    pub fn book(&self) -> Arc<ProposalBook> {
+        Arc::clone(&self.0.borrow())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, reason = "test code")]
+    use super::*;
+    use crate::signing::{emergency_data, parameter_data, sign_proposal};
+
+    fn keys() -> (secp256k1::SecretKey, secp256k1::PublicKey) {
+        let sk = secp256k1::SecretKey::from_slice(&[0xa1; 32]).unwrap();
+        (sk, secp256k1::PublicKey::from_secret_key(&Secp256k1::new(), &sk))
+    }
+
+    fn defaults() -> RuntimeParameters {
+        RuntimeParameters::with_max_blocks_without_pow(10)
+    }
+
+    #[test]
+    fn pauses_and_resumes_take_effect_at_their_heights() {
+        let (sk, pk) = keys();
+        let mut book = ProposalBook::new(defaults());
+        let pause = sign_proposal(
+            "p1",
+            ProposalType::EmergencyAction,
+            emergency_data(10, EmergencyScope::BlockProduction, true, "incident"),
+            &sk,
+        );
+        let resume = sign_proposal(
+            "p2",
+            ProposalType::EmergencyAction,
+            emergency_data(20, EmergencyScope::BlockProduction, false, "fixed"),
+            &sk,
+        );
+        // Arrival order does not matter: effective height does.
+        assert!(book.insert(Proposal::from_notification(&resume, &pk).unwrap()).unwrap());
+        assert!(book.insert(Proposal::from_notification(&pause, &pk).unwrap()).unwrap());
+        assert!(!book.state_at(9).production_paused);
+        assert!(book.state_at(10).production_paused);
+        assert!(book.state_at(19).production_paused);
+        assert!(!book.state_at(20).production_paused);
+        assert!(!book.state_at(15).pegouts_paused && !book.state_at(15).pegins_paused);
+        // The same proposal again is a no-op.
+        assert!(!book.insert(Proposal::from_notification(&pause, &pk).unwrap()).unwrap());
+    }
+
+    #[test]
+    fn parameter_changes_are_checked_and_applied_in_order() {
+        let (sk, pk) = keys();
+        let mut book = ProposalBook::new(defaults());
+        for (id, height, value) in [("a", 5, "20"), ("b", 8, "30")] {
+            let n = sign_proposal(
+                id,
+                ProposalType::ParameterChange,
+                parameter_data(height, "max_blocks_without_pow", value),
+                &sk,
+            );
+            book.insert(Proposal::from_notification(&n, &pk).unwrap()).unwrap();
+        }
+        assert_eq!(book.state_at(4).parameters.max_blocks_without_pow, 10);
+        assert_eq!(book.state_at(5).parameters.max_blocks_without_pow, 20);
+        assert_eq!(book.state_at(100).parameters.max_blocks_without_pow, 30);
+
+        let unknown =
+            sign_proposal("c", ProposalType::ParameterChange, parameter_data(1, "slot_ms", "1"), &sk);
+        assert_eq!(
+            Proposal::from_notification(&unknown, &pk),
+            Err(ProposalError::UnknownParameter("slot_ms".into()))
+        );
+        for value in ["0", "-1", "ten", "100001", ""] {
+            let n = sign_proposal(
+                "d",
+                ProposalType::ParameterChange,
+                parameter_data(1, "max_blocks_without_pow", value),
+                &sk,
+            );
+            assert!(
+                matches!(Proposal::from_notification(&n, &pk), Err(ProposalError::BadValue { .. })),
+                "{value}"
+            );
+        }
+        let dust = sign_proposal(
+            "e",
+            ProposalType::ParameterChange,
+            parameter_data(1, "pegout_min_sats", "545"),
+            &sk,
+        );
+        assert!(matches!(Proposal::from_notification(&dust, &pk), Err(ProposalError::BadValue { .. })));
+    }
+
+    #[test]
+    fn unsigned_forged_or_mismatched_proposals_are_refused() {
+        let (sk, pk) = keys();
+        let other = secp256k1::SecretKey::from_slice(&[7; 32]).unwrap();
+        let data = emergency_data(1, EmergencyScope::Pegouts, true, "x");
+        let forged = sign_proposal("f", ProposalType::EmergencyAction, data.clone(), &other);
+        assert_eq!(Proposal::from_notification(&forged, &pk), Err(ProposalError::BadSignature));
+
+        let mut unsigned = sign_proposal("u", ProposalType::EmergencyAction, data.clone(), &sk);
+        let mut inner = ProposalData::decode(unsigned.proposal_data.as_slice()).unwrap();
+        inner.signature.clear();
+        unsigned.proposal_data = inner.encode_to_vec();
+        assert_eq!(Proposal::from_notification(&unsigned, &pk), Err(ProposalError::BadSignature));
+
+        // Changing the height after signing breaks the signature.
+        let mut moved = sign_proposal("m", ProposalType::EmergencyAction, data.clone(), &sk);
+        let mut inner = ProposalData::decode(moved.proposal_data.as_slice()).unwrap();
+        inner.effective_height = 2;
+        moved.proposal_data = inner.encode_to_vec();
+        assert_eq!(Proposal::from_notification(&moved, &pk), Err(ProposalError::BadSignature));
+
+        let mismatched = sign_proposal("t", ProposalType::ParameterChange, data, &sk);
+        assert!(matches!(
+            Proposal::from_notification(&mismatched, &pk),
+            Err(ProposalError::TypeMismatch { .. })
+        ));
+
+        let garbage = ProposalNotification {
+            proposal_id: "g".into(),
+            proposal_type: ProposalType::EmergencyAction as i32,
+            proposal_data: vec![0xff, 0xff, 0xff],
+            voting_deadline: 0,
+            required_votes: 0,
+        };
+        assert!(matches!(Proposal::from_notification(&garbage, &pk), Err(ProposalError::Malformed(_))));
+
+        let no_scope = sign_proposal(
+            "s",
+            ProposalType::EmergencyAction,
+            emergency_data(1, EmergencyScope::Unspecified, true, ""),
+            &sk,
+        );
+        assert_eq!(Proposal::from_notification(&no_scope, &pk), Err(ProposalError::NoScope));
+    }
+
+    #[test]
+    fn a_reused_id_with_other_content_is_refused() {
+        let (sk, pk) = keys();
+        let mut book = ProposalBook::new(defaults());
+        let a = sign_proposal(
+            "same",
+            ProposalType::EmergencyAction,
+            emergency_data(1, EmergencyScope::Pegins, true, ""),
+            &sk,
+        );
+        let b = sign_proposal(
+            "same",
+            ProposalType::EmergencyAction,
+            emergency_data(1, EmergencyScope::Pegins, false, ""),
+            &sk,
+        );
+        book.insert(Proposal::from_notification(&a, &pk).unwrap()).unwrap();
+        assert_eq!(
+            book.insert(Proposal::from_notification(&b, &pk).unwrap()),
+            Err(ProposalError::Conflicting("same".into()))
+        );
+        assert!(book.state_at(1).pegins_paused);
+    }
+
+    #[test]
+    fn record_only_proposals_change_nothing() {
+        let (sk, pk) = keys();
+        let mut book = ProposalBook::new(defaults());
+        let data = ProposalData {
+            effective_height: 3,
+            action: Some(proposal_data::Action::Description("v2 at 1000".into())),
+            signature: Vec::new(),
+        };
+        let n = sign_proposal("up", ProposalType::Upgrade, data, &sk);
+        let p = Proposal::from_notification(&n, &pk).unwrap();
+        assert_eq!(p.proposal_type, "UPGRADE");
+        book.insert(p).unwrap();
+        assert_eq!(book.state_at(3), ProposalBook::new(defaults()).state_at(3));
+        assert_eq!(book.proposals().count(), 1);
+    }
+}

@@ -1,0 +1,410 @@
+//! The node configuration: a TOML file (see `etc/config/alys.toml`), overridable by `ALYS_`-prefixed
+//! environment variables (`ALYS_RPC__LISTEN=127.0.0.1:3001`).
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use alloy_primitives::Address;
+use figment::{
+    Figment,
+    providers::{Env, Format, Toml},
+};
+use serde::Deserialize;
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(#[from] Box<figment::Error>);
+
+/// The whole node configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Chain and consensus settings.
+    pub chain: ChainSection,
+    /// This node's authority key, if it is an authority.
+    #[serde(default)]
+    pub authority: Option<AuthoritySection>,
+    /// Where the sidecar keeps its data.
+    pub storage: StorageSection,
+    /// The execution client.
+    pub engine: EngineSection,
+    /// The JSON-RPC server.
+    #[serde(default)]
+    pub rpc: RpcSection,
+    /// The Prometheus exporter.
+    #[serde(default)]
+    pub metrics: MetricsSection,
+    /// Merged mining.
+    #[serde(default)]
+    pub auxpow: AuxPowSection,
+    /// The governance service; without it the node runs without a federation.
+    #[serde(default)]
+    pub governance: Option<GovernanceSection>,
+    /// Where peg-out burns come from; without it the node does not follow burns.
+    #[serde(default)]
+    pub pegout: Option<PegoutSection>,
+}
+
+/// `[pegout]`: where peg-out burns come from.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "source", rename_all = "lowercase", deny_unknown_fields)]
+pub enum PegoutSection {
+    /// The Alys ExEx's gRPC burn feed (reth with alys-reth, or the devnet).
+    Exex {
+        /// The burn feed URL.
+        feed_url: String,
+    },
+    /// `eth_getLogs` of the bridge over finalized ranges (geth), via `[engine].eth_rpc_url`.
+    Geth {
+        /// Most blocks per `eth_getLogs`.
+        #[serde(default = "default_log_range")]
+        max_log_range: u64,
+        /// Pause between polls.
+        #[serde(default = "default_poll_interval", with = "humantime_serde")]
+        poll_interval: Duration,
+    },
+}
+
+const fn default_log_range() -> u64 {
+    1_000
+}
+
+const fn default_poll_interval() -> Duration {
+    Duration::from_secs(2)
+}
+
+/// A Bitcoin network, as the configuration names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BitcoinNetwork {
+    /// Bitcoin mainnet (also `mainnet`).
+    #[serde(alias = "mainnet")]
+    Bitcoin,
+    /// Testnet3.
+    Testnet,
+    /// Testnet4.
+    Testnet4,
+    /// Signet.
+    Signet,
+    /// Regtest (devnets).
+    #[default]
+    Regtest,
+}
+
+impl From<BitcoinNetwork> for bitcoin::Network {
+    fn from(network: BitcoinNetwork) -> Self {
+        match network {
+            BitcoinNetwork::Bitcoin => Self::Bitcoin,
+            BitcoinNetwork::Testnet => Self::Testnet,
+            BitcoinNetwork::Testnet4 => Self::Testnet4,
+            BitcoinNetwork::Signet => Self::Signet,
+            BitcoinNetwork::Regtest => Self::Regtest,
+        }
+    }
+}
+
+/// `[governance]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GovernanceSection {
+    /// The governance service's gRPC URL.
+    pub url: String,
+    /// The compressed secp256k1 public key (66 hex characters) that signs federation updates.
+    pub governance_key: String,
+    /// A file holding the bearer token sent to the service, if it requires one.
+    #[serde(default)]
+    pub bearer_token_file: Option<PathBuf>,
+    /// Bitcoin network of the deposit addresses.
+    #[serde(default)]
+    pub network: BitcoinNetwork,
+    /// PEM file of the CA that signed the service's TLS certificate (`https://` URLs); the web PKI
+    /// roots when unset.
+    #[serde(default)]
+    pub tls_ca_file: Option<PathBuf>,
+    /// The certificate name to check, when it differs from the URL's host.
+    #[serde(default)]
+    pub tls_domain: Option<String>,
+    /// This node's id in every request's metadata.
+    #[serde(default = "default_node_id")]
+    pub node_id: String,
+    /// Time between heartbeats (three missed acknowledgements end the session).
+    #[serde(default = "default_heartbeat", with = "humantime_serde")]
+    pub heartbeat: Duration,
+    /// Longest wait between reconnect attempts, jitter included.
+    #[serde(default = "default_max_backoff", with = "humantime_serde")]
+    pub max_backoff: Duration,
+    /// How long a caller waits for signatures; the request itself stays pending until answered.
+    #[serde(default = "default_signature_timeout", with = "humantime_serde")]
+    pub signature_timeout: Duration,
+}
+
+impl GovernanceSection {
+    /// A section for `url` and `governance_key` with every other setting at its default.
+    pub fn new(url: impl Into<String>, governance_key: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            governance_key: governance_key.into(),
+            bearer_token_file: None,
+            network: BitcoinNetwork::default(),
+            tls_ca_file: None,
+            tls_domain: None,
+            node_id: default_node_id(),
+            heartbeat: default_heartbeat(),
+            max_backoff: default_max_backoff(),
+            signature_timeout: default_signature_timeout(),
+        }
+    }
+}
+
+fn default_node_id() -> String {
+    "alys-node".into()
+}
+
+const fn default_heartbeat() -> Duration {
+    Duration::from_secs(10)
+}
+
+const fn default_max_backoff() -> Duration {
+    Duration::from_millis(800)
+}
+
+const fn default_signature_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+
+/// `[auxpow]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuxPowSection {
+    /// This chain's merged-mining chain id.
+    #[serde(default = "default_aux_chain_id")]
+    pub chain_id: u32,
+    /// The easiest target allowed, compact form (e.g. "0x207fffff" for devnets).
+    #[serde(default = "default_pow_limit", deserialize_with = "hex_u32")]
+    pub pow_limit_bits: u32,
+    /// Wanted time between proofs (whole seconds); the target is retargeted on the elapsed time.
+    #[serde(default = "default_spacing", with = "humantime_serde")]
+    pub target_spacing: Duration,
+    /// Production stops after this many blocks without a proof, until one arrives.
+    #[serde(default = "default_max_without_pow")]
+    pub max_blocks_without_pow: u64,
+    /// The miner's share of a finalized batch's fees, in percent (Alys: 80).
+    #[serde(default = "default_miner_share")]
+    pub miner_share_percent: u64,
+    /// Where the federation's share goes.
+    #[serde(default)]
+    pub federation_fee_address: Address,
+}
+
+impl Default for AuxPowSection {
+    fn default() -> Self {
+        Self {
+            chain_id: default_aux_chain_id(),
+            pow_limit_bits: default_pow_limit(),
+            target_spacing: default_spacing(),
+            max_blocks_without_pow: default_max_without_pow(),
+            miner_share_percent: default_miner_share(),
+            federation_fee_address: Address::ZERO,
+        }
+    }
+}
+
+const fn default_aux_chain_id() -> u32 {
+    0x2121
+}
+
+const fn default_pow_limit() -> u32 {
+    0x207f_ffff
+}
+
+const fn default_spacing() -> Duration {
+    Duration::from_secs(60)
+}
+
+const fn default_max_without_pow() -> u64 {
+    1_000
+}
+
+const fn default_miner_share() -> u64 {
+    80
+}
+
+fn hex_u32<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Bits {
+        Number(u32),
+        Text(String),
+    }
+    match Bits::deserialize(deserializer)? {
+        Bits::Number(n) => Ok(n),
+        Bits::Text(text) => u32::from_str_radix(text.trim_start_matches("0x"), 16)
+            .map_err(|_| serde::de::Error::custom("expected compact bits as hex, e.g. \"0x207fffff\"")),
+    }
+}
+
+/// `[chain]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChainSection {
+    /// Genesis file shared with the execution client.
+    pub genesis: PathBuf,
+    /// Aura slot length (whole milliseconds).
+    #[serde(default = "default_slot_duration", with = "humantime_serde")]
+    pub slot_duration: Duration,
+    /// How far ahead of the local clock a block's slot may be.
+    #[serde(default = "default_future_tolerance", with = "humantime_serde")]
+    pub future_tolerance: Duration,
+    /// The authority set: BLS public keys (48 bytes, hex), in schedule order.
+    pub authorities: Vec<String>,
+    /// Where block fees go.
+    #[serde(default)]
+    pub fee_recipient: Address,
+}
+
+/// `[authority]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthoritySection {
+    /// File holding the BLS secret key as 64 hex characters.
+    pub key_file: PathBuf,
+}
+
+/// `[storage]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageSection {
+    /// Data directory.
+    pub data_dir: PathBuf,
+}
+
+/// `[engine]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineSection {
+    /// Engine API URL of the execution client.
+    pub url: String,
+    /// JWT secret file (64 hex characters) shared with the execution client.
+    pub jwt_secret: PathBuf,
+    /// eth JSON-RPC URL of the execution client.
+    #[serde(default)]
+    pub eth_rpc_url: Option<String>,
+}
+
+/// `[rpc]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RpcSection {
+    /// Listen address (HTTP and WebSocket).
+    #[serde(default = "default_rpc_listen")]
+    pub listen: SocketAddr,
+    /// File holding the token the admin methods require; without it they are refused.
+    #[serde(default)]
+    pub admin_token_file: Option<PathBuf>,
+}
+
+impl Default for RpcSection {
+    fn default() -> Self {
+        Self { listen: default_rpc_listen(), admin_token_file: None }
+    }
+}
+
+/// `[metrics]`. The default port, 9101, leaves reth's 9001 free for an execution client on the same host.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    /// Listen address of the Prometheus exporter; none disables it.
+    #[serde(default = "default_metrics_listen")]
+    pub listen: Option<SocketAddr>,
+}
+
+impl Default for MetricsSection {
+    fn default() -> Self {
+        Self { listen: default_metrics_listen() }
+    }
+}
+
+const fn default_slot_duration() -> Duration {
+    Duration::from_secs(2)
+}
+
+const fn default_future_tolerance() -> Duration {
+    Duration::from_millis(500)
+}
+
+fn default_rpc_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 3000))
+}
+
+#[allow(clippy::unnecessary_wraps, reason = "serde default for an optional field")]
+fn default_metrics_listen() -> Option<SocketAddr> {
+    Some(SocketAddr::from(([127, 0, 0, 1], 9101)))
+}
+
+impl NodeConfig {
+    /// Loads `path`, then applies `ALYS_` environment overrides (`__` separates sections).
+    pub fn load(path: impl AsRef<std::path::Path>) -> Result<Self, ConfigError> {
+        Figment::new()
+            .merge(Toml::file_exact(path.as_ref()))
+            .merge(Env::prefixed("ALYS_").split("__"))
+            .extract()
+            .map_err(|e| ConfigError(Box::new(e)))
+    }
+
+    /// Parses a TOML document (no environment overrides).
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        Figment::new().merge(Toml::string(text)).extract().map_err(|e| ConfigError(Box::new(e)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_loads() {
+        let text = include_str!("../../../etc/config/alys.toml");
+        let config = NodeConfig::from_toml(text).unwrap();
+        assert_eq!(config.chain.authorities.len(), 1);
+        assert_eq!(config.rpc.listen.port(), 3000);
+        assert!(config.authority.is_some());
+        assert_eq!(config.governance.unwrap().network, BitcoinNetwork::Regtest);
+        assert_eq!(config.chain.slot_duration, Duration::from_secs(2));
+        assert_eq!(config.pegout, Some(PegoutSection::Exex { feed_url: "http://127.0.0.1:50551".into() }));
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_values_are_refused() {
+        let bad = "[chain]\ngenesis = 'g'\nauthorities = []\nslot_duration = 'soon'\n[storage]\ndata_dir='d'\n[engine]\nurl='u'\njwt_secret='j'\n";
+        assert!(NodeConfig::from_toml(bad).is_err());
+        let unknown = "[chain]\ngenesis = 'g'\nauthorities = []\ncolour = 1\n[storage]\ndata_dir='d'\n[engine]\nurl='u'\njwt_secret='j'\n";
+        assert!(NodeConfig::from_toml(unknown).is_err());
+        assert!(NodeConfig::load("/nonexistent/alys.toml").is_err());
+    }
+
+    #[test]
+    fn choices_are_typed() {
+        let base = "[chain]\ngenesis = 'g'\nauthorities = []\n[storage]\ndata_dir='d'\n[engine]\nurl='u'\njwt_secret='j'\n";
+        let geth =
+            NodeConfig::from_toml(&format!("{base}[pegout]\nsource = 'geth'\npoll_interval = '500ms'\n"))
+                .unwrap();
+        assert_eq!(
+            geth.pegout,
+            Some(PegoutSection::Geth { max_log_range: 1_000, poll_interval: Duration::from_millis(500) })
+        );
+        for bad in [
+            "[pegout]\nsource = 'gteh'\n",
+            "[pegout]\nsource = 'exex'\n",
+            "[pegout]\nsource = 'exex'\nfeed_url = 'u'\nmax_log_range = 5\n",
+            "[governance]\nurl = 'u'\ngovernance_key = 'k'\nnetwork = 'moon'\n",
+        ] {
+            let error = NodeConfig::from_toml(&format!("{base}{bad}")).unwrap_err().to_string();
+            assert!(!error.is_empty(), "{bad}");
+        }
+        let mainnet = NodeConfig::from_toml(&format!(
+            "{base}[governance]\nurl = 'u'\ngovernance_key = 'k'\nnetwork = 'mainnet'\n"
+        ))
+        .unwrap();
+        assert_eq!(mainnet.governance.unwrap().network, BitcoinNetwork::Bitcoin);
+    }
+}

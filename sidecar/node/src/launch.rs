@@ -1,0 +1,473 @@
+//! Launching a node: configuration in, running actors, RPC and metrics out.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use alloy_rpc_types_engine::{JwtError, JwtSecret};
+use alys_actor::{Handle, RestartPolicy};
+use alys_bridge::source::{self, BurnSourceConfig};
+use alys_chain::{ChainActor, ChainConfig, ChainMessage, run_slot_clock, system_clock};
+use alys_chainspec::ChainSpec;
+use alys_consensus::{Aura, AuraError};
+use alys_engine_client::{EngineClient, EngineClientError};
+use alys_governance::{
+    RuntimeParameters, RuntimeView,
+    stream::{StreamConfig, StreamError, StreamHandle, StreamTls, reconnect_backoff},
+};
+use alys_primitives::{AuthorityKey, AuthorityPublicKey, ChainHeads, KeyError, KeyFileError};
+use alys_storage::{Storage, StorageError};
+use tokio::{sync::watch, task::JoinHandle};
+
+use crate::{
+    config::{EngineSection, GovernanceSection, NodeConfig, PegoutSection},
+    rpc::{self, RpcHandle, RpcStartError},
+};
+
+/// Why a node did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    /// The genesis file is unusable.
+    #[error("genesis: {0}")]
+    Genesis(#[from] alys_chainspec::ChainSpecError),
+    /// An authority public key in `[chain].authorities` is unusable.
+    #[error("[chain].authorities: {0}")]
+    Key(#[from] KeyError),
+    /// The authority key file is unusable.
+    #[error(transparent)]
+    KeyFile(#[from] KeyFileError),
+    /// The authority set is unusable.
+    #[error("authorities: {0}")]
+    Aura(#[from] AuraError),
+    /// The JWT secret is unusable.
+    #[error("JWT secret {}: {source}", path.display())]
+    Jwt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        source: JwtError,
+    },
+    /// The configured authority key is not one of the authorities.
+    #[error("the authority key {0} is not in [chain].authorities; add it there or remove [authority]")]
+    UnknownAuthority(String),
+    /// The execution client did not answer (down, wrong URL, or a different JWT secret).
+    #[error("cannot reach the execution client at {url} ({error}); is it running with the same JWT secret?")]
+    EngineUnreachable {
+        /// The configured URL.
+        url: String,
+        /// What failed.
+        error: EngineClientError,
+    },
+    /// The execution client lacks Engine API methods the node calls.
+    #[error(
+        "the execution client at {url} does not support {}; use reth, geth or alys-devnet el with Prague support",
+        missing.join(", ")
+    )]
+    MissingCapabilities {
+        /// The configured URL.
+        url: String,
+        /// The methods it did not list.
+        missing: Vec<&'static str>,
+    },
+    /// The engine client could not be built.
+    #[error("engine: {0}")]
+    Engine(#[from] EngineClientError),
+    /// The database could not be opened.
+    #[error("storage: {0}")]
+    Storage(#[from] StorageError),
+    /// The data directory holds a database of an earlier version of the node.
+    #[error(
+        "{} holds data of an earlier version of the node (sidecar.redb); move it away or start a fresh \
+         data directory (alys-devnet --fresh)",
+        dir.display()
+    )]
+    OldDataDir {
+        /// The data directory.
+        dir: PathBuf,
+    },
+    /// A file or directory could not be read or created.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A token file is empty.
+    #[error("{}: the token file is empty", path.display())]
+    EmptyToken {
+        /// The file.
+        path: PathBuf,
+    },
+    /// An actor did not start.
+    #[error("actor: {0}")]
+    Actor(#[from] alys_actor::ActorError),
+    /// `[pegout] source = "geth"` without `[engine].eth_rpc_url`.
+    #[error("[pegout] source \"geth\" needs [engine].eth_rpc_url")]
+    GethWithoutEthRpc,
+    /// `[governance].governance_key` is not a compressed secp256k1 key.
+    #[error("[governance].governance_key is not a compressed secp256k1 public key (66 hex characters)")]
+    GovernanceKey,
+    /// `[governance].url` is unusable.
+    #[error("[governance].url {url:?}: {reason}")]
+    GovernanceUrl {
+        /// The URL.
+        url: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The governance stream did not start.
+    #[error("governance: {0}")]
+    Governance(#[from] StreamError),
+    /// The RPC server did not start.
+    #[error("rpc: {0}")]
+    Rpc(#[from] RpcStartError),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> LaunchError + '_ {
+    move |source| LaunchError::Io { path: path.to_owned(), source }
+}
+
+/// Reads a secret token file (admin, bearer): trimmed, and refused when empty.
+fn read_token(path: &Path) -> Result<String, LaunchError> {
+    let token = std::fs::read_to_string(path).map_err(io_err(path))?.trim().to_owned();
+    if token.is_empty() {
+        return Err(LaunchError::EmptyToken { path: path.to_owned() });
+    }
+    Ok(token)
+}
+
+/// The Engine API methods the node calls.
+const ENGINE_CAPABILITIES: &[&str] = &[
+    "engine_forkchoiceUpdatedV2",
+    "engine_forkchoiceUpdatedV3",
+    "engine_getPayloadV2",
+    "engine_getPayloadV3",
+    "engine_getPayloadV4",
+    "engine_newPayloadV2",
+    "engine_newPayloadV3",
+    "engine_newPayloadV4",
+    "engine_getPayloadBodiesByHashV1",
+];
+
+/// The name of the node's database file in its data directory.
+pub const DATABASE_FILE: &str = "alys.redb";
+
+/// A running node.
+#[derive(Debug)]
+pub struct NodeHandle {
+    /// The chain actor.
+    pub chain: Handle<ChainMessage>,
+    /// The RPC server.
+    pub rpc: RpcHandle,
+    /// Where the chain stands, after every commit.
+    pub heads: watch::Receiver<ChainHeads>,
+    /// The number of connected peers, reported to governance (written by the network when it runs).
+    pub peers: watch::Sender<u32>,
+    chain_task: JoinHandle<()>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl NodeHandle {
+    /// Stops the node: the background tasks, the RPC server, then the chain actor after its queued
+    /// messages.
+    pub async fn shutdown(self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        self.rpc.stop();
+        self.rpc.stopped().await;
+        drop(self.chain);
+        let _ = self.chain_task.await;
+    }
+}
+
+/// Installs the Prometheus exporter on `addr` (once per process).
+pub fn install_metrics(addr: std::net::SocketAddr) {
+    match metrics_exporter_prometheus::PrometheusBuilder::new().with_http_listener(addr).install() {
+        Ok(()) => tracing::info!(target: "alys::node", %addr, "Prometheus metrics at /metrics"),
+        Err(error) => tracing::warn!(target: "alys::node", %error, "metrics exporter not installed"),
+    }
+}
+
+/// Parses the `[chain].authorities` list.
+fn authorities(keys: &[String]) -> Result<Vec<AuthorityPublicKey>, KeyError> {
+    keys.iter()
+        .map(|k| {
+            let bytes = alloy_primitives::hex::decode(k).map_err(|_| KeyError::InvalidPublicKey)?;
+            AuthorityPublicKey::from_bytes(&bytes)
+        })
+        .collect()
+}
+
+/// Opens the node's database in `data_dir`, refusing a directory written by an earlier layout.
+pub fn open_storage(data_dir: &Path) -> Result<Arc<Storage>, LaunchError> {
+    std::fs::create_dir_all(data_dir).map_err(io_err(data_dir))?;
+    let path = data_dir.join(DATABASE_FILE);
+    if !path.exists() && data_dir.join("sidecar.redb").exists() {
+        return Err(LaunchError::OldDataDir { dir: data_dir.to_owned() });
+    }
+    Ok(Arc::new(Storage::open(path)?))
+}
+
+/// Starts a node from its configuration.
+pub async fn launch(config: NodeConfig) -> Result<NodeHandle, LaunchError> {
+    let spec = Arc::new(ChainSpec::from_file(&config.chain.genesis)?);
+    let slot_ms = u64::try_from(config.chain.slot_duration.as_millis()).unwrap_or(u64::MAX);
+    let tolerance_ms = u64::try_from(config.chain.future_tolerance.as_millis()).unwrap_or(u64::MAX);
+    let aura = Aura::new(authorities(&config.chain.authorities)?, slot_ms, tolerance_ms)?;
+    let key = match &config.authority {
+        Some(a) => Some(Arc::new(AuthorityKey::from_file(&a.key_file)?)),
+        None => None,
+    };
+    if let Some(key) = &key
+        && aura.index_of(key.public()).is_none()
+    {
+        return Err(LaunchError::UnknownAuthority(key.public().to_string()));
+    }
+    let secret = JwtSecret::from_file(&config.engine.jwt_secret)
+        .map_err(|source| LaunchError::Jwt { path: config.engine.jwt_secret.clone(), source })?;
+    let engine = EngineClient::new(&config.engine.url, secret, Arc::clone(&spec))?;
+    check_engine(&engine, &config.engine.url).await?;
+    let storage = open_storage(&config.storage.data_dir)?;
+    let admin_token = config.rpc.admin_token_file.as_deref().map(read_token).transpose()?;
+
+    // Governance first: the chain actor reads its proposals (pauses, parameters) from the start.
+    let parameters = RuntimeParameters::with_max_blocks_without_pow(config.auxpow.max_blocks_without_pow);
+    let mut tasks = Vec::new();
+    let governance = match &config.governance {
+        Some(section) => {
+            let (handle, task) = start_governance(section, parameters, Arc::clone(&storage))?;
+            tasks.push(task);
+            Some(handle)
+        }
+        None => None,
+    };
+    let runtime = governance.as_ref().map_or_else(|| RuntimeView::fixed(parameters), StreamHandle::runtime);
+
+    let chain_config = ChainConfig {
+        genesis_hash: spec.genesis_hash(),
+        genesis_timestamp: spec.genesis().timestamp,
+        fee_recipient: config.chain.fee_recipient,
+        clock: system_clock(),
+        auxpow: alys_auxpow::MiningParams {
+            chain_id: config.auxpow.chain_id,
+            pow_limit_bits: config.auxpow.pow_limit_bits,
+            target_spacing_secs: config.auxpow.target_spacing.as_secs(),
+            split: alys_auxpow::RewardSplit {
+                miner_percent: config.auxpow.miner_share_percent,
+                federation: config.auxpow.federation_fee_address,
+            },
+        },
+        runtime: runtime.clone(),
+    };
+    tracing::info!(target: "alys::node", chain_id = spec.chain_id(), genesis = %chain_config.genesis_hash,
+        authorities = aura.authorities().len(), "starting node");
+    let (heads_tx, heads) = watch::channel(ChainHeads {
+        head: alys_primitives::BlockRef::new(0, chain_config.genesis_hash),
+        head_execution_hash: chain_config.genesis_hash,
+        finalized: None,
+    });
+    let chain_storage = Arc::clone(&storage);
+    let (chain, chain_task) = alys_actor::spawn(
+        move || {
+            ChainActor::new(
+                chain_config.clone(),
+                aura.clone(),
+                key.clone(),
+                engine.clone(),
+                Arc::clone(&chain_storage),
+                heads_tx.clone(),
+            )
+            .map_err(|e| alys_actor::ActorError::new("chain", e))
+        },
+        256,
+        RestartPolicy::default(),
+    )?;
+    tasks.push(tokio::spawn(run_slot_clock(chain.clone(), slot_ms)));
+    let (peers, peer_count) = watch::channel(0u32);
+    if let Some(governance) = &governance {
+        tasks.push(tokio::spawn(report_status(governance.clone(), chain.clone(), peer_count)));
+    }
+    let pegouts = match &config.pegout {
+        Some(section) => {
+            let source = burn_source(section, &config.engine)?;
+            let (storage, heads, runtime) = (Arc::clone(&storage), heads.clone(), runtime.clone());
+            tasks.push(tokio::spawn(async move {
+                if let Err(error) = source::run(source, storage, heads, runtime).await {
+                    tracing::error!(target: "alys::pegout", %error, "the burn source stopped");
+                }
+            }));
+            true
+        }
+        None => false,
+    };
+    let context = rpc::RpcContext {
+        chain: chain.clone(),
+        storage,
+        heads: heads.clone(),
+        admin_token,
+        governance,
+        pegouts,
+        runtime,
+    };
+    let rpc = rpc::start(config.rpc.listen, context).await?;
+    Ok(NodeHandle { chain, rpc, heads, peers, chain_task, tasks })
+}
+
+/// Refuses to start against an execution client that is not there, refuses our JWT, or lacks a method
+/// the node calls: the operator should learn it now, not from a stream of failed slots.
+async fn check_engine(engine: &EngineClient, url: &str) -> Result<(), LaunchError> {
+    let supported = engine
+        .exchange_capabilities(ENGINE_CAPABILITIES)
+        .await
+        .map_err(|error| LaunchError::EngineUnreachable { url: url.to_owned(), error })?;
+    let missing: Vec<&'static str> =
+        ENGINE_CAPABILITIES.iter().copied().filter(|m| !supported.iter().any(|s| s == m)).collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(LaunchError::MissingCapabilities { url: url.to_owned(), missing })
+    }
+}
+
+fn burn_source(section: &PegoutSection, engine: &EngineSection) -> Result<BurnSourceConfig, LaunchError> {
+    match section {
+        PegoutSection::Exex { feed_url } => Ok(BurnSourceConfig::Exex { feed_url: feed_url.clone() }),
+        PegoutSection::Geth { max_log_range, poll_interval } => Ok(BurnSourceConfig::Geth {
+            eth_rpc_url: engine.eth_rpc_url.clone().ok_or(LaunchError::GethWithoutEthRpc)?,
+            max_log_range: *max_log_range,
+            poll_interval: *poll_interval,
+        }),
+    }
+}
+
+fn start_governance(
+    section: &GovernanceSection,
+    parameters: RuntimeParameters,
+    storage: Arc<Storage>,
+) -> Result<(StreamHandle, JoinHandle<()>), LaunchError> {
+    let key_bytes =
+        alloy_primitives::hex::decode(&section.governance_key).map_err(|_| LaunchError::GovernanceKey)?;
+    let key =
+        bitcoin::secp256k1::PublicKey::from_slice(&key_bytes).map_err(|_| LaunchError::GovernanceKey)?;
+    check_governance_url(&section.url)?;
+    let mut stream = StreamConfig::new(section.url.clone(), key);
+    stream.network = section.network.into();
+    stream.parameters = parameters;
+    stream.node_id = section.node_id.clone();
+    stream.heartbeat = section.heartbeat.max(std::time::Duration::from_secs(1));
+    stream.heartbeat_timeout = stream.heartbeat * 3;
+    stream.backoff = reconnect_backoff(section.max_backoff);
+    stream.signature_timeout = section.signature_timeout.max(std::time::Duration::from_secs(1));
+    stream.bearer_token = section.bearer_token_file.as_deref().map(read_token).transpose()?;
+    stream.tls = StreamTls {
+        ca_pem: match &section.tls_ca_file {
+            Some(path) => Some(std::fs::read(path).map_err(io_err(path))?),
+            None => None,
+        },
+        domain: section.tls_domain.clone(),
+    };
+    Ok(alys_governance::stream::spawn(stream, storage)?)
+}
+
+/// TLS is required except on loopback: the stream carries the federation's signatures and proposals.
+fn check_governance_url(url: &str) -> Result<(), LaunchError> {
+    let refuse = |reason| LaunchError::GovernanceUrl { url: url.to_owned(), reason };
+    let parsed: http::Uri = url.parse().map_err(|_| refuse("not a URL"))?;
+    let host = parsed.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
+    match parsed.scheme_str() {
+        Some("https") => Ok(()),
+        Some("http") => {
+            let loopback =
+                host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+            if loopback {
+                Ok(())
+            } else {
+                Err(refuse("plaintext is allowed on loopback only; use https:// (TLS)"))
+            }
+        }
+        _ => Err(refuse("use https:// (or http:// on loopback)")),
+    }
+}
+
+/// Tells governance how the node is doing, every 30 s while the node runs.
+async fn report_status(governance: StreamHandle, chain: Handle<ChainMessage>, peers: watch::Receiver<u32>) {
+    use alys_proto::governance::v1::{NodeStatus, StatusUpdate, SyncStatus, stream_request::Payload};
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(30));
+    loop {
+        tick.tick().await;
+        let Ok(status) = chain.ask(ChainMessage::Status).await else { return };
+        let (node, sync) = if !status.engine_online {
+            (NodeStatus::Degraded, SyncStatus::Error)
+        } else if status.production_stopped.is_some() {
+            (NodeStatus::Degraded, SyncStatus::Stalled)
+        } else if !status.engine_synced {
+            (NodeStatus::Active, SyncStatus::Syncing)
+        } else {
+            (NodeStatus::Active, SyncStatus::Synced)
+        };
+        let update = StatusUpdate {
+            status: node as i32,
+            block_height: status.head.height,
+            sync_status: sync as i32,
+            connection_count: *peers.borrow(),
+            metrics: None,
+        };
+        if governance.send(Payload::StatusUpdate(update)).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM: the signals an operator or systemd sends to stop a node.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(error) => {
+            tracing::warn!(target: "alys::node", %error, "no SIGTERM handler; only Ctrl-C stops");
+            let _ = ctrl_c.await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn governance_needs_tls_off_loopback() {
+        for ok in [
+            "https://governance.example.org:50061",
+            "https://10.0.0.5:50061",
+            "http://127.0.0.1:50061",
+            "http://localhost:50061",
+            "http://[::1]:50061",
+        ] {
+            check_governance_url(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        for refused in ["http://10.0.0.5:50061", "http://governance.example.org", "ftp://127.0.0.1"] {
+            let error = check_governance_url(refused).unwrap_err().to_string();
+            assert!(error.contains("https://"), "{refused}: {error}");
+        }
+        let error = check_governance_url("not a url").unwrap_err().to_string();
+        assert!(error.contains("not a URL"), "{error}");
+    }
+
+    #[test]
+    fn empty_tokens_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "  \n").unwrap();
+        assert!(matches!(read_token(&path), Err(LaunchError::EmptyToken { .. })));
+        std::fs::write(&path, "secret\n").unwrap();
+        assert_eq!(read_token(&path).unwrap(), "secret");
+    }
+}

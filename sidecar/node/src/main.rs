@@ -1,0 +1,95 @@
+//! `alys`: the Alys consensus sidecar.
+
+use std::path::PathBuf;
+
+use alys_node::{config::NodeConfig, install_metrics, launch};
+use alys_primitives::AuthorityKey;
+use clap::{Parser, Subcommand};
+use eyre::WrapErr;
+
+/// The Alys consensus sidecar: Aura, AuxPow, Engine API driver and bridge.
+#[derive(Debug, Parser)]
+#[command(name = "alys", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the node.
+    Run {
+        /// Configuration file.
+        #[arg(long, default_value = "etc/config/alys.toml")]
+        config: PathBuf,
+    },
+    /// Authority key tools.
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum KeyCommand {
+    /// Write a new random BLS authority key to a file (refuses to overwrite).
+    Generate {
+        /// Where to write the secret key.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Print the public key of a key file, for the `authorities` list.
+    Public {
+        /// The secret key file.
+        #[arg(long)]
+        key_file: PathBuf,
+    },
+}
+
+fn main() -> eyre::Result<()> {
+    // Failpoints (crash-point tests) are armed only by the FAILPOINTS environment variable.
+    let _failpoints = fail::FailScenario::setup();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Run { config } => {
+            let config =
+                NodeConfig::load(&config).wrap_err_with(|| format!("loading {}", config.display()))?;
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            runtime.block_on(async move {
+                if let Some(addr) = config.metrics.listen {
+                    install_metrics(addr);
+                }
+                let node = launch(config).await?;
+                println!("{}", serde_json::json!({ "event": "ready", "rpc": format!("http://{}", node.rpc.local_addr()) }));
+                alys_node::shutdown_signal().await;
+                tracing::info!(target: "alys::node", "shutting down");
+                node.shutdown().await;
+                Ok(())
+            })
+        }
+        Command::Key(KeyCommand::Generate { out }) => {
+            let mut seed = [0u8; 32];
+            getrandom::fill(&mut seed).map_err(|e| eyre::eyre!("no randomness: {e}"))?;
+            let key = AuthorityKey::from_seed(&seed)?;
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&out)
+                .wrap_err_with(|| format!("creating {}", out.display()))?;
+            std::io::Write::write_all(
+                &mut file,
+                format!("{}\n", alloy_primitives::hex::encode(key.secret_bytes())).as_bytes(),
+            )?;
+            println!("{}", key.public());
+            Ok(())
+        }
+        Command::Key(KeyCommand::Public { key_file }) => {
+            println!("{}", AuthorityKey::from_file(&key_file)?.public());
+            Ok(())
+        }
+    }
+}

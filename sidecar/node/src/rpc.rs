@@ -1,0 +1,463 @@
+//! The node's side of the Alys RPC ([`alys_rpc`]): the server traits implemented over the chain actor
+//! (decisions: mining, production control, status), the database (stored blocks, the peg-out ledger) and
+//! the governance stream.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use alloy_primitives::{Address, B256, Bytes, hex};
+use alys_actor::{Handle, SupervisorStatus};
+use alys_burns::Burn;
+use alys_chain::{ChainMessage, ChainStatus, MiningError};
+use alys_governance::{Federation, PauseScope, ProposalAction, RuntimeView, stream::StreamHandle};
+use alys_primitives::{ChainHeads, SignedBlock};
+use alys_rpc::{
+    AdminApiServer, BridgeApiServer, ChainApiServer, ErrorCode, GovernanceApiServer, MiningApiServer,
+    jsonrpsee::{
+        RpcModule,
+        core::{RpcResult, async_trait},
+        server::{Server, ServerHandle},
+        types::ErrorObjectOwned,
+    },
+    rpc_error, types,
+};
+use alys_storage::{ChainRead, PegoutRead, Storage};
+use subtle::ConstantTimeEq;
+use tokio::sync::watch;
+
+/// Why the RPC server did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RpcStartError {
+    /// The listen address could not be bound.
+    #[error("cannot bind RPC on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A method name is registered twice (a bug).
+    #[error("registering RPC methods: {0}")]
+    Register(#[from] alys_rpc::jsonrpsee::core::RegisterMethodError),
+    /// The `/health` route could not be set up (a bug).
+    #[error("health route: {0}")]
+    Health(#[source] alys_rpc::jsonrpsee::server::middleware::http::ProxyGetRequestError),
+}
+
+/// A running RPC server.
+#[derive(Debug, Clone)]
+pub struct RpcHandle {
+    addr: SocketAddr,
+    handle: ServerHandle,
+}
+
+impl RpcHandle {
+    /// The bound address.
+    pub const fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops the server.
+    pub fn stop(&self) {
+        let _ = self.handle.stop();
+    }
+
+    /// Waits until the server stopped.
+    pub async fn stopped(self) {
+        self.handle.stopped().await;
+    }
+}
+
+/// What the RPC server reads and asks.
+#[derive(Debug)]
+pub struct RpcContext {
+    /// The chain actor (status, mining, production control).
+    pub chain: Handle<ChainMessage>,
+    /// The database (stored blocks, the peg-out ledger).
+    pub storage: Arc<Storage>,
+    /// Where the chain stands.
+    pub heads: watch::Receiver<ChainHeads>,
+    /// The admin token; admin methods are refused without one.
+    pub admin_token: Option<String>,
+    /// The governance stream, if configured.
+    pub governance: Option<StreamHandle>,
+    /// Whether a burn source is configured.
+    pub pegouts: bool,
+    /// Governance's proposals in force.
+    pub runtime: RuntimeView,
+}
+
+/// The RPC implementation.
+#[derive(Debug, Clone)]
+struct AlysRpc(Arc<RpcContext>);
+
+fn internal(error: impl std::fmt::Display) -> ErrorObjectOwned {
+    rpc_error(ErrorCode::Internal, error.to_string())
+}
+
+fn no_governance() -> ErrorObjectOwned {
+    rpc_error(ErrorCode::Unavailable, "no governance service configured")
+}
+
+/// A consensus block in the RPC's shape.
+pub fn block_view(block: &SignedBlock) -> types::ConsensusBlock {
+    let h = &block.header;
+    types::ConsensusBlock {
+        hash: h.hash(),
+        parent_hash: h.parent_hash,
+        height: h.height,
+        slot: h.slot,
+        author: h.author,
+        execution_block_hash: h.execution_block_hash,
+        pegins: h
+            .pegins
+            .iter()
+            .map(|p| types::PegIn {
+                txid: p.txid,
+                vout: p.vout,
+                evm_address: p.evm_address,
+                amount_sats: p.amount_sats,
+            })
+            .collect(),
+        auxpow: (!h.auxpow.is_empty()).then(|| h.auxpow.clone()),
+        author_signature: block.author_signature.clone(),
+        approvals: types::ApprovalSet {
+            signers: block.approvals.signer_indexes(),
+            signature: block.approvals.signature.clone(),
+        },
+        execution_block: block.execution_block.clone(),
+        execution_requests: block.execution_requests.clone(),
+    }
+}
+
+fn runtime_view(state: &alys_governance::RuntimeState) -> types::RuntimeState {
+    let p = &state.parameters;
+    types::RuntimeState {
+        pegins_paused: state.pegins_paused,
+        pegouts_paused: state.pegouts_paused,
+        production_paused: state.production_paused,
+        parameters: types::RuntimeParameters {
+            max_blocks_without_pow: p.max_blocks_without_pow,
+            pegout_fee_rate_sat_vb: p.pegout_fee_rate_sat_vb,
+            pegin_confirmations: p.pegin_confirmations,
+            pegout_min_sats: p.pegout_min_sats,
+        },
+    }
+}
+
+fn status_view(status: &ChainStatus) -> types::SyncStatus {
+    let finalized = status.finalized.map(|f| types::BlockId { height: f.height, hash: f.hash });
+    types::SyncStatus {
+        head: types::HeadInfo {
+            height: status.head.height,
+            hash: status.head.hash,
+            execution_hash: status.head_execution_hash,
+            slot: status.head_slot,
+        },
+        safe: finalized,
+        finalized,
+        slot: status.slot,
+        authorities: status.authorities.clone(),
+        authority_index: status.authority_index,
+        equivocations: status.equivocations,
+        paused: status.paused,
+        engine_online: status.engine_online,
+        production_stopped: status.production_stopped.clone(),
+        pow_bits: status.pow_bits,
+        governance: runtime_view(&status.runtime),
+    }
+}
+
+fn pegout_view(burn: &Burn) -> types::Pegout {
+    types::Pegout {
+        evm_address: burn.sender,
+        bitcoin_address: std::str::from_utf8(&burn.bitcoin_address)
+            .map_or_else(|_| format!("0x{}", hex::encode(&burn.bitcoin_address)), str::to_owned),
+        value_wei: burn.value.to_string(),
+        value_sats: alys_contracts::wei_to_sats(burn.value),
+        block_number: burn.block_number,
+        block_hash: burn.block_hash,
+        log_index: burn.log_index,
+        tx_hash: burn.tx_hash,
+    }
+}
+
+fn federation_address(f: Federation) -> types::FederationAddress {
+    types::FederationAddress {
+        address: f.address.to_string(),
+        effective_height: f.effective_height,
+        threshold: f.threshold,
+        members: f.members.len(),
+    }
+}
+
+fn proposal_action(action: &ProposalAction) -> types::ProposalAction {
+    match action {
+        ProposalAction::Emergency { scope, pause, reason } => types::ProposalAction::Emergency {
+            scope: match scope {
+                PauseScope::Pegins => "pegins",
+                PauseScope::Pegouts => "pegouts",
+                PauseScope::BlockProduction => "blockProduction",
+            }
+            .into(),
+            pause: *pause,
+            reason: reason.clone(),
+        },
+        ProposalAction::Parameter { name, value } => {
+            types::ProposalAction::Parameter { name: name.clone(), value: value.clone() }
+        }
+        ProposalAction::Record { description } => {
+            types::ProposalAction::Record { description: description.clone() }
+        }
+    }
+}
+
+fn mining_error(error: MiningError) -> ErrorObjectOwned {
+    match error {
+        MiningError::Malformed(reason) => {
+            rpc_error(ErrorCode::InvalidParams, format!("malformed auxpow: {reason}"))
+        }
+        MiningError::NothingToFinalize => {
+            rpc_error(ErrorCode::Unavailable, "no unfinalized blocks to mine yet")
+        }
+        other => internal(other),
+    }
+}
+
+impl AlysRpc {
+    async fn status(&self) -> RpcResult<ChainStatus> {
+        self.0.chain.ask(ChainMessage::Status).await.map_err(internal)
+    }
+
+    fn next_height(&self) -> u64 {
+        self.0.heads.borrow().head.height + 1
+    }
+
+    fn governance(&self) -> RpcResult<&StreamHandle> {
+        self.0.governance.as_ref().ok_or_else(no_governance)
+    }
+
+    fn check_token(&self, token: &str) -> RpcResult<()> {
+        let Some(expected) = &self.0.admin_token else {
+            return Err(rpc_error(
+                ErrorCode::Unauthorized,
+                "admin methods are disabled (no admin token configured)",
+            ));
+        };
+        // The token guards production control: compare in constant time.
+        if bool::from(expected.as_bytes().ct_eq(token.as_bytes())) {
+            Ok(())
+        } else {
+            Err(rpc_error(ErrorCode::Unauthorized, "invalid admin token"))
+        }
+    }
+
+    async fn set_paused(&self, token: &str, paused: bool) -> RpcResult<bool> {
+        self.check_token(token)?;
+        self.0.chain.ask(|r| ChainMessage::SetPaused(paused, r)).await.map_err(internal)?;
+        Ok(true)
+    }
+}
+
+#[async_trait]
+impl MiningApiServer for AlysRpc {
+    async fn create_aux_block(&self, address: Address) -> RpcResult<types::AuxBlock> {
+        let template = self
+            .0
+            .chain
+            .ask(|r| ChainMessage::CreateAuxBlock(address, r))
+            .await
+            .map_err(internal)?
+            .map_err(mining_error)?;
+        Ok(types::AuxBlock {
+            hash: template.hash,
+            chain_id: template.chain_id,
+            previous_block_hash: template.previous_block_hash,
+            coinbase_value: template.coinbase_value,
+            bits: template.bits,
+            height: template.height,
+            target: B256::from(template.target_le),
+        })
+    }
+
+    async fn submit_aux_block(&self, hash: B256, auxpow: Bytes) -> RpcResult<bool> {
+        self.0
+            .chain
+            .ask(|r| ChainMessage::SubmitAuxBlock(hash, auxpow, r))
+            .await
+            .map_err(internal)?
+            .map_err(mining_error)
+    }
+}
+
+#[async_trait]
+impl ChainApiServer for AlysRpc {
+    async fn head_block(&self) -> RpcResult<Option<types::ConsensusBlock>> {
+        let read = self.0.storage.read().map_err(internal)?;
+        let Some(head) = read.head().map_err(internal)? else { return Ok(None) };
+        Ok(read.block(&head.hash).map_err(internal)?.as_ref().map(block_view))
+    }
+
+    async fn block_by_height(&self, height: u64) -> RpcResult<Option<types::ConsensusBlock>> {
+        let read = self.0.storage.read().map_err(internal)?;
+        Ok(read.block_by_height(height).map_err(internal)?.as_ref().map(block_view))
+    }
+
+    async fn block_by_hash(&self, hash: B256) -> RpcResult<Option<types::ConsensusBlock>> {
+        let read = self.0.storage.read().map_err(internal)?;
+        Ok(read.block(&hash).map_err(internal)?.as_ref().map(block_view))
+    }
+
+    async fn sync_status(&self) -> RpcResult<types::SyncStatus> {
+        Ok(status_view(&self.status().await?))
+    }
+
+    async fn health(&self) -> RpcResult<String> {
+        if let SupervisorStatus::GaveUp = self.0.chain.status() {
+            return Err(rpc_error(ErrorCode::Unhealthy, "the chain actor failed too often and stopped"));
+        }
+        let status = self.status().await?;
+        if status.engine_online {
+            Ok("ok".into())
+        } else {
+            Err(rpc_error(ErrorCode::Unhealthy, "execution client is offline"))
+        }
+    }
+}
+
+#[async_trait]
+impl BridgeApiServer for AlysRpc {
+    async fn deposit_address(&self) -> RpcResult<String> {
+        let (current, _) = self.governance()?.federations_at(self.next_height()).await.map_err(internal)?;
+        let current =
+            current.ok_or_else(|| rpc_error(ErrorCode::Unavailable, "the federation is not known yet"))?;
+        Ok(current.address.to_string())
+    }
+
+    async fn deposit_addresses(&self) -> RpcResult<types::DepositAddresses> {
+        let height = self.next_height();
+        let (current, previous) = self.governance()?.federations_at(height).await.map_err(internal)?;
+        Ok(types::DepositAddresses {
+            height,
+            current: current.map(federation_address),
+            previous: previous.map(federation_address),
+        })
+    }
+
+    async fn pending_pegouts(&self) -> RpcResult<types::PendingPegouts> {
+        if !self.0.pegouts {
+            return Err(rpc_error(ErrorCode::Unavailable, "no peg-out source configured"));
+        }
+        let read = self.0.storage.read().map_err(internal)?;
+        Ok(types::PendingPegouts {
+            pending: read.pending_burns().map_err(internal)?.iter().map(pegout_view).collect(),
+            released: read.released_burns().map_err(internal)?.iter().map(pegout_view).collect(),
+        })
+    }
+}
+
+#[async_trait]
+impl GovernanceApiServer for AlysRpc {
+    async fn governance_status(&self) -> RpcResult<types::GovernanceStatus> {
+        let Some(stream) = &self.0.governance else {
+            return Ok(types::GovernanceStatus {
+                configured: false,
+                connected: false,
+                reconnects: 0,
+                pending_signature_requests: 0,
+                federations: Vec::new(),
+            });
+        };
+        let status = stream.status();
+        let federations = stream.federations().await.map_err(internal)?;
+        let pending = stream.pending().await.map_err(internal)?;
+        Ok(types::GovernanceStatus {
+            configured: true,
+            connected: status.connected,
+            reconnects: status.reconnects,
+            pending_signature_requests: pending.len(),
+            federations: federations
+                .into_iter()
+                .map(|f| types::FederationInfo {
+                    effective_height: f.effective_height,
+                    threshold: f.threshold,
+                    members: f
+                        .members
+                        .iter()
+                        .map(|m| types::FederationMember {
+                            id: m.member_id.clone(),
+                            public_key: m.key.to_string(),
+                        })
+                        .collect(),
+                    address: f.address.to_string(),
+                })
+                .collect(),
+        })
+    }
+
+    async fn proposals(&self) -> RpcResult<types::Proposals> {
+        let height = self.next_height();
+        let book = self.0.runtime.book();
+        let proposals = book
+            .proposals()
+            .map(|p| types::ProposalInfo {
+                id: p.id.clone(),
+                proposal_type: p.proposal_type.clone(),
+                effective_height: p.effective_height,
+                action: proposal_action(&p.action),
+                in_force: p.effective_height <= height,
+            })
+            .collect();
+        Ok(types::Proposals { height, proposals })
+    }
+
+    async fn runtime_state(&self, height: Option<u64>) -> RpcResult<types::RuntimeStateAt> {
+        let height = height.unwrap_or_else(|| self.next_height());
+        Ok(types::RuntimeStateAt {
+            height,
+            state: runtime_view(&self.0.runtime.state_at(height)),
+            changeable_parameters: alys_governance::RuntimeParameters::NAMES.map(str::to_owned).to_vec(),
+        })
+    }
+}
+
+#[async_trait]
+impl AdminApiServer for AlysRpc {
+    async fn pause_production(&self, token: String) -> RpcResult<bool> {
+        self.set_paused(&token, true).await
+    }
+
+    async fn resume_production(&self, token: String) -> RpcResult<bool> {
+        self.set_paused(&token, false).await
+    }
+}
+
+/// Builds the RPC module with every Alys method.
+pub fn rpc_module(context: RpcContext) -> Result<RpcModule<()>, RpcStartError> {
+    let api = AlysRpc(Arc::new(context));
+    let mut module = RpcModule::new(());
+    module.merge(MiningApiServer::into_rpc(api.clone()))?;
+    module.merge(ChainApiServer::into_rpc(api.clone()))?;
+    module.merge(BridgeApiServer::into_rpc(api.clone()))?;
+    module.merge(GovernanceApiServer::into_rpc(api.clone()))?;
+    module.merge(AdminApiServer::into_rpc(api))?;
+    Ok(module)
+}
+
+/// Starts the RPC server on `addr` (port 0 picks a free port); `GET /health` answers `alys_health`.
+pub async fn start(addr: SocketAddr, context: RpcContext) -> Result<RpcHandle, RpcStartError> {
+    let module = rpc_module(context)?;
+    let health = alys_rpc::jsonrpsee::server::middleware::http::ProxyGetRequestLayer::new([(
+        "/health",
+        "alys_health",
+    )])
+    .map_err(RpcStartError::Health)?;
+    let server = Server::builder()
+        .set_http_middleware(tower::ServiceBuilder::new().layer(health))
+        .build(addr)
+        .await
+        .map_err(|source| RpcStartError::Bind { addr, source })?;
+    let addr = server.local_addr().map_err(|source| RpcStartError::Bind { addr, source })?;
+    let handle = server.start(module);
+    tracing::info!(target: "alys::rpc", %addr, "RPC listening");
+    Ok(RpcHandle { addr, handle })
+}

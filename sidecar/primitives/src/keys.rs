@@ -1,0 +1,269 @@
+//! BLS12-381 authority keys (blst, public keys in G1 as in Alys and Ethereum's consensus layer).
+
+use std::{
+    fmt,
+    path::{Path, PathBuf},
+};
+
+use alloy_primitives::{B256, hex};
+use blst::{
+    BLST_ERROR,
+    min_pk::{AggregateSignature, PublicKey, SecretKey, Signature},
+};
+
+/// Domain separation tag: the proof-of-possession ciphersuite Ethereum uses.
+const DST: &[u8] = b"BLS_SIG_BLS12381G2_XMD:SHA-256_SSWU_RO_POP_";
+
+/// Why a key file could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyFileError {
+    /// The key file could not be read.
+    #[error("cannot read key file {}: {source}", path.display())]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file's content is not a key.
+    #[error("key file {}: {source}", path.display())]
+    Key {
+        /// The path.
+        path: PathBuf,
+        /// What is wrong with the content.
+        source: KeyError,
+    },
+}
+
+/// Why a key or signature was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    /// The text is not 32 bytes of hex.
+    #[error("secret key must be 64 hex characters")]
+    SecretFormat,
+    /// The bytes are not a valid BLS secret key.
+    #[error("invalid BLS secret key")]
+    InvalidSecret,
+    /// The bytes are not a valid compressed G1 public key (or it is the identity).
+    #[error("invalid BLS public key")]
+    InvalidPublicKey,
+    /// The bytes are not a valid compressed G2 signature.
+    #[error("invalid BLS signature encoding")]
+    InvalidSignature,
+    /// A signature does not verify.
+    #[error("signature does not verify")]
+    BadSignature,
+    /// Nothing to aggregate.
+    #[error("no signatures to aggregate")]
+    Empty,
+}
+
+/// An authority's secret signing key.
+pub struct AuthorityKey {
+    secret: SecretKey,
+    public: AuthorityPublicKey,
+}
+
+impl fmt::Debug for AuthorityKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthorityKey").field("public", &self.public).finish_non_exhaustive()
+    }
+}
+
+impl AuthorityKey {
+    /// Derives a key from 32 bytes of secret input keying material (EIP-2333 `KeyGen`).
+    pub fn from_seed(seed: &[u8; 32]) -> Result<Self, KeyError> {
+        let secret = SecretKey::key_gen(seed, &[]).map_err(|_| KeyError::InvalidSecret)?;
+        Ok(Self::from_secret(secret))
+    }
+
+    /// Loads a raw 32-byte secret key.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, KeyError> {
+        let secret = SecretKey::from_bytes(bytes).map_err(|_| KeyError::InvalidSecret)?;
+        Ok(Self::from_secret(secret))
+    }
+
+    /// Reads a key file: the secret key as 64 hex characters (optionally `0x`-prefixed).
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self, KeyFileError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| KeyFileError::Io { path: path.to_owned(), source })?;
+        Self::from_hex(text.trim()).map_err(|source| KeyFileError::Key { path: path.to_owned(), source })
+    }
+
+    /// Parses a secret key written as 64 hex characters (optionally `0x`-prefixed).
+    pub fn from_hex(text: &str) -> Result<Self, KeyError> {
+        let bytes = hex::decode(text).map_err(|_| KeyError::SecretFormat)?;
+        if bytes.len() != 32 {
+            return Err(KeyError::SecretFormat);
+        }
+        Self::from_bytes(&bytes)
+    }
+
+    fn from_secret(secret: SecretKey) -> Self {
+        let public = AuthorityPublicKey(secret.sk_to_pk());
+        Self { secret, public }
+    }
+
+    /// The secret key's bytes, to write a key file. Handle with care.
+    pub fn secret_bytes(&self) -> [u8; 32] {
+        self.secret.to_bytes()
+    }
+
+    /// The public key.
+    pub const fn public(&self) -> &AuthorityPublicKey {
+        &self.public
+    }
+
+    /// Signs a 32-byte message (a block hash).
+    pub fn sign(&self, message: &B256) -> BlsSignature {
+        BlsSignature(self.secret.sign(message.as_slice(), DST, &[]))
+    }
+}
+
+/// An authority's public key (48-byte compressed G1 point).
+#[derive(Clone, PartialEq, Eq)]
+pub struct AuthorityPublicKey(PublicKey);
+
+impl fmt::Debug for AuthorityPublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "0x{}", hex::encode(self.to_bytes()))
+    }
+}
+
+impl fmt::Display for AuthorityPublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+impl AuthorityPublicKey {
+    /// Parses and validates a compressed public key (not the identity, in the subgroup).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, KeyError> {
+        let key = PublicKey::key_validate(bytes).map_err(|_| KeyError::InvalidPublicKey)?;
+        Ok(Self(key))
+    }
+
+    /// The compressed encoding.
+    pub fn to_bytes(&self) -> [u8; 48] {
+        self.0.compress()
+    }
+
+    /// Verifies `signature` over `message` by this key.
+    pub fn verify(&self, message: &B256, signature: &BlsSignature) -> Result<(), KeyError> {
+        match signature.0.verify(true, message.as_slice(), DST, &[], &self.0, false) {
+            BLST_ERROR::BLST_SUCCESS => Ok(()),
+            _ => Err(KeyError::BadSignature),
+        }
+    }
+}
+
+/// A BLS signature (96-byte compressed G2 point), single or aggregate.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BlsSignature(Signature);
+
+impl fmt::Debug for BlsSignature {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "0x{}", hex::encode(self.to_bytes()))
+    }
+}
+
+impl BlsSignature {
+    /// Parses a compressed signature (group membership is checked at verification).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, KeyError> {
+        Signature::from_bytes(bytes).map(Self).map_err(|_| KeyError::InvalidSignature)
+    }
+
+    /// The compressed encoding.
+    pub fn to_bytes(&self) -> [u8; 96] {
+        self.0.compress()
+    }
+
+    /// Aggregates signatures over the same message.
+    pub fn aggregate(signatures: &[&Self]) -> Result<Self, KeyError> {
+        if signatures.is_empty() {
+            return Err(KeyError::Empty);
+        }
+        let inner: Vec<&Signature> = signatures.iter().map(|s| &s.0).collect();
+        AggregateSignature::aggregate(&inner, true)
+            .map(|agg| Self(agg.to_signature()))
+            .map_err(|_| KeyError::InvalidSignature)
+    }
+
+    /// Verifies an aggregate of signatures by `keys`, all over the same `message`.
+    pub fn fast_aggregate_verify(
+        &self,
+        message: &B256,
+        keys: &[&AuthorityPublicKey],
+    ) -> Result<(), KeyError> {
+        if keys.is_empty() {
+            return Err(KeyError::Empty);
+        }
+        let keys: Vec<&PublicKey> = keys.iter().map(|k| &k.0).collect();
+        match self.0.fast_aggregate_verify(true, message.as_slice(), DST, &keys) {
+            BLST_ERROR::BLST_SUCCESS => Ok(()),
+            _ => Err(KeyError::BadSignature),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(n: u8) -> AuthorityKey {
+        AuthorityKey::from_seed(&[n; 32]).unwrap()
+    }
+
+    #[test]
+    fn sign_verify_and_aggregate() {
+        let msg = B256::repeat_byte(7);
+        let (a, b, c) = (key(1), key(2), key(3));
+        let sa = a.sign(&msg);
+        a.public().verify(&msg, &sa).unwrap();
+        assert_eq!(b.public().verify(&msg, &sa), Err(KeyError::BadSignature));
+        assert_eq!(a.public().verify(&B256::ZERO, &sa), Err(KeyError::BadSignature));
+
+        let agg = BlsSignature::aggregate(&[&sa, &b.sign(&msg)]).unwrap();
+        agg.fast_aggregate_verify(&msg, &[a.public(), b.public()]).unwrap();
+        assert!(agg.fast_aggregate_verify(&msg, &[a.public(), c.public()]).is_err());
+        assert!(agg.fast_aggregate_verify(&msg, &[a.public()]).is_err());
+        assert_eq!(BlsSignature::aggregate(&[]), Err(KeyError::Empty));
+    }
+
+    #[test]
+    fn encodings_round_trip_and_garbage_is_refused() {
+        let k = key(9);
+        let pk = AuthorityPublicKey::from_bytes(&k.public().to_bytes()).unwrap();
+        assert_eq!(&pk, k.public());
+        let sig = k.sign(&B256::ZERO);
+        assert_eq!(BlsSignature::from_bytes(&sig.to_bytes()).unwrap(), sig);
+        assert_eq!(AuthorityPublicKey::from_bytes(&[0u8; 48]), Err(KeyError::InvalidPublicKey));
+        assert_eq!(AuthorityPublicKey::from_bytes(&[1u8; 5]), Err(KeyError::InvalidPublicKey));
+        assert_eq!(BlsSignature::from_bytes(&[0xffu8; 96]), Err(KeyError::InvalidSignature));
+        assert_eq!(BlsSignature::from_bytes(&[]), Err(KeyError::InvalidSignature));
+    }
+
+    #[test]
+    fn key_file_loads_hex_and_refuses_garbage() {
+        let dir = std::env::temp_dir().join(format!("alys-key-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = dir.join("good");
+        std::fs::write(&good, format!("0x{}\n", "11".repeat(32))).unwrap();
+        let loaded = AuthorityKey::from_file(&good).unwrap();
+        assert_eq!(loaded.public(), AuthorityKey::from_bytes(&[0x11; 32]).unwrap().public());
+        let bad = dir.join("bad");
+        std::fs::write(&bad, "zz").unwrap();
+        assert!(matches!(
+            AuthorityKey::from_file(&bad),
+            Err(KeyFileError::Key { source: KeyError::SecretFormat, .. })
+        ));
+        std::fs::write(&bad, "00".repeat(31)).unwrap();
+        assert!(matches!(
+            AuthorityKey::from_file(&bad),
+            Err(KeyFileError::Key { source: KeyError::SecretFormat, .. })
+        ));
+        assert!(matches!(AuthorityKey::from_file(dir.join("missing")), Err(KeyFileError::Io { .. })));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,397 @@
+//! Request and response types of the Alys RPC, with their JSON names.
+//!
+//! Hashes, addresses and bytes are `0x`-prefixed hex, except in the mining shapes, which keep
+//! Namecoin's bare hex.
+
+use alloy_primitives::{Address, B256, Bytes};
+use serde::{Deserialize, Serialize};
+
+/// `createauxblock`'s answer: work for a merged miner (Namecoin's `getauxblock` shape plus Alys's
+/// `coinbasevalue` and `height`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuxBlock {
+    /// The hash the miner's coinbase commits to (bare hex, internal byte order).
+    #[serde(with = "bare_hex")]
+    pub hash: B256,
+    /// Our merged-mining chain id.
+    #[serde(rename = "chainid")]
+    pub chain_id: u32,
+    /// The last finalized block: the batch starts after it (bare hex).
+    #[serde(rename = "previousblockhash", with = "bare_hex")]
+    pub previous_block_hash: B256,
+    /// The miner's share of the batch's fees so far, in satoshis.
+    #[serde(rename = "coinbasevalue")]
+    pub coinbase_value: u64,
+    /// The compact target the proof must meet, as 8 hex digits (`"207fffff"`).
+    #[serde(with = "compact_bits")]
+    pub bits: u32,
+    /// The height of the batch's last block.
+    pub height: u64,
+    /// The target as 32 bytes, little-endian, bare hex (what miners read as `_target`).
+    #[serde(rename = "_target", with = "bare_hex")]
+    pub target: B256,
+}
+
+/// A peg-in a block claims.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PegIn {
+    /// The deposit transaction id.
+    pub txid: B256,
+    /// The deposit output.
+    pub vout: u32,
+    /// Where the deposit is minted.
+    pub evm_address: Address,
+    /// The amount in satoshis.
+    pub amount_sats: u64,
+}
+
+/// A block's approvals.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalSet {
+    /// The approving authorities' indexes, ascending.
+    pub signers: Vec<u32>,
+    /// Their aggregate BLS signature.
+    pub signature: Bytes,
+}
+
+/// A consensus block.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsensusBlock {
+    /// The consensus hash.
+    pub hash: B256,
+    /// The parent's consensus hash (the execution genesis hash for height 1).
+    pub parent_hash: B256,
+    /// Height, equal to the execution block number.
+    pub height: u64,
+    /// The Aura slot.
+    pub slot: u64,
+    /// The author's index in the authority set.
+    pub author: u32,
+    /// The execution block's hash.
+    pub execution_block_hash: B256,
+    /// Peg-ins minted by this block.
+    pub pegins: Vec<PegIn>,
+    /// The merged-mining proof this block carries, if any.
+    pub auxpow: Option<Bytes>,
+    /// The author's BLS signature.
+    pub author_signature: Bytes,
+    /// The approvals.
+    pub approvals: ApprovalSet,
+    /// The execution block, RLP.
+    pub execution_block: Bytes,
+    /// The execution block's EIP-7685 requests.
+    pub execution_requests: Vec<Bytes>,
+}
+
+/// A block's height and hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockId {
+    /// Height.
+    pub height: u64,
+    /// Consensus hash.
+    pub hash: B256,
+}
+
+/// The head as `alys_syncStatus` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HeadInfo {
+    /// Height.
+    pub height: u64,
+    /// Consensus hash.
+    pub hash: B256,
+    /// Its execution block's hash.
+    pub execution_hash: B256,
+    /// Its slot (0 for genesis).
+    pub slot: u64,
+}
+
+/// The parameters governance may change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RuntimeParameters {
+    /// Production stops after this many blocks without AuxPow.
+    pub max_blocks_without_pow: u64,
+    /// Fee rate of peg-out transactions, sat/vB.
+    pub pegout_fee_rate_sat_vb: u64,
+    /// Bitcoin confirmations a deposit needs.
+    pub pegin_confirmations: u32,
+    /// Smallest burn the bridge pays, in sats.
+    pub pegout_min_sats: u64,
+}
+
+/// Pauses and parameters at a height.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RuntimeState {
+    /// Peg-ins are not minted.
+    pub pegins_paused: bool,
+    /// Burns are held, not paid.
+    pub pegouts_paused: bool,
+    /// No blocks are produced.
+    pub production_paused: bool,
+    /// The parameters in force.
+    pub parameters: RuntimeParameters,
+}
+
+/// `alys_syncStatus`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncStatus {
+    /// The head.
+    pub head: HeadInfo,
+    /// The safe block (the finalized one: Alys has no weaker finality).
+    pub safe: Option<BlockId>,
+    /// The finalized block, if any.
+    pub finalized: Option<BlockId>,
+    /// The local clock's slot.
+    pub slot: u64,
+    /// The authorities' BLS public keys, in schedule order.
+    pub authorities: Vec<String>,
+    /// This node's index among them, if it is an authority.
+    pub authority_index: Option<u32>,
+    /// Equivocations seen since start.
+    pub equivocations: u64,
+    /// Production paused by an operator.
+    pub paused: bool,
+    /// Whether the last call to the execution client succeeded.
+    pub engine_online: bool,
+    /// Why production is stopped, if it is.
+    pub production_stopped: Option<String>,
+    /// The current merged-mining target, compact form, 8 hex digits.
+    #[serde(with = "compact_bits")]
+    pub pow_bits: u32,
+    /// Governance's state for the next block.
+    pub governance: RuntimeState,
+}
+
+/// `alys_runtimeState`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RuntimeStateAt {
+    /// The height asked about.
+    pub height: u64,
+    /// The state there.
+    pub state: RuntimeState,
+    /// The parameter names a proposal may change.
+    pub changeable_parameters: Vec<String>,
+}
+
+/// A federation's deposit address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FederationAddress {
+    /// The P2WSH address.
+    pub address: String,
+    /// The height from which it holds deposits.
+    pub effective_height: u64,
+    /// Signatures required.
+    pub threshold: u32,
+    /// Number of members.
+    pub members: usize,
+}
+
+/// `alys_depositAddresses`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DepositAddresses {
+    /// The next block's height.
+    pub height: u64,
+    /// The federation in force there.
+    pub current: Option<FederationAddress>,
+    /// The one before it.
+    pub previous: Option<FederationAddress>,
+}
+
+/// A federation member.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FederationMember {
+    /// Governance's member id.
+    pub id: String,
+    /// The compressed secp256k1 public key, hex.
+    pub public_key: String,
+}
+
+/// A federation as governance announced it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FederationInfo {
+    /// The height from which it holds deposits.
+    pub effective_height: u64,
+    /// Signatures required.
+    pub threshold: u32,
+    /// Members, sorted by key.
+    pub members: Vec<FederationMember>,
+    /// The P2WSH deposit address.
+    pub address: String,
+}
+
+/// `alys_governanceStatus`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GovernanceStatus {
+    /// Whether a governance service is configured (everything else is empty when not).
+    pub configured: bool,
+    /// Whether the stream is up.
+    pub connected: bool,
+    /// Reconnects since start.
+    pub reconnects: u64,
+    /// Signature requests not yet answered.
+    pub pending_signature_requests: usize,
+    /// Federations by effective height.
+    pub federations: Vec<FederationInfo>,
+}
+
+/// What a proposal does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "kind")]
+pub enum ProposalAction {
+    /// Pause or resume `scope` (`pegins`, `pegouts` or `blockProduction`).
+    #[serde(rename_all = "camelCase")]
+    Emergency {
+        /// What is paused or resumed.
+        scope: String,
+        /// True pauses, false resumes.
+        pause: bool,
+        /// Governance's reason.
+        reason: String,
+    },
+    /// Set a parameter.
+    Parameter {
+        /// Its name.
+        name: String,
+        /// Its new value.
+        value: String,
+    },
+    /// Recorded only.
+    Record {
+        /// Governance's description.
+        description: String,
+    },
+}
+
+/// An accepted proposal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProposalInfo {
+    /// Governance's id.
+    pub id: String,
+    /// `EMERGENCY_ACTION`, `PARAMETER_CHANGE`, `FEDERATION_CHANGE` or `UPGRADE`.
+    pub proposal_type: String,
+    /// The first height at which it holds.
+    pub effective_height: u64,
+    /// What it does.
+    pub action: ProposalAction,
+    /// Whether it holds at the next block.
+    pub in_force: bool,
+}
+
+/// `alys_proposals`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proposals {
+    /// The next block's height.
+    pub height: u64,
+    /// Every accepted proposal, in the order they apply.
+    pub proposals: Vec<ProposalInfo>,
+}
+
+/// A burn on the bridge contract.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Pegout {
+    /// Who burned.
+    pub evm_address: Address,
+    /// The Bitcoin address to pay, as text (or hex when it is not UTF-8).
+    pub bitcoin_address: String,
+    /// The burned value in wei, decimal.
+    pub value_wei: String,
+    /// The burned value in satoshis (null when it does not fit 64 bits).
+    pub value_sats: Option<u64>,
+    /// The block holding the burn.
+    pub block_number: u64,
+    /// Its hash.
+    pub block_hash: B256,
+    /// The log's index in the block.
+    pub log_index: u64,
+    /// The burning transaction.
+    pub tx_hash: B256,
+}
+
+/// `alys_pendingPegouts`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingPegouts {
+    /// Burns waiting for their block to be final.
+    pub pending: Vec<Pegout>,
+    /// Burns whose block is final, released for payment.
+    #[serde(rename = "final")]
+    pub released: Vec<Pegout>,
+}
+
+/// 32 bytes as bare hex (no `0x`), as Namecoin's mining RPC writes them; `0x` is accepted on input.
+mod bare_hex {
+    use alloy_primitives::{B256, hex};
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub(crate) fn serialize<S: Serializer>(value: &B256, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&hex::encode(value))
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<B256, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(D::Error::custom)
+    }
+}
+
+/// A compact target as 8 hex digits (`"207fffff"`), as `getauxblock` writes `bits`.
+mod compact_bits {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub(crate) fn serialize<S: Serializer>(bits: &u32, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&format!("{bits:08x}"))
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        u32::from_str_radix(text.trim_start_matches("0x"), 16).map_err(D::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mining_shapes_keep_namecoins_bare_hex() {
+        let block = AuxBlock {
+            hash: B256::repeat_byte(0xab),
+            chain_id: 0x2121,
+            previous_block_hash: B256::repeat_byte(1),
+            coinbase_value: 5,
+            bits: 0x207f_ffff,
+            height: 9,
+            target: B256::repeat_byte(0xff),
+        };
+        let json = serde_json::to_value(&block).unwrap();
+        assert_eq!(json["hash"], "ab".repeat(32));
+        assert_eq!(json["chainid"], 0x2121);
+        assert_eq!(json["previousblockhash"], "01".repeat(32));
+        assert_eq!(json["coinbasevalue"], 5);
+        assert_eq!(json["bits"], "207fffff");
+        assert_eq!(json["_target"], "ff".repeat(32));
+        assert_eq!(serde_json::from_value::<AuxBlock>(json).unwrap(), block);
+    }
+
+    #[test]
+    fn pegouts_say_final_and_proposals_are_tagged() {
+        let json = serde_json::to_value(PendingPegouts { pending: vec![], released: vec![] }).unwrap();
+        assert_eq!(json, serde_json::json!({ "pending": [], "final": [] }));
+        let action =
+            ProposalAction::Emergency { scope: "blockProduction".into(), pause: true, reason: "x".into() };
+        assert_eq!(
+            serde_json::to_value(action).unwrap(),
+            serde_json::json!({ "kind": "emergency", "scope": "blockProduction", "pause": true, "reason": "x" })
+        );
+    }
+}

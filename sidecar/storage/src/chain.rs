@@ -1,0 +1,368 @@
+//! The consensus chain's tables: blocks by hash, the canonical index by height, head and finalized, and
+//! the merged-mining state that changes with finality.
+//!
+//! A new head is written with its block and the canonical index rewrite in the caller's transaction;
+//! nothing below the finalized block can be reverted.
+
+use alloy_primitives::B256;
+use alloy_rlp::{RlpDecodable, RlpEncodable};
+use alys_primitives::{BlockRef, SignedBlock};
+use redb::{ReadableTable, TableDefinition, WriteTransaction};
+
+use crate::{StorageError, Tables, WriteTx};
+
+const BLOCKS: TableDefinition<'static, &[u8; 32], &[u8]> = TableDefinition::new("blocks");
+const CANONICAL: TableDefinition<'static, u64, &[u8; 32]> = TableDefinition::new("canonical");
+const META: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("chain_meta");
+
+const HEAD: &str = "head";
+const FINALIZED: &str = "finalized";
+const POW_STATE: &str = "pow_state";
+const QUEUED_POW: &str = "queued_pow";
+
+pub(crate) fn create_tables(tx: &WriteTransaction) -> Result<(), StorageError> {
+    tx.open_table(BLOCKS)?;
+    tx.open_table(CANONICAL)?;
+    tx.open_table(META)?;
+    Ok(())
+}
+
+/// The merged-mining difficulty state: the compact target and when the last proof landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, RlpEncodable, RlpDecodable)]
+pub struct PowState {
+    /// The current compact target.
+    pub bits: u32,
+    /// Execution timestamp of the block that carried the last proof (genesis time before any).
+    pub last_proof_secs: u64,
+}
+
+fn encode_ref(block: BlockRef) -> [u8; 40] {
+    let mut out = [0u8; 40];
+    let (height, hash) = out.split_at_mut(8);
+    height.copy_from_slice(&block.height.to_be_bytes());
+    hash.copy_from_slice(block.hash.as_slice());
+    out
+}
+
+fn decode_ref(bytes: &[u8]) -> Result<BlockRef, StorageError> {
+    let bad = || StorageError::Length { table: "chain_meta", len: bytes.len(), expected: 40 };
+    let (height, hash) = bytes.split_first_chunk::<8>().ok_or_else(bad)?;
+    let hash = B256::try_from(hash).map_err(|_| bad())?;
+    Ok(BlockRef { height: u64::from_be_bytes(*height), hash })
+}
+
+fn decode_block(bytes: &[u8]) -> Result<SignedBlock, StorageError> {
+    SignedBlock::decode(bytes).map_err(|source| StorageError::Decode { table: "blocks", source })
+}
+
+/// Reading the chain, in a snapshot or inside the write transaction.
+pub trait ChainRead: Tables {
+    /// The head, if any block was committed.
+    fn head(&self) -> Result<Option<BlockRef>, StorageError> {
+        self.chain_ref(HEAD)
+    }
+
+    /// The finalized block, if any.
+    fn finalized(&self) -> Result<Option<BlockRef>, StorageError> {
+        self.chain_ref(FINALIZED)
+    }
+
+    #[doc(hidden)]
+    fn chain_ref(&self, key: &str) -> Result<Option<BlockRef>, StorageError> {
+        let meta = self.open(META)?;
+        meta.get(key)?.map(|v| decode_ref(v.value())).transpose()
+    }
+
+    /// A stored block by consensus hash.
+    fn block(&self, hash: &B256) -> Result<Option<SignedBlock>, StorageError> {
+        let blocks = self.open(BLOCKS)?;
+        blocks.get(&hash.0)?.map(|v| decode_block(v.value())).transpose()
+    }
+
+    /// Whether a block is stored.
+    fn has_block(&self, hash: &B256) -> Result<bool, StorageError> {
+        Ok(self.open(BLOCKS)?.get(&hash.0)?.is_some())
+    }
+
+    /// The canonical block hash at a height.
+    fn canonical_hash(&self, height: u64) -> Result<Option<B256>, StorageError> {
+        Ok(self.open(CANONICAL)?.get(height)?.map(|v| B256::from(*v.value())))
+    }
+
+    /// The canonical block at a height.
+    fn block_by_height(&self, height: u64) -> Result<Option<SignedBlock>, StorageError> {
+        match self.canonical_hash(height)? {
+            Some(hash) => self.block(&hash),
+            None => Ok(None),
+        }
+    }
+
+    /// The merged-mining difficulty state, if a proof was ever committed.
+    fn pow_state(&self) -> Result<Option<PowState>, StorageError> {
+        let meta = self.open(META)?;
+        let Some(bytes) = meta.get(POW_STATE)? else { return Ok(None) };
+        let mut slice = bytes.value();
+        let state = <PowState as alloy_rlp::Decodable>::decode(&mut slice)
+            .map_err(|source| StorageError::Decode { table: "chain_meta", source })?;
+        Ok(Some(state))
+    }
+
+    /// The proof waiting for the next block this node authors, as stored.
+    fn queued_proof(&self) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.open(META)?.get(QUEUED_POW)?.map(|v| v.value().to_vec()))
+    }
+}
+
+impl<T: Tables> ChainRead for T {}
+
+impl WriteTx {
+    /// Stores a block without changing the canonical chain (a fork block, or one awaiting approvals);
+    /// returns its hash.
+    pub fn put_block(&self, block: &SignedBlock) -> Result<B256, StorageError> {
+        let hash = block.header.hash();
+        self.table(BLOCKS)?.insert(&hash.0, block.encoded().as_slice())?;
+        Ok(hash)
+    }
+
+    /// Stores `block` and makes it the head: the canonical index is rewritten from the point where the
+    /// block's ancestry meets the canonical chain, and heights above it are dropped. Refuses a head that
+    /// would revert the finalized block.
+    pub fn set_head(&self, block: &SignedBlock) -> Result<BlockRef, StorageError> {
+        let hash = block.header.hash();
+        let head = BlockRef { height: block.header.height, hash };
+        let mut blocks = self.table(BLOCKS)?;
+        blocks.insert(&hash.0, block.encoded().as_slice())?;
+        let mut canonical = self.table(CANONICAL)?;
+        let mut meta = self.table(META)?;
+        let finalized = meta.get(FINALIZED)?.map(|v| decode_ref(v.value())).transpose()?;
+
+        // Walk back until the ancestry meets the canonical index (or genesis).
+        let mut segment = vec![head];
+        let mut cursor = block.header.clone();
+        while cursor.height > 1 {
+            let parent_height = cursor.height - 1;
+            let on_canonical = canonical.get(parent_height)?.map(|v| B256::from(*v.value()));
+            if on_canonical == Some(cursor.parent_hash) {
+                break;
+            }
+            let parent = blocks.get(&cursor.parent_hash.0)?.ok_or(StorageError::Disconnected(hash))?;
+            let parent = decode_block(parent.value())?;
+            segment.push(BlockRef { height: parent_height, hash: cursor.parent_hash });
+            cursor = parent.header;
+        }
+        let fork_point = segment.last().map_or(head.height, |b| b.height);
+        if let Some(finalized) = finalized
+            && fork_point <= finalized.height
+            && canonical.get(finalized.height)?.map(|v| B256::from(*v.value())) == Some(finalized.hash)
+            && !segment.contains(&finalized)
+        {
+            return Err(StorageError::BelowFinalized { hash, finalized: finalized.height });
+        }
+        let stale: Vec<u64> = canonical
+            .range(head.height + 1..)?
+            .map(|e| e.map(|(k, _)| k.value()))
+            .collect::<Result<_, _>>()?;
+        for height in stale {
+            canonical.remove(height)?;
+        }
+        for b in &segment {
+            canonical.insert(b.height, &b.hash.0)?;
+        }
+        meta.insert(HEAD, encode_ref(head).as_slice())?;
+        Ok(head)
+    }
+
+    /// Marks a canonical block finalized.
+    pub fn set_finalized(&self, block: BlockRef) -> Result<(), StorageError> {
+        if self.canonical_hash(block.height)? != Some(block.hash) {
+            return Err(StorageError::NotCanonical(block.hash));
+        }
+        self.table(META)?.insert(FINALIZED, encode_ref(block).as_slice())?;
+        Ok(())
+    }
+
+    /// Records the merged-mining difficulty state.
+    pub fn set_pow_state(&self, state: PowState) -> Result<(), StorageError> {
+        self.table(META)?.insert(POW_STATE, alloy_rlp::encode(state).as_slice())?;
+        Ok(())
+    }
+
+    /// Records (or, with `None`, clears) the proof waiting for the next block.
+    pub fn set_queued_proof(&self, proof: Option<&[u8]>) -> Result<(), StorageError> {
+        let mut meta = self.table(META)?;
+        match proof {
+            Some(bytes) => meta.insert(QUEUED_POW, bytes)?,
+            None => meta.remove(QUEUED_POW)?,
+        };
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Storage;
+    use alloy_primitives::Bytes;
+    use alys_primitives::{Approvals, ConsensusHeader};
+
+    fn block(parent: B256, height: u64, slot: u64) -> SignedBlock {
+        SignedBlock {
+            header: ConsensusHeader {
+                parent_hash: parent,
+                height,
+                slot,
+                author: 0,
+                execution_block_hash: B256::with_last_byte(slot as u8),
+                pegins: vec![],
+                auxpow: Bytes::new(),
+            },
+            execution_block: Bytes::new(),
+            execution_requests: vec![],
+            author_signature: Bytes::new(),
+            approvals: Approvals { signers: Bytes::new(), signature: Bytes::new() },
+        }
+    }
+
+    fn commit_head(store: &Storage, block: &SignedBlock) -> Result<BlockRef, StorageError> {
+        let tx = store.write()?;
+        let head = tx.set_head(block)?;
+        tx.commit()?;
+        Ok(head)
+    }
+
+    fn set_finalized(store: &Storage, block: BlockRef) -> Result<(), StorageError> {
+        let tx = store.write()?;
+        tx.set_finalized(block)?;
+        tx.commit()
+    }
+
+    fn insert_block(store: &Storage, block: &SignedBlock) {
+        let tx = store.write().unwrap();
+        tx.put_block(block).unwrap();
+        tx.commit().unwrap();
+    }
+
+    fn chain(
+        store: &Storage,
+        from: B256,
+        heights: std::ops::RangeInclusive<u64>,
+        slot_offset: u64,
+    ) -> Vec<B256> {
+        let mut parent = from;
+        let mut out = Vec::new();
+        for h in heights {
+            let b = block(parent, h, h + slot_offset);
+            parent = commit_head(store, &b).unwrap().hash;
+            out.push(parent);
+        }
+        out
+    }
+
+    #[test]
+    fn heads_extend_and_reorg_rewrites_the_index() {
+        let store = Storage::in_memory().unwrap();
+        let genesis = B256::repeat_byte(0xee);
+        let a = chain(&store, genesis, 1..=4, 0);
+        let read = store.read().unwrap();
+        assert_eq!(read.head().unwrap().unwrap(), BlockRef { height: 4, hash: a[3] });
+        assert_eq!(read.canonical_hash(2).unwrap(), Some(a[1]));
+
+        // A sibling branch from height 2, stored first, then made head at height 3.
+        let b2 = block(a[0], 2, 100);
+        insert_block(&store, &b2);
+        let b3 = block(b2.header.hash(), 3, 101);
+        let head = commit_head(&store, &b3).unwrap();
+        assert_eq!(head.height, 3);
+        let read = store.read().unwrap();
+        assert_eq!(read.canonical_hash(1).unwrap(), Some(a[0]));
+        assert_eq!(read.canonical_hash(2).unwrap(), Some(b2.header.hash()));
+        assert_eq!(read.canonical_hash(3).unwrap(), Some(b3.header.hash()));
+        assert_eq!(read.canonical_hash(4).unwrap(), None, "the old branch above the head is dropped");
+        assert_eq!(read.block_by_height(2).unwrap().unwrap(), b2);
+        assert!(read.block(&a[3]).unwrap().is_some(), "fork blocks stay stored");
+    }
+
+    #[test]
+    fn finalized_blocks_are_never_reverted() {
+        let store = Storage::in_memory().unwrap();
+        let a = chain(&store, B256::ZERO, 1..=3, 0);
+        set_finalized(&store, BlockRef { height: 2, hash: a[1] }).unwrap();
+        let fork = block(a[0], 2, 50);
+        insert_block(&store, &fork);
+        let err = commit_head(&store, &block(fork.header.hash(), 3, 51)).unwrap_err();
+        assert!(matches!(err, StorageError::BelowFinalized { finalized: 2, .. }));
+        assert_eq!(store.read().unwrap().head().unwrap().unwrap().hash, a[2], "nothing changed");
+        // Extending past the finalized block is fine.
+        chain(&store, a[2], 4..=5, 0);
+        assert!(matches!(
+            set_finalized(&store, BlockRef { height: 2, hash: fork.header.hash() }),
+            Err(StorageError::NotCanonical(_))
+        ));
+    }
+
+    #[test]
+    fn disconnected_heads_are_refused() {
+        let store = Storage::in_memory().unwrap();
+        chain(&store, B256::ZERO, 1..=2, 0);
+        let orphan = block(B256::repeat_byte(9), 5, 5);
+        assert!(matches!(commit_head(&store, &orphan), Err(StorageError::Disconnected(_))));
+    }
+
+    #[test]
+    fn head_finality_and_pow_state_commit_together_or_not_at_all() {
+        let store = Storage::in_memory().unwrap();
+        let a = chain(&store, B256::ZERO, 1..=2, 0);
+        let b3 = block(a[1], 3, 3);
+        let state = PowState { bits: 0x1d00_ffff, last_proof_secs: 42 };
+        {
+            let tx = store.write().unwrap();
+            tx.set_head(&b3).unwrap();
+            tx.set_finalized(BlockRef { height: 2, hash: a[1] }).unwrap();
+            tx.set_pow_state(state).unwrap();
+            tx.set_queued_proof(Some(b"proof")).unwrap();
+            // Dropped without commit: nothing happened.
+        }
+        let read = store.read().unwrap();
+        assert_eq!(read.head().unwrap().unwrap().hash, a[1]);
+        assert_eq!(read.finalized().unwrap(), None);
+        assert_eq!(read.pow_state().unwrap(), None);
+        assert_eq!(read.queued_proof().unwrap(), None);
+        drop(read);
+        let tx = store.write().unwrap();
+        let head = tx.set_head(&b3).unwrap();
+        tx.set_finalized(BlockRef { height: 2, hash: a[1] }).unwrap();
+        tx.set_pow_state(state).unwrap();
+        tx.set_queued_proof(None).unwrap();
+        tx.commit().unwrap();
+        let read = store.read().unwrap();
+        assert_eq!(read.head().unwrap(), Some(head));
+        assert_eq!(read.finalized().unwrap(), Some(BlockRef { height: 2, hash: a[1] }));
+        assert_eq!(read.pow_state().unwrap(), Some(state));
+    }
+
+    #[test]
+    fn reopening_keeps_head_and_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("alys.redb");
+        let hashes = {
+            let store = Storage::open(&path).unwrap();
+            let h = chain(&store, B256::ZERO, 1..=3, 0);
+            set_finalized(&store, BlockRef { height: 1, hash: h[0] }).unwrap();
+            h
+        };
+        let store = Storage::open(&path).unwrap();
+        let read = store.read().unwrap();
+        assert_eq!(read.head().unwrap().unwrap(), BlockRef { height: 3, hash: hashes[2] });
+        assert_eq!(read.finalized().unwrap().unwrap().hash, hashes[0]);
+        assert_eq!(read.block_by_height(3).unwrap().unwrap().header.hash(), hashes[2]);
+    }
+
+    #[test]
+    fn a_second_opener_is_told_who_holds_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("alys.redb");
+        let _first = Storage::open(&path).unwrap();
+        let error = Storage::open(&path).unwrap_err().to_string();
+        assert!(error.contains("alys.redb") && error.contains("another"), "{error}");
+    }
+}

@@ -1,0 +1,154 @@
+//! The Alys node's one database (redb): the tables of every domain in one file, so a fact and what
+//! depends on it commit in one transaction.
+//!
+//! # Why one database
+//!
+//! A block that pays a merged-mining reward must move finality in the same commit, or a crash between
+//! two writes leaves a paid reward with an unfinalized batch that the next proof pays again. A burn must
+//! be recorded with the feed cursor that announced it, or a failed write skips it forever. So every
+//! domain's tables live here, and a [`WriteTx`] may touch any of them: the caller opens one transaction,
+//! writes the fact and its consequences, and commits; memory changes only after the commit.
+//!
+//! # Reading and writing
+//!
+//! [`Storage::read`] opens a consistent snapshot ([`ReadTx`]); [`Storage::write`] opens the one write
+//! transaction redb allows at a time ([`WriteTx`]; a second writer waits). Domain reads are traits over
+//! both kinds of transaction ([`ChainRead`], [`PegoutRead`], [`GovernanceRead`]), so a writer reads what
+//! it is about to change inside its own transaction; domain writes are methods of [`WriteTx`]. Dropping a
+//! `WriteTx` without [`WriteTx::commit`] leaves the database as it was; redb's commits are durable
+//! (fsync) and atomic, so a `kill -9` leaves either the old state or the new one.
+//!
+//! # Tables
+//!
+//! | domain | table | key → value |
+//! |---|---|---|
+//! | chain | `blocks` | consensus hash → `SignedBlock` (RLP) |
+//! | chain | `canonical` | height → consensus hash |
+//! | chain | `chain_meta` | `head`, `finalized` → height ‖ hash; `pow_state` → [`PowState`]; `queued_pow` → proof bytes |
+//! | peg-out | `pending_burns`, `released_burns` | block hash ‖ log index → `Burn` (RLP) |
+//! | peg-out | `pegout_meta` | `geth_height`, `burn_cursor` → u64 |
+//! | governance | `signature_requests` | request id → `SignatureRequest` (protobuf) |
+//! | governance | `federation_updates` | effective height → `FederationUpdate` (protobuf) |
+//! | governance | `proposals` | proposal id → `ProposalNotification` (protobuf) |
+
+mod chain;
+mod error;
+mod governance;
+mod pegout;
+
+pub use chain::{ChainRead, PowState};
+pub use error::StorageError;
+pub use governance::GovernanceRead;
+pub use pegout::PegoutRead;
+
+use std::path::Path;
+
+use redb::{Database, Key, ReadOnlyTable, ReadableDatabase, Table, TableDefinition, Value};
+
+/// The node's database. Share it in an `Arc`: redb serializes writers and gives readers snapshots.
+#[derive(Debug)]
+pub struct Storage {
+    db: Database,
+}
+
+impl Storage {
+    /// Opens (or creates) the database at `path`, creating every table.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StorageError> {
+        let path = path.as_ref();
+        let db =
+            Database::create(path).map_err(|source| StorageError::Open { path: path.to_owned(), source })?;
+        Self::init(db)
+    }
+
+    /// A database in memory only, for tests and benchmarks.
+    pub fn in_memory() -> Result<Self, StorageError> {
+        let db = Database::builder()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .map_err(|source| StorageError::Open { path: "<memory>".into(), source })?;
+        Self::init(db)
+    }
+
+    fn init(db: Database) -> Result<Self, StorageError> {
+        let tx = db.begin_write()?;
+        chain::create_tables(&tx)?;
+        pegout::create_tables(&tx)?;
+        governance::create_tables(&tx)?;
+        tx.commit()?;
+        Ok(Self { db })
+    }
+
+    /// A consistent snapshot to read from.
+    pub fn read(&self) -> Result<ReadTx, StorageError> {
+        Ok(ReadTx(self.db.begin_read()?))
+    }
+
+    /// The write transaction (waits while another one is open).
+    pub fn write(&self) -> Result<WriteTx, StorageError> {
+        Ok(WriteTx(self.db.begin_write()?))
+    }
+}
+
+/// A read-only snapshot of the database.
+#[derive(Debug)]
+pub struct ReadTx(redb::ReadTransaction);
+
+/// The write transaction: changes to any table, applied together by [`Self::commit`] or not at all.
+pub struct WriteTx(redb::WriteTransaction);
+
+impl std::fmt::Debug for WriteTx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WriteTx")
+    }
+}
+
+impl WriteTx {
+    /// Applies every change of this transaction durably and atomically.
+    pub fn commit(self) -> Result<(), StorageError> {
+        self.0.commit()?;
+        Ok(())
+    }
+
+    pub(crate) fn table<K: Key + 'static, V: Value + 'static>(
+        &self,
+        def: TableDefinition<'static, K, V>,
+    ) -> Result<Table<'_, K, V>, StorageError> {
+        Ok(self.0.open_table(def)?)
+    }
+}
+
+/// Opening tables for reading, in a snapshot or inside the write transaction: what the domain read
+/// traits ([`ChainRead`], [`PegoutRead`], [`GovernanceRead`]) are built on.
+pub trait Tables {
+    /// A table opened for reading.
+    type Table<'a, K: Key + 'static, V: Value + 'static>: redb::ReadableTable<K, V>
+    where
+        Self: 'a;
+
+    /// Opens `def` for reading.
+    fn open<K: Key + 'static, V: Value + 'static>(
+        &self,
+        def: TableDefinition<'static, K, V>,
+    ) -> Result<Self::Table<'_, K, V>, StorageError>;
+}
+
+impl Tables for ReadTx {
+    type Table<'a, K: Key + 'static, V: Value + 'static> = ReadOnlyTable<K, V>;
+
+    fn open<K: Key + 'static, V: Value + 'static>(
+        &self,
+        def: TableDefinition<'static, K, V>,
+    ) -> Result<Self::Table<'_, K, V>, StorageError> {
+        Ok(self.0.open_table(def)?)
+    }
+}
+
+impl Tables for WriteTx {
+    type Table<'a, K: Key + 'static, V: Value + 'static> = Table<'a, K, V>;
+
+    fn open<K: Key + 'static, V: Value + 'static>(
+        &self,
+        def: TableDefinition<'static, K, V>,
+    ) -> Result<Self::Table<'_, K, V>, StorageError> {
+        self.table(def)
+    }
+}

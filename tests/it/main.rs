@@ -1,0 +1,10 @@
+//! End-to-end tests of the Alys node: `alys-devnet`, `alys` and `alys-miner` as processes on loopback.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, reason = "test code")]
+
+mod el_cast;
+mod governance;
+mod mining;
+mod network;
+mod recovery;
+mod support;

@@ -1,0 +1,121 @@
+//! Merged mining end to end: the reference miner finalizes batches, miners are paid, production stops
+//! without proofs and resumes when one arrives, and the mining RPC refuses bad input.
+
+use std::time::Duration;
+
+use alloy_primitives::{B256, Bytes, U256, hex};
+use alys_chainspec::dev::{DEV_ACCOUNT_BALANCE, DEV_ACCOUNTS, DEV_PRIVATE_KEYS};
+use alys_miner::{Round, mine_once};
+use alys_rpc::{ChainApiClient, ErrorCode, MiningApiClient};
+use serde_json::json;
+
+use crate::support::{
+    DevnetProcess, ElProcess, NodeProcess, cast, error_code, quantity, raw_call, tempdir, wait_for_height,
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_devnet_miner_finalizes_blocks_and_is_paid() {
+    let dir = tempdir();
+    let node = DevnetProcess::start(dir.path());
+    let alys = node.client();
+    wait_for_height(&alys, 1, Duration::from_secs(30)).await;
+    // A transaction burns base fee; its batch's fees are re-minted to the miner (dev account 1) and the
+    // federation when a proof finalizes it.
+    cast(&[
+        "send",
+        "--rpc-url",
+        &node.http,
+        "--private-key",
+        &DEV_PRIVATE_KEYS[6].to_string(),
+        "0x000000000000000000000000000000000000bEEF",
+        "--value",
+        "1ether",
+    ])
+    .await
+    .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    loop {
+        let finalized =
+            raw_call(&node.http, "eth_getBlockByNumber", json!(["finalized", false])).await.unwrap();
+        let balance =
+            raw_call(&node.http, "eth_getBalance", json!([DEV_ACCOUNTS[1], "latest"])).await.unwrap();
+        let balance: U256 = serde_json::from_value(balance).unwrap();
+        if !finalized.is_null() && quantity(&finalized["number"]) >= 2 && balance > DEV_ACCOUNT_BALANCE {
+            let status = alys.sync_status().await.unwrap();
+            assert!(status.finalized.is_some_and(|f| f.height >= 2), "{status:?}");
+            assert_eq!(status.safe, status.finalized);
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no finalization with reward: finalized {finalized}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // A block carries the proof in its consensus header.
+    let head = alys.head_block().await.unwrap().expect("a head block");
+    let mut height = head.height;
+    let mut carried = false;
+    while height > 0 && !carried {
+        let block = alys.block_by_height(height).await.unwrap().expect("a canonical block");
+        carried = block.auxpow.is_some();
+        height -= 1;
+    }
+    assert!(carried, "some block carries an auxpow");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn production_stops_without_proofs_and_resumes_with_one() {
+    let dir = tempdir();
+    let el = ElProcess::start();
+    let node = NodeProcess::builder(dir.path(), &el).with_max_blocks_without_pow(3).start();
+    let alys = node.client();
+
+    // Three blocks, then production stops and says why.
+    wait_for_height(&alys, 3, Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let stopped = alys.sync_status().await.unwrap();
+    assert_eq!(stopped.head.height, 3, "{stopped:?}");
+    assert!(
+        stopped.production_stopped.as_deref().is_some_and(|why| why.contains("without AuxPow")),
+        "{stopped:?}"
+    );
+
+    // Bad mining input is answered, not fatal.
+    let not_an_address = raw_call(&node.rpc, "createauxblock", json!(["not-an-address"])).await;
+    assert_eq!(error_code(not_an_address), Some(ErrorCode::InvalidParams));
+    let template = alys.create_aux_block(DEV_ACCOUNTS[2]).await.unwrap();
+    assert_eq!(template.height, 3);
+    assert_eq!(template.chain_id, 0x2121);
+    assert_eq!(template.bits, 0x207f_ffff);
+    // The target is the compact bits expanded, 0x7fffff × 256^29, little-endian.
+    let mut target = [0u8; 32];
+    target[29..].copy_from_slice(&[0xff, 0xff, 0x7f]);
+    assert_eq!(template.target, B256::from(target));
+    // What a pool reads: Namecoin's bare hex, `bits` as 8 hex digits.
+    let wire = raw_call(&node.rpc, "createauxblock", json!([DEV_ACCOUNTS[2]])).await.unwrap();
+    assert_eq!(wire["hash"], hex::encode(template.hash), "{wire}");
+    assert_eq!(wire["bits"], "207fffff");
+    assert_eq!(wire["_target"].as_str().unwrap().len(), 64);
+    let again = alys.create_aux_block(DEV_ACCOUNTS[2]).await.unwrap();
+    assert_eq!(again.hash, template.hash, "templates are cached per payout address and head");
+    let bare_hash = hex::encode(template.hash);
+    let bad_hex = raw_call(&node.rpc, "submitauxblock", json!([bare_hash, "zz"])).await;
+    assert_eq!(error_code(bad_hex), Some(ErrorCode::InvalidParams));
+    let not_a_proof = alys.submit_aux_block(template.hash, Bytes::from_static(&[0])).await;
+    assert_eq!(error_code(not_a_proof), Some(ErrorCode::InvalidParams));
+    let proof = alys_auxpow::pow::mine(B256::repeat_byte(7), 0x2121, 0x207f_ffff, 100_000).unwrap();
+    assert!(!alys.submit_aux_block(B256::repeat_byte(7), proof.clone().into()).await.unwrap());
+    // A proof for another hash is refused with false (sent as a pool sends it: the work's hash bare).
+    let other = raw_call(&node.rpc, "submitauxblock", json!([bare_hash, hex::encode(&proof)])).await;
+    assert_eq!(other.unwrap(), false);
+
+    // A real proof: the next block carries it, finalizes height 3, and production resumes.
+    let miner = alys_miner::client(&node.rpc).unwrap();
+    assert_eq!(
+        mine_once(&miner, DEV_ACCOUNTS[2], 1_000_000).await.unwrap(),
+        Round::Submitted { height: 3, accepted: true }
+    );
+    let resumed = wait_for_height(&alys, 5, Duration::from_secs(30)).await;
+    assert_eq!(resumed.finalized.map(|f| f.height), Some(3), "{resumed:?}");
+    assert!(resumed.production_stopped.is_none());
+    let carrier = alys.block_by_height(4).await.unwrap().expect("block 4");
+    assert!(carrier.auxpow.is_some(), "block 4 carries the proof");
+}

@@ -1,0 +1,231 @@
+//! The whole network as one process: production, crash safety, operator controls, peg-outs.
+
+use std::time::Duration;
+
+use alloy_primitives::{B256, U256};
+use alys_burns::{BurnFeedClient, FeedEventKind};
+use alys_chainspec::dev::{DEV_ACCOUNTS, DEV_PRIVATE_KEYS};
+use alys_rpc::{
+    AdminApiClient, BridgeApiClient, ChainApiClient, ErrorCode, GovernanceApiClient,
+    jsonrpsee::http_client::HttpClient,
+};
+use alys_storage::Storage;
+use serde_json::json;
+
+use crate::support::{
+    DevnetProcess, cast, error_code, hash, quantity, raw_call, root, send, tempdir, wait_for_height,
+};
+
+const BRIDGE: &str = "0xbBbBbBbBbBbBbBbBbBbBbBbBbBbBbBbBbBbBbBbB";
+
+/// Reads the canonical chain 1..=head over RPC and checks it has no gap, no duplicate and intact links.
+async fn assert_contiguous(alys: &HttpClient) -> u64 {
+    let head = alys.sync_status().await.unwrap().head.height;
+    let mut parent: Option<B256> = None;
+    let mut slots = Vec::new();
+    for height in 1..=head {
+        let block =
+            alys.block_by_height(height).await.unwrap().unwrap_or_else(|| panic!("no block {height}"));
+        assert_eq!(block.height, height, "block at {height}: {block:?}");
+        if let Some(parent) = parent {
+            assert_eq!(block.parent_hash, parent, "link at {height}");
+        }
+        slots.push(block.slot);
+        parent = Some(block.hash);
+    }
+    assert!(slots.windows(2).all(|w| w[0] < w[1]), "slots strictly increase: {slots:?}");
+    head
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_production_loses_nothing_and_duplicates_nothing() {
+    let dir = tempdir();
+    let node = DevnetProcess::start(dir.path());
+    wait_for_height(&node.client(), 3, Duration::from_secs(30)).await;
+    let before = assert_contiguous(&node.client()).await;
+    node.kill9();
+
+    let node = DevnetProcess::start(dir.path());
+    let alys = node.client();
+    let status = alys.sync_status().await.unwrap();
+    assert!(status.head.height >= before, "the stored head survived: {status:?}");
+    wait_for_height(&alys, before + 3, Duration::from_secs(30)).await;
+    let after = assert_contiguous(&alys).await;
+    assert!(after >= before + 3);
+    // The execution chain agrees with the consensus chain.
+    let el_head = quantity(&raw_call(&node.http, "eth_blockNumber", json!([])).await.unwrap());
+    assert!(el_head >= after, "execution head {el_head} behind consensus head {after}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_can_pause_and_resume_production_with_the_token() {
+    let dir = tempdir();
+    let node = DevnetProcess::start(dir.path());
+    let alys = node.client();
+    wait_for_height(&alys, 1, Duration::from_secs(30)).await;
+
+    // A transaction sent with cast to the whole network lands in a block the node produced.
+    let key = DEV_PRIVATE_KEYS[4].to_string();
+    let receipt =
+        send(&node.http, &key, "0x000000000000000000000000000000000000bEEF", &["--value", "3ether"]).await;
+    let landed = quantity(&receipt["blockNumber"]);
+    let block = alys.block_by_height(landed).await.unwrap().expect("the block with the transaction");
+    assert_eq!(block.execution_block_hash, hash(&receipt["blockHash"]), "the consensus block carries it");
+
+    let refused = alys.pause_production("wrong-token".into()).await;
+    assert_eq!(error_code(refused), Some(ErrorCode::Unauthorized));
+    let malformed = raw_call(&node.rpc, "alys_pauseProduction", json!([42])).await;
+    assert_eq!(error_code(malformed), Some(ErrorCode::InvalidParams));
+
+    let token = std::fs::read_to_string(root().join("etc/keys/devnet-admin.token")).unwrap();
+    let token = token.trim().to_owned();
+    assert!(alys.pause_production(token.clone()).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let paused = alys.sync_status().await.unwrap();
+    assert!(paused.paused);
+    let height = paused.head.height;
+    tokio::time::sleep(Duration::from_millis(3_000)).await;
+    let still = alys.sync_status().await.unwrap();
+    assert_eq!(still.head.height, height, "no block while paused");
+
+    assert!(alys.resume_production(token).await.unwrap());
+    wait_for_height(&alys, height + 2, Duration::from_secs(30)).await;
+
+    // The devnet governance service announced its federation: the deposit address is a P2WSH.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let address = loop {
+        match alys.deposit_address().await {
+            Ok(address) => break address,
+            Err(e) => assert!(tokio::time::Instant::now() < deadline, "no deposit address: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(address.starts_with("bcrt1q"), "{address}");
+    let governance = alys.governance_status().await.unwrap();
+    assert!(governance.connected, "{governance:?}");
+    let federation = governance.federations.first().unwrap_or_else(|| panic!("{governance:?}"));
+    assert_eq!(federation.threshold, 2);
+    assert_eq!(federation.address, address);
+
+    // The Alys methods answer in their shapes; bad input is a typed error.
+    let head = alys.head_block().await.unwrap().expect("a head block");
+    let by_hash = alys.block_by_hash(head.hash).await.unwrap().expect("the head by its hash");
+    assert_eq!(by_hash.hash, head.hash);
+    assert_eq!(alys.block_by_height(1_000_000).await.unwrap(), None);
+    let short_hash = raw_call(&node.rpc, "getblockbyhash", json!(["0x1234"])).await;
+    assert_eq!(error_code(short_hash), Some(ErrorCode::InvalidParams));
+    let word_height = raw_call(&node.rpc, "getblockbyheight", json!(["one"])).await;
+    assert_eq!(error_code(word_height), Some(ErrorCode::InvalidParams));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peg_out_reaches_the_burn_feed() {
+    let dir = tempdir();
+    let node = DevnetProcess::start(dir.path());
+    let alys = node.client();
+    wait_for_height(&alys, 1, Duration::from_secs(30)).await;
+    let key = DEV_PRIVATE_KEYS[5].to_string();
+    let receipt =
+        send(&node.http, &key, BRIDGE, &["requestPegOut(bytes)", "0x62637274317132", "--value", "0.05ether"])
+            .await;
+    let tx_hash = hash(&receipt["transactionHash"]);
+
+    // The test consumer keeps its cursor in memory: from the start of the feed.
+    let mut client = BurnFeedClient::new(node.burn_feed.clone(), 0).unwrap();
+    let event =
+        tokio::time::timeout(Duration::from_secs(20), client.next()).await.expect("a feed event").unwrap();
+    assert_eq!(event.kind, FeedEventKind::Burn);
+    assert_eq!(event.burn.bitcoin_address.as_ref(), b"bcrt1q2");
+    assert_eq!(event.burn.sender, DEV_ACCOUNTS[5]);
+    assert_eq!(event.burn.value, U256::from(5u64) * U256::from(10u64).pow(U256::from(16u64)));
+    assert_eq!(event.burn.tx_hash, tx_hash);
+
+    // The node follows the feed: the burn shows over RPC, and becomes final once the miner's proof
+    // finalizes its block.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    loop {
+        let pegouts = alys.pending_pegouts().await.unwrap();
+        if let Some(done) = pegouts.released.first() {
+            assert_eq!(done.bitcoin_address, "bcrt1q2");
+            assert_eq!(done.value_sats, Some(5_000_000));
+            assert_eq!(done.tx_hash, tx_hash);
+            assert!(pegouts.pending.is_empty());
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "peg-out never became final: {pegouts:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn geth_path_and_exex_path_give_identical_burns() {
+    use alys_bridge::GethPoller;
+
+    let dir = tempdir();
+    let node = DevnetProcess::start(dir.path());
+    wait_for_height(&node.client(), 1, Duration::from_secs(30)).await;
+    let artifact: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("contracts/artifacts/Bridge.json")).unwrap(),
+    )
+    .unwrap();
+    let key = DEV_PRIVATE_KEYS[7].to_string();
+    // A copy of the bridge at another address: its burns must count on neither path.
+    let copy = cast(&[
+        "send",
+        "--rpc-url",
+        &node.http,
+        "--private-key",
+        &key,
+        "--create",
+        artifact["bytecode"].as_str().unwrap(),
+        "--json",
+    ])
+    .await
+    .unwrap();
+    let copy: serde_json::Value = serde_json::from_str(&copy).unwrap();
+    let copy = copy["contractAddress"].as_str().unwrap().to_owned();
+    let mut last_block = 0;
+    for (target, btc) in [(BRIDGE, "0x6263727431"), (copy.as_str(), "0x6263727432"), (BRIDGE, "0x6263727433")]
+    {
+        let receipt =
+            send(&node.http, &key, target, &["requestPegOut(bytes)", btc, "--value", "0.01ether"]).await;
+        last_block = quantity(&receipt["blockNumber"]);
+    }
+
+    // Wait until the miner has finalized past the last burn.
+    let poller = GethPoller::new(&node.http, 2).unwrap(); // 2-block chunks: the range is split
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    let finalized = loop {
+        if let Some(f) = poller.finalized().await.unwrap()
+            && f >= last_block
+        {
+            break f;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not finalized past {last_block}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let geth = poller.burns(1, finalized).await.unwrap();
+    assert_eq!(geth.len(), 2, "the copy's burn is ignored: {geth:?}");
+
+    // The test consumer keeps its cursor in memory: from the start of the feed.
+    let mut client = BurnFeedClient::new(node.burn_feed.clone(), 0).unwrap();
+    let mut exex = Vec::new();
+    while exex.len() < geth.len() {
+        let event = tokio::time::timeout(Duration::from_secs(20), client.next()).await.unwrap().unwrap();
+        assert_eq!(event.kind, FeedEventKind::Burn);
+        exex.push(event.burn);
+    }
+    assert_eq!(geth, exex, "both paths give the same burns, keys and fields");
+
+    // The ledger releases them once, across a reopen.
+    let ledger = dir.path().join("pegouts.redb");
+    let storage = Storage::open(&ledger).unwrap();
+    let tx = storage.write().unwrap();
+    assert_eq!(tx.ingest_final_burns(&geth, finalized, true).unwrap().len(), 2);
+    tx.commit().unwrap();
+    drop(storage);
+    let storage = Storage::open(&ledger).unwrap();
+    let tx = storage.write().unwrap();
+    assert!(tx.ingest_final_burns(&exex, finalized, true).unwrap().is_empty(), "never released twice");
+    tx.commit().unwrap();
+}
