@@ -82,7 +82,7 @@ pub enum GovernanceError {
     NotAfter(u64, u64),
     /// A proposal the node would refuse.
     #[error("proposal: {0}")]
-    Proposal(String),
+    Proposal(#[from] alys_governance::ProposalError),
 }
 
 /// One federation the service holds keys for.
@@ -269,8 +269,7 @@ impl DevGovernance {
         &mut self,
         notification: ProposalNotification,
     ) -> Result<ProposalNotification, GovernanceError> {
-        alys_governance::Proposal::from_notification(&notification, &self.governance_key())
-            .map_err(|e| GovernanceError::Proposal(e.to_string()))?;
+        alys_governance::Proposal::from_notification(&notification, &self.governance_key())?;
         self.proposals.push(notification.clone());
         Ok(notification)
     }

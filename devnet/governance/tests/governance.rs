@@ -253,12 +253,13 @@ mod stream_actor {
         // Governance is down: the request times out for the caller but stays pending, durably.
         let (handle, task) =
             stream::spawn(config(port, &service, Duration::from_millis(300)), storage(&store)).unwrap();
-        assert!(matches!(
-            handle.request_signatures(request(&federation)).await,
-            Err(StreamError::Timeout(_))
-        ));
+        let Err(StreamError::Timeout { request_id, .. }) =
+            handle.request_signatures(request(&federation)).await
+        else {
+            panic!("expected a timeout")
+        };
         let pending = handle.pending().await.unwrap();
-        assert_eq!(pending.len(), 1);
+        assert_eq!(pending, std::slice::from_ref(&request_id));
         assert!(!handle.status().connected);
         task.abort();
         let _ = task.await;
@@ -274,6 +275,13 @@ mod stream_actor {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert!(handle.status().connected);
+        // No caller waits any more: the answer is kept under the request id until it is taken, once.
+        assert_eq!(handle.answered().await.unwrap(), std::slice::from_ref(&request_id));
+        let answer = handle.signature_response(request_id.clone()).await.unwrap().expect("kept");
+        assert_eq!(answer.status, SignatureStatus::Complete as i32);
+        assert_eq!(handle.take_signature_response(request_id.clone()).await.unwrap(), Some(answer));
+        assert_eq!(handle.take_signature_response(request_id).await.unwrap(), None, "taken once");
+        assert!(handle.answered().await.unwrap().is_empty());
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -373,6 +381,55 @@ mod stream_actor {
         .unwrap();
         witness::verify_transaction(&signed_new, std::slice::from_ref(&spent_new)).unwrap();
         assert_eq!(signed_new.input[0].witness.len(), 5, "3-of-4: empty, three signatures, the script");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_late_answer_is_kept_across_a_restart_and_taken_exactly_once() {
+        // Governance answers after the caller's timeout, and answers twice.
+        let faults = Faults { delay_ms: Some(600), duplicate: true, ..Default::default() };
+        let service = DevGovernance::devnet(3, 2).unwrap().with_faults(faults).into_service();
+        let port = free_port();
+        serve_service(&service, port, None).await;
+        let dir = tempdir("late");
+        let store = dir.join("governance.redb");
+        let (handle, task) =
+            stream::spawn(config(port, &service.state(), Duration::from_millis(200)), storage(&store))
+                .unwrap();
+        assert!(connected(&handle, Duration::from_secs(10)).await);
+        let federation = federation_of(&handle).await;
+        let signing = request(&federation);
+        let late = handle.request_signatures_with_id("late-1".into(), signing.clone()).await;
+        assert!(
+            matches!(&late, Err(StreamError::Timeout { request_id, .. }) if request_id == "late-1"),
+            "{late:?}"
+        );
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while handle.answered().await.unwrap().is_empty() {
+            assert!(tokio::time::Instant::now() < deadline, "no answer came");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await; // and its duplicate
+        assert!(handle.pending().await.unwrap().is_empty());
+        task.abort();
+        let _ = task.await;
+        drop(handle);
+
+        // The node restarts with governance unreachable: asking again with the id gets the kept answer
+        // at once, as often as asked, until it is taken; then it is gone.
+        let mut offline = config(port, &service.state(), Duration::from_secs(1));
+        offline.url = "http://127.0.0.1:1".into();
+        let (handle, _task) = stream::spawn(offline, storage(&store)).unwrap();
+        let answer = handle.request_signatures_with_id("late-1".into(), signing.clone()).await.unwrap();
+        assert_eq!(answer.status, SignatureStatus::Complete as i32);
+        assert_eq!(answer.signatures.len(), 2);
+        assert_eq!(handle.request_signatures_with_id("late-1".into(), signing).await.unwrap(), answer);
+        assert!(handle.pending().await.unwrap().is_empty(), "answered from the store, not asked again");
+        assert_eq!(service.signed(), 1);
+        assert_eq!(handle.answered().await.unwrap(), ["late-1"], "the duplicate was not stored");
+        assert_eq!(handle.take_signature_response("late-1".into()).await.unwrap(), Some(answer));
+        assert_eq!(handle.take_signature_response("late-1".into()).await.unwrap(), None);
+        assert!(handle.answered().await.unwrap().is_empty());
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -509,8 +566,50 @@ mod stream_actor {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// Held by the tests that save proposals while one of them arms the proposal save's fail point
+    /// (fail points are process-wide).
+    static PROPOSAL_SAVES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_proposal_that_cannot_be_saved_is_not_applied_until_governance_sends_it_again() {
+        use alys_governance::store::Commit;
+        let _saves = PROPOSAL_SAVES.lock().await;
+        let service = DevGovernance::devnet(3, 2).unwrap().into_service();
+        let port = free_port();
+        serve_service(&service, port, None).await;
+        let dir = tempdir("unsaved");
+        let (handle, _task) = stream::spawn(
+            config(port, &service.state(), Duration::from_secs(1)),
+            storage(&dir.join("governance.redb")),
+        )
+        .unwrap();
+        assert!(connected(&handle, Duration::from_secs(10)).await);
+        let mut events = handle.subscribe();
+
+        // The first save fails: nothing applied, the session restarts, and governance's announcement to
+        // the new session is saved and applied.
+        fail::cfg(Commit::Proposal.error(), "1*return").unwrap();
+        let pause =
+            service.update(|s| s.propose_emergency(EmergencyScope::Pegins, true, 4, "drill")).unwrap();
+        service.push(stream_response::Payload::ProposalNotification(pause));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let applied = loop {
+            let event = tokio::time::timeout_at(deadline, events.recv()).await.unwrap().unwrap();
+            if let GovernanceEvent::Proposal(proposal) = event {
+                break proposal;
+            }
+        };
+        fail::remove(Commit::Proposal.error());
+        assert_eq!(applied.id, "proposal-1");
+        assert!(handle.status().reconnects >= 1, "the failed save restarted the session");
+        assert!(handle.runtime().state_at(4).pegins_paused);
+        assert_eq!(handle.runtime().book().proposals().count(), 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn proposals_are_stored_and_survive_a_restart() {
+        let _saves = PROPOSAL_SAVES.lock().await;
         let service = DevGovernance::devnet(3, 2).unwrap().into_service();
         let port = free_port();
         serve_service(&service, port, None).await;

@@ -160,15 +160,30 @@ pub struct FederationHistory {
 }
 
 impl FederationHistory {
-    /// Adds a federation; it must take effect after the latest one.
-    pub fn insert(&mut self, federation: Federation) -> Result<(), FederationError> {
+    /// Whether [`Self::insert`] would add `federation`, without adding it: `Ok(true)` if it takes effect
+    /// after the latest one, `Ok(false)` if this very federation is already known (governance announces
+    /// every federation to each new session), [`FederationError::Stale`] otherwise. The stream actor
+    /// checks, saves, and only then inserts.
+    pub fn check(&self, federation: &Federation) -> Result<bool, FederationError> {
+        if self.by_height.get(&federation.effective_height) == Some(federation) {
+            return Ok(false);
+        }
         if let Some((latest, _)) = self.by_height.last_key_value()
             && federation.effective_height <= *latest
         {
             return Err(FederationError::Stale(federation.effective_height));
         }
+        Ok(true)
+    }
+
+    /// Adds a federation, which must take effect after the latest one; `Ok(false)` when this federation
+    /// was already known.
+    pub fn insert(&mut self, federation: Federation) -> Result<bool, FederationError> {
+        if !self.check(&federation)? {
+            return Ok(false);
+        }
         self.by_height.insert(federation.effective_height, federation);
-        Ok(())
+        Ok(true)
     }
 
     /// The federation holding deposits at `height`.
@@ -318,9 +333,15 @@ mod tests {
             .unwrap()
         };
         let mut history = FederationHistory::default();
-        history.insert(f(0, 1)).unwrap();
-        history.insert(f(100, 2)).unwrap();
+        assert_eq!(history.insert(f(0, 1)), Ok(true));
+        assert_eq!(history.check(&f(100, 2)), Ok(true));
+        assert_eq!(history.iter().count(), 1, "check changes nothing");
+        assert_eq!(history.insert(f(100, 2)), Ok(true));
         assert_eq!(history.insert(f(100, 3)), Err(FederationError::Stale(100)));
+        assert_eq!(history.insert(f(50, 3)), Err(FederationError::Stale(50)));
+        // Announced again (every new session hears every federation): known, not stale.
+        assert_eq!(history.insert(f(0, 1)), Ok(false));
+        assert_eq!(history.insert(f(100, 2)), Ok(false));
         assert_eq!(history.at(50).unwrap().effective_height, 0);
         assert_eq!(history.at(100).unwrap().effective_height, 100);
         assert_eq!(history.previous(150).unwrap().effective_height, 0);

@@ -14,25 +14,36 @@
 //! Governance pauses and resumes parts of the node (peg-ins, peg-outs, block production) and changes a
 //! few parameters, each from an effective height, by signed `ProposalNotification`s ([`proposals`]). The
 //! node verifies the signature against the configured governance key and applies accepted proposals in
-//! a fixed order; every part of the node reads them through a [`RuntimeView`].
+//! order of (effective height, proposal id), an order every node sees the same whatever the arrival
+//! order; every part of the node reads them through a [`RuntimeView`].
 //!
 //! # Signatures
 //!
 //! To spend federation outputs the node sends a `SignatureRequest` ([`signer`]), stored durably and
-//! re-sent with the same id until answered; it assembles the multisig witnesses from the answer and
-//! verifies every input with Bitcoin's script interpreter ([`witness`]) before the transaction is used
-//! (DESIGN invariant 4).
+//! re-sent with the same id until answered; the answer is stored in its place and kept until a consumer
+//! takes it, so an answer that comes late or after a restart is not lost. The node assembles the
+//! multisig witnesses from the answer and verifies every input with Bitcoin's script interpreter
+//! ([`witness`]) before the transaction is used (DESIGN invariant 4).
+//!
+//! # Durability
+//!
+//! Everything governance tells the node is verified, saved in one transaction, and only then applied
+//! and published; a failed save is not applied and is fetched again on the next session. [`store`]
+//! has the rule, the consumer's take of a signature answer, and the crash points of each commit.
 //!
 //! # The stream
 //!
 //! [`stream`] runs the StreamActor: TLS (or plaintext on loopback), a bearer token, registration,
-//! heartbeats, reconnects with backoff, and the routing of responses to requests.
+//! heartbeats, reconnects with backoff, and the routing of responses to requests. Its metrics are named
+//! in [`metrics`].
 
 pub mod federation;
+pub mod metrics;
 pub mod proposals;
 pub mod signer;
 #[cfg(any(test, feature = "signing"))]
 pub mod signing;
+pub mod store;
 pub mod stream;
 pub mod witness;
 

@@ -23,10 +23,25 @@
 //!
 //! # Effect
 //!
-//! [`ProposalBook::state_at`] applies, in order of effective height (then arrival), every proposal
-//! effective at or below a height to the defaults, giving the [`RuntimeState`] at that height: whether
-//! peg-ins, peg-outs and block production are paused, and the [`RuntimeParameters`]. The chain actor
-//! asks it for the height it is about to produce, the peg-out source for the finalized height.
+//! [`ProposalBook::state_at`] applies every proposal effective at or below a height to the defaults,
+//! giving the [`RuntimeState`] at that height: whether peg-ins, peg-outs and block production are
+//! paused, and the [`RuntimeParameters`]. The chain actor asks it for the height it is about to produce,
+//! the peg-out source for the finalized height.
+//!
+//! # Order
+//!
+//! Proposals apply in order of **(effective height, proposal id)**: by height, and at the same height in
+//! ascending byte order of their ids. Both are signed by governance, so every node sees the same
+//! values. Arrival order would not do: two nodes may receive a pause and a resume at the same height in
+//! different orders (and a node reads its stored proposals back by id after a restart), so a pair that
+//! arrived as "pause, resume" could read "resume, pause" elsewhere, or after a restart. With this rule
+//! the book's answer depends only on which proposals it holds, never on when they came. Governance
+//! that wants a pause and a resume in a given order gives them different heights (or ids that sort in
+//! that order).
+//!
+//! A proposal id is accepted once. Governance signing two different proposals under one id is a fault
+//! of governance: the node keeps the first it accepted and refuses the other
+//! ([`ProposalError::Conflicting`]), counted and logged.
 //!
 //! # Parameters governance may change
 //!
@@ -61,7 +76,7 @@ const DOMAIN: &[u8] = b"alys-proposal-v1";
 pub enum ProposalError {
     /// `proposal_data` is not a `ProposalData` message.
     #[error("proposal data does not decode: {0}")]
-    Malformed(String),
+    Malformed(#[source] prost::DecodeError),
     /// The signature is malformed or does not verify against the governance key.
     #[error("proposal signature does not verify against the governance key")]
     BadSignature,
@@ -245,8 +260,8 @@ impl Proposal {
         if notification.proposal_id.is_empty() || notification.proposal_id.len() > 128 {
             return Err(ProposalError::BadId);
         }
-        let data = ProposalData::decode(notification.proposal_data.as_slice())
-            .map_err(|e| ProposalError::Malformed(e.to_string()))?;
+        let data =
+            ProposalData::decode(notification.proposal_data.as_slice()).map_err(ProposalError::Malformed)?;
         let signature = Signature::from_compact(&data.signature)
             .or_else(|_| Signature::from_der(&data.signature))
             .map_err(|_| ProposalError::BadSignature)?;
@@ -315,36 +330,45 @@ impl RuntimeState {
     }
 }
 
-/// Every accepted proposal, ordered by (effective height, arrival).
+/// Every accepted proposal, in the order they apply: (effective height, proposal id) (see the module
+/// docs). Two books holding the same proposals are equal, whatever order they arrived in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProposalBook {
     defaults: RuntimeParameters,
-    /// Keyed by (effective height, arrival sequence).
-    proposals: BTreeMap<(u64, u64), Proposal>,
-    next_seq: u64,
+    /// Keyed by (effective height, proposal id).
+    proposals: BTreeMap<(u64, String), Proposal>,
+    /// The effective height of each accepted id, to find a reused id without a scan.
+    heights: BTreeMap<String, u64>,
 }
 
 impl ProposalBook {
     /// An empty book over `defaults`.
     pub const fn new(defaults: RuntimeParameters) -> Self {
-        Self { defaults, proposals: BTreeMap::new(), next_seq: 0 }
+        Self { defaults, proposals: BTreeMap::new(), heights: BTreeMap::new() }
+    }
+
+    /// Whether [`Self::insert`] would add `proposal`, without adding it: `Ok(true)` if it is new,
+    /// `Ok(false)` if the same proposal is already there, [`ProposalError::Conflicting`] if its id was
+    /// accepted with other content. The stream actor checks, saves, and only then inserts.
+    pub fn check(&self, proposal: &Proposal) -> Result<bool, ProposalError> {
+        let Some(height) = self.heights.get(&proposal.id) else { return Ok(true) };
+        match self.proposals.get(&(*height, proposal.id.clone())) {
+            Some(existing) if existing == proposal => Ok(false),
+            _ => Err(ProposalError::Conflicting(proposal.id.clone())),
+        }
     }
 
     /// Adds a verified proposal; `Ok(false)` when the same proposal was already there.
     pub fn insert(&mut self, proposal: Proposal) -> Result<bool, ProposalError> {
-        if let Some(existing) = self.proposals.values().find(|p| p.id == proposal.id) {
-            return if *existing == proposal {
-                Ok(false)
-            } else {
-                Err(ProposalError::Conflicting(proposal.id))
-            };
+        if !self.check(&proposal)? {
+            return Ok(false);
         }
-        self.proposals.insert((proposal.effective_height, self.next_seq), proposal);
-        self.next_seq += 1;
+        self.heights.insert(proposal.id.clone(), proposal.effective_height);
+        self.proposals.insert((proposal.effective_height, proposal.id.clone()), proposal);
         Ok(true)
     }
 
-    /// Accepted proposals, by effective height then arrival.
+    /// Accepted proposals, in the order they apply: by effective height, then id.
     pub fn proposals(&self) -> impl Iterator<Item = &Proposal> {
         self.proposals.values()
     }
@@ -357,7 +381,8 @@ impl ProposalBook {
             production_paused: false,
             parameters: self.defaults,
         };
-        for proposal in self.proposals.range(..=(height, u64::MAX)).map(|(_, p)| p) {
+        let effective = self.proposals.iter().take_while(|((effective, _), _)| *effective <= height);
+        for proposal in effective.map(|(_, p)| p) {
             match &proposal.action {
                 ProposalAction::Emergency { scope, pause, .. } => match scope {
                     PauseScope::Pegins => state.pegins_paused = *pause,
@@ -574,5 +599,67 @@ mod tests {
         book.insert(p).unwrap();
         assert_eq!(book.state_at(3), ProposalBook::new(defaults()).state_at(3));
         assert_eq!(book.proposals().count(), 1);
+    }
+
+    #[test]
+    fn same_height_proposals_apply_by_id_whatever_the_arrival_order() {
+        let (sk, pk) = keys();
+        let proposal = |id: &str, pause: bool| {
+            let data = emergency_data(5, EmergencyScope::Pegouts, pause, "");
+            Proposal::from_notification(&sign_proposal(id, ProposalType::EmergencyAction, data, &sk), &pk)
+                .unwrap()
+        };
+        let (pause, resume) = (proposal("a-pause", true), proposal("b-resume", false));
+        let mut one = ProposalBook::new(defaults());
+        one.insert(pause.clone()).unwrap();
+        one.insert(resume.clone()).unwrap();
+        let mut other = ProposalBook::new(defaults());
+        other.insert(resume).unwrap();
+        other.insert(pause).unwrap();
+        assert_eq!(one, other);
+        for height in 0..8 {
+            assert_eq!(one.state_at(height), other.state_at(height), "height {height}");
+        }
+        // "b-resume" sorts after "a-pause", so it has the last word at height 5.
+        assert!(!one.state_at(5).pegouts_paused);
+        let ids: Vec<_> = one.proposals().map(|p| p.id.as_str()).collect();
+        assert_eq!(ids, ["a-pause", "b-resume"]);
+    }
+
+    #[test]
+    fn check_says_what_insert_would_do_without_doing_it() {
+        let (sk, pk) = keys();
+        let mut book = ProposalBook::new(defaults());
+        let data = emergency_data(2, EmergencyScope::Pegins, true, "");
+        let p =
+            Proposal::from_notification(&sign_proposal("c", ProposalType::EmergencyAction, data, &sk), &pk)
+                .unwrap();
+        assert_eq!(book.check(&p), Ok(true));
+        assert_eq!(book, ProposalBook::new(defaults()), "check changes nothing");
+        book.insert(p.clone()).unwrap();
+        assert_eq!(book.check(&p), Ok(false));
+        let mut moved = p;
+        moved.effective_height = 3;
+        assert_eq!(book.check(&moved), Err(ProposalError::Conflicting("c".into())));
+        assert_eq!(book.insert(moved), Err(ProposalError::Conflicting("c".into())));
+        assert!(book.state_at(2).pegins_paused);
+    }
+
+    #[test]
+    fn the_last_height_is_reachable() {
+        let mut book = ProposalBook::new(defaults());
+        book.insert(Proposal {
+            id: "max".into(),
+            proposal_type: "EMERGENCY_ACTION".into(),
+            effective_height: u64::MAX,
+            action: ProposalAction::Emergency {
+                scope: PauseScope::Pegins,
+                pause: true,
+                reason: String::new(),
+            },
+        })
+        .unwrap();
+        assert!(!book.state_at(u64::MAX - 1).pegins_paused);
+        assert!(book.state_at(u64::MAX).pegins_paused);
     }
 }

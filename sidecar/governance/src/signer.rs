@@ -21,7 +21,7 @@ use bitcoin::{
 };
 
 use super::{
-    Federation,
+    Federation, metrics as m,
     stream::{StreamError, StreamHandle},
     witness::{WitnessError, multisig_witness, verify_transaction},
 };
@@ -124,7 +124,7 @@ pub fn apply_response(
             }
         }
         if good.len() < threshold {
-            metrics::counter!("alys_governance_bad_witness_total").increment(1);
+            metrics::counter!(m::BAD_WITNESS).increment(1);
             return Err(SignError::InsufficientSignatures { input: index, good: good.len(), threshold });
         }
         good.truncate(threshold);
@@ -134,11 +134,11 @@ pub fn apply_response(
         }
     }
     if ignored > 0 {
-        metrics::counter!("alys_governance_ignored_signatures_total").increment(ignored);
+        metrics::counter!(m::IGNORED_SIGNATURES).increment(ignored);
     }
     // The interpreter is the last word: a witness it refuses is never returned.
     verify_transaction(&signed, spent).inspect_err(|_| {
-        metrics::counter!("alys_governance_bad_witness_total").increment(1);
+        metrics::counter!(m::BAD_WITNESS).increment(1);
     })?;
     Ok(signed)
 }

@@ -1,14 +1,46 @@
 //! The StreamActor: the node's one long-lived bidirectional stream to the governance service.
 //!
+//! # The connection
+//!
 //! It connects over TLS (rustls; the system's web PKI roots or a configured CA) or, for devnets, in
 //! plaintext on loopback, sends a bearer token when configured, registers (and waits for the
 //! acknowledgement), heartbeats (a missing acknowledgement ends the session), and reconnects with
-//! exponential backoff and jitter, the backoff reset after a healthy period. Signature requests are never dropped: each is written to the actor's redb store with its
-//! request id before it is sent, re-sent with the same id after every reconnect or restart (so the
-//! service can de-duplicate), and deleted only when its response arrives. Other outgoing messages wait in
-//! a bounded buffer while disconnected. Responses are matched to requests by id, with a timeout per
-//! request; federation updates are verified against the governance key and kept by effective height;
-//! proposals are passed on to subscribers.
+//! exponential backoff and jitter, the backoff reset after a healthy period. Outgoing notifications
+//! wait in a bounded buffer while disconnected.
+//!
+//! # Signature requests and their answers
+//!
+//! Nothing is dropped, in either direction:
+//!
+//! * a request is written to the node's database with its request id before it is sent, and re-sent
+//!   with the same id after every reconnect or restart until answered (governance de-duplicates by id,
+//!   answering a repeated id with its first answer rather than signing again);
+//! * its answer replaces it in one commit and then stays stored until a consumer takes it. A caller
+//!   waiting in [`StreamHandle::request_signatures_with_id`] gets a copy; a caller that gave up (timed
+//!   out, dropped its future, restarted) asks again with the same id and gets the stored answer at once,
+//!   without a round trip. The consumer takes it with [`StreamHandle::take_signature_response`], or,
+//!   when it has state of its own to save, with [`crate::store::take_signature_response`] inside its own
+//!   transaction. Repeated answers to one id find no pending request and are not stored twice.
+//!
+//! ```text
+//! caller ──request_signatures_with_id(id)──▶ actor: answer stored? ── yes ──▶ answer at once
+//!                                                   │ no
+//!                                                   ▼
+//!                                      commit request (id) ──▶ send ──▶ governance
+//!                                                                           │ answer (id)
+//!                        commit: request out, answer in ◀───────────────────┘
+//!                                   │
+//!                    caller still waiting? ── yes ──▶ copy to the caller (the answer stays stored)
+//!                                   │ no
+//!                                   ▼
+//!                   kept for a later request_signatures_with_id(id) / take_signature_response(id)
+//! ```
+//!
+//! # Federation updates and proposals
+//!
+//! Verified against the governance key, saved, and only then applied and published (to the
+//! [`RuntimeView`]s and to subscribers); a failed save is not applied, and the session is restarted so
+//! governance sends it again ([`crate::store`] has the rule and the commit points).
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -21,16 +53,19 @@ use alys_proto::governance::v1::{
     SignatureRequest, SignatureResponse, StreamRequest, StreamResponse,
     governance_stream_client::GovernanceStreamClient, stream_request, stream_response,
 };
-use alys_storage::{GovernanceRead, Storage, StorageError};
+use alys_storage::{GovernanceRead, Storage, StorageError, WriteTx};
 use backon::{BackoffBuilder, ExponentialBuilder};
 use bitcoin::{Network, secp256k1};
 use prost::Message as _;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_stream::{StreamExt, wrappers::ReceiverStream};
+use tracing::Instrument as _;
 
-use super::{
+use crate::{
     federation::{Federation, FederationHistory},
+    metrics as m,
     proposals::{Proposal, ProposalBook, RuntimeParameters, RuntimeView},
+    store::{self, Commit, StoreError},
 };
 
 /// TLS settings of the stream (used when the URL is `https://`).
@@ -114,15 +149,27 @@ pub fn reconnect_backoff(max: Duration) -> ExponentialBuilder {
 /// Why a stream request failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StreamError {
-    /// The database failed.
-    #[error("governance store: {0}")]
-    Store(#[from] StorageError),
-    /// No response in time (a signature request stays pending and is re-sent after reconnects).
-    #[error("no response within {0:?}")]
-    Timeout(Duration),
+    /// The database failed, or a stored answer does not decode.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// No answer in time. The request stays pending (re-sent after reconnects) and its answer is kept
+    /// when it comes: ask again with the same id, or take it by id.
+    #[error("no answer to signature request {request_id} within {after:?}")]
+    Timeout {
+        /// The request's id, to find its answer by later.
+        request_id: String,
+        /// How long the caller waited.
+        after: Duration,
+    },
     /// The stream actor stopped.
     #[error("governance stream stopped")]
     Stopped,
+}
+
+impl From<StorageError> for StreamError {
+    fn from(error: StorageError) -> Self {
+        Self::Store(StoreError::Storage(error))
+    }
 }
 
 /// What governance told the node.
@@ -132,8 +179,9 @@ pub enum GovernanceEvent {
     Federation(Federation),
     /// A verified proposal, newly accepted.
     Proposal(Proposal),
-    /// The answer to a signature request no caller waits for any more (it was re-sent after a restart
-    /// or the caller timed out): whoever owns the transaction picks it up by request id.
+    /// The answer to a signature request no caller was waiting for (the caller timed out, or the node
+    /// restarted in between). It is stored under the request id until a consumer takes it; this event
+    /// only says it is there.
     Signature(String, SignatureResponse),
 }
 
@@ -146,10 +194,16 @@ pub struct StreamStatus {
     pub reconnects: u64,
 }
 
+/// Where the actor sends a command's answer.
+type Reply<T> = oneshot::Sender<Result<T, StreamError>>;
+
 enum Command {
-    Sign(String, SignatureRequest, oneshot::Sender<SignatureResponse>),
+    Sign(String, SignatureRequest, Reply<SignatureResponse>),
     Send(stream_request::Payload),
-    Pending(oneshot::Sender<Vec<String>>),
+    Pending(Reply<Vec<String>>),
+    Answered(Reply<Vec<String>>),
+    Response(String, Reply<Option<SignatureResponse>>),
+    Take(String, Reply<Option<SignatureResponse>>),
     Federations(oneshot::Sender<Vec<Federation>>),
     FederationsAt(u64, oneshot::Sender<(Option<Federation>, Option<Federation>)>),
 }
@@ -172,6 +226,9 @@ impl std::fmt::Debug for Command {
             Self::Sign(..) => "Sign",
             Self::Send(_) => "Send",
             Self::Pending(_) => "Pending",
+            Self::Answered(_) => "Answered",
+            Self::Response(..) => "Response",
+            Self::Take(..) => "Take",
             Self::Federations(_) => "Federations",
             Self::FederationsAt(..) => "FederationsAt",
         })
@@ -179,7 +236,10 @@ impl std::fmt::Debug for Command {
 }
 
 impl StreamHandle {
-    /// Asks governance to sign; the request is stored durably before it is sent.
+    /// Asks governance to sign under a fresh request id, for a caller with no state of its own to
+    /// resume from: the request is stored durably before it is sent, and the answer is taken from the
+    /// store when it is handed over. If the wait times out, the answer is still kept when it comes,
+    /// under the id in [`StreamError::Timeout`].
     pub async fn request_signatures(
         &self,
         request: SignatureRequest,
@@ -189,22 +249,66 @@ impl StreamHandle {
             self.id_prefix,
             self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         );
-        self.request_signatures_with_id(id, request).await
+        let response = self.request_signatures_with_id(id.clone(), request).await?;
+        // The caller has its answer; a take that fails leaves a copy stored (listed by `answered`),
+        // which loses nothing.
+        if let Err(error) = self.take_signature_response(id.clone()).await {
+            tracing::warn!(target: "alys::governance", request_id = %id, %error, "answer delivered but not taken from the store");
+        }
+        Ok(response)
     }
 
-    /// Like [`Self::request_signatures`] with the caller's request id: a caller that persists its own
-    /// work (the bridge) reuses the id after a restart so the service de-duplicates.
+    /// Asks governance to sign under the caller's request id, which a caller that persists its own work
+    /// (the peg-out signer) reuses after a timeout or a restart.
+    ///
+    /// If an answer to `id` is already stored (it came after an earlier call gave up), it is returned at
+    /// once, without asking governance again. Otherwise the request is stored durably (unless already
+    /// pending) and sent, and the call waits up to the configured signature timeout. The answer stays
+    /// stored after it is returned, until the caller takes it: [`Self::take_signature_response`], or
+    /// [`crate::store::take_signature_response`] in the transaction that records what the caller did
+    /// with it.
     pub async fn request_signatures_with_id(
         &self,
         id: String,
         request: SignatureRequest,
     ) -> Result<SignatureResponse, StreamError> {
         let (reply, rx) = oneshot::channel();
-        self.commands.send(Command::Sign(id, request, reply)).await.map_err(|_| StreamError::Stopped)?;
-        tokio::time::timeout(self.signature_timeout, rx)
+        self.commands
+            .send(Command::Sign(id.clone(), request, reply))
             .await
-            .map_err(|_| StreamError::Timeout(self.signature_timeout))?
-            .map_err(|_| StreamError::Stopped)
+            .map_err(|_| StreamError::Stopped)?;
+        match tokio::time::timeout(self.signature_timeout, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(StreamError::Stopped),
+            Err(_) => Err(StreamError::Timeout { request_id: id, after: self.signature_timeout }),
+        }
+    }
+
+    /// The stored answer to signature request `id`, without taking it: `None` if it has not come yet
+    /// (see [`Self::pending`]) or was taken.
+    pub async fn signature_response(&self, id: String) -> Result<Option<SignatureResponse>, StreamError> {
+        let (reply, rx) = oneshot::channel();
+        self.commands.send(Command::Response(id, reply)).await.map_err(|_| StreamError::Stopped)?;
+        rx.await.map_err(|_| StreamError::Stopped)?
+    }
+
+    /// Takes the stored answer to signature request `id`, durably: it is removed from the store before
+    /// this returns, so it is returned by at most one call. `None` if there is no answer (not come yet,
+    /// or taken).
+    pub async fn take_signature_response(
+        &self,
+        id: String,
+    ) -> Result<Option<SignatureResponse>, StreamError> {
+        let (reply, rx) = oneshot::channel();
+        self.commands.send(Command::Take(id, reply)).await.map_err(|_| StreamError::Stopped)?;
+        rx.await.map_err(|_| StreamError::Stopped)?
+    }
+
+    /// Ids of the signature requests answered and not yet taken.
+    pub async fn answered(&self) -> Result<Vec<String>, StreamError> {
+        let (reply, rx) = oneshot::channel();
+        self.commands.send(Command::Answered(reply)).await.map_err(|_| StreamError::Stopped)?;
+        rx.await.map_err(|_| StreamError::Stopped)?
     }
 
     /// Sends a message that needs no answer (peg-in notification, status); buffered while disconnected.
@@ -216,7 +320,7 @@ impl StreamHandle {
     pub async fn pending(&self) -> Result<Vec<String>, StreamError> {
         let (reply, rx) = oneshot::channel();
         self.commands.send(Command::Pending(reply)).await.map_err(|_| StreamError::Stopped)?;
-        rx.await.map_err(|_| StreamError::Stopped)
+        rx.await.map_err(|_| StreamError::Stopped)?
     }
 
     /// The federations known, oldest first (for `getdepositaddress`).
@@ -236,7 +340,8 @@ impl StreamHandle {
         rx.await.map_err(|_| StreamError::Stopped)
     }
 
-    /// Federation updates and proposals as they arrive.
+    /// Federation updates and proposals as they are saved and applied, and answers no caller was
+    /// waiting for as they are stored.
     pub fn subscribe(&self) -> broadcast::Receiver<GovernanceEvent> {
         self.events.subscribe()
     }
@@ -258,7 +363,8 @@ struct StreamActor {
     federations: FederationHistory,
     proposals: ProposalBook,
     runtime: watch::Sender<Arc<ProposalBook>>,
-    waiting: HashMap<String, oneshot::Sender<SignatureResponse>>,
+    /// Callers waiting for the answer to a request id (several may wait for one id).
+    waiting: HashMap<String, Vec<Reply<SignatureResponse>>>,
     /// When each request of this session was sent, by id, with its type (latency and timeouts).
     in_flight: HashMap<String, (RequestKind, tokio::time::Instant)>,
     /// Notifications waiting for a session, with the request id each was given when it was accepted.
@@ -277,58 +383,74 @@ pub fn spawn(
     config: StreamConfig,
     storage: Arc<Storage>,
 ) -> Result<(StreamHandle, tokio::task::JoinHandle<()>), StreamError> {
-    let mut federations = FederationHistory::default();
-    let mut proposals = ProposalBook::new(config.parameters);
-    {
-        let read = storage.read()?;
-        for (_, bytes) in read.federation_updates()? {
-            // Stored updates were verified on arrival; re-verify anyway, a database is outside data too.
-            if let Ok(update) = FederationUpdate::decode(bytes.as_slice())
-                && let Ok(federation) =
-                    Federation::from_update(&update, &config.governance_key, config.network)
-            {
-                let _ = federations.insert(federation);
-            }
-        }
-        for (_, bytes) in read.proposals()? {
-            if let Ok(notification) = ProposalNotification::decode(bytes.as_slice())
-                && let Ok(proposal) = Proposal::from_notification(&notification, &config.governance_key)
-            {
-                let _ = proposals.insert(proposal);
-            }
-        }
-    }
-    let (runtime_tx, runtime_rx) = watch::channel(Arc::new(proposals.clone()));
-    let (commands, rx) = mpsc::channel(256);
-    let (events, _) = broadcast::channel(64);
-    let (status_tx, status) = watch::channel(StreamStatus::default());
-    let signature_timeout = config.signature_timeout;
-    let next_id = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    // Unique across restarts: ids of requests still pending from an earlier run never collide.
-    let started =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    let id_prefix: Arc<str> = format!("{started:x}").into();
-    let actor = StreamActor {
-        config,
-        storage,
-        federations,
-        proposals,
-        runtime: runtime_tx,
-        waiting: HashMap::new(),
-        in_flight: HashMap::new(),
-        buffered: VecDeque::new(),
-        notification_seq: 0,
-        id_prefix: Arc::clone(&id_prefix),
-        events: events.clone(),
-        status: status_tx,
-        heartbeat_seq: 0,
-    };
-    let task = tokio::spawn(actor.run(rx));
-    let runtime = RuntimeView::new(runtime_rx);
-    Ok((StreamHandle { commands, events, status, runtime, signature_timeout, id_prefix, next_id }, task))
+    let (actor, handle, commands) = StreamActor::load(config, storage)?;
+    Ok((handle, tokio::spawn(actor.run(commands))))
 }
 
 impl StreamActor {
+    /// The actor over the state saved in `storage`, its handle, and its mailbox.
+    fn load(
+        config: StreamConfig,
+        storage: Arc<Storage>,
+    ) -> Result<(Self, StreamHandle, mpsc::Receiver<Command>), StreamError> {
+        let mut federations = FederationHistory::default();
+        let mut proposals = ProposalBook::new(config.parameters);
+        {
+            let read = storage.read()?;
+            for (height, bytes) in read.federation_updates()? {
+                // Saved updates were verified on arrival; verify again, a database is outside data too.
+                let loaded = FederationUpdate::decode(bytes.as_slice())
+                    .ok()
+                    .and_then(|update| {
+                        Federation::from_update(&update, &config.governance_key, config.network).ok()
+                    })
+                    .map(|federation| federations.insert(federation));
+                if !matches!(loaded, Some(Ok(_))) {
+                    tracing::warn!(target: "alys::governance", height, "saved federation update refused");
+                }
+            }
+            // Read back by id; the book orders them by (effective height, id) whatever the order.
+            for (id, bytes) in read.proposals()? {
+                let loaded = ProposalNotification::decode(bytes.as_slice())
+                    .ok()
+                    .and_then(|n| Proposal::from_notification(&n, &config.governance_key).ok())
+                    .map(|proposal| proposals.insert(proposal));
+                if !matches!(loaded, Some(Ok(_))) {
+                    tracing::warn!(target: "alys::governance", id, "saved proposal refused");
+                }
+            }
+        }
+        let (runtime_tx, runtime_rx) = watch::channel(Arc::new(proposals.clone()));
+        let (commands, rx) = mpsc::channel(256);
+        let (events, _) = broadcast::channel(64);
+        let (status_tx, status) = watch::channel(StreamStatus::default());
+        let signature_timeout = config.signature_timeout;
+        let next_id = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        // Unique across restarts: ids of requests still pending from an earlier run never collide.
+        let started =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let id_prefix: Arc<str> = format!("{started:x}").into();
+        let actor = Self {
+            config,
+            storage,
+            federations,
+            proposals,
+            runtime: runtime_tx,
+            waiting: HashMap::new(),
+            in_flight: HashMap::new(),
+            buffered: VecDeque::new(),
+            notification_seq: 0,
+            id_prefix: Arc::clone(&id_prefix),
+            events: events.clone(),
+            status: status_tx,
+            heartbeat_seq: 0,
+        };
+        let runtime = RuntimeView::new(runtime_rx);
+        let handle =
+            StreamHandle { commands, events, status, runtime, signature_timeout, id_prefix, next_id };
+        Ok((actor, handle, rx))
+    }
+
     fn metadata(&self, request_id: String) -> Option<RequestMetadata> {
         Some(RequestMetadata {
             request_id,
@@ -344,23 +466,81 @@ impl StreamActor {
         let stored = self.storage.read()?.signature_requests()?;
         Ok(stored
             .into_iter()
-            .filter_map(|(id, bytes)| SignatureRequest::decode(bytes.as_slice()).ok().map(|r| (id, r)))
+            .filter_map(|(id, bytes)| match SignatureRequest::decode(bytes.as_slice()) {
+                Ok(request) => Some((id, request)),
+                Err(error) => {
+                    tracing::error!(target: "alys::governance", %id, %error, "stored signature request does not decode");
+                    None
+                }
+            })
             .collect())
     }
 
-    fn store_pending(&self, id: &str, request: &SignatureRequest) -> Result<(), StreamError> {
-        let tx = self.storage.write()?;
-        tx.put_signature_request(id, &request.encode_to_vec())?;
-        tx.commit()?;
-        Ok(())
+    /// Runs `write` in one transaction and commits it at `commit`'s points when it has something to
+    /// commit (`Some`); a failure is counted and logged, and nothing of it is applied.
+    fn save<T>(
+        &self,
+        commit: Commit,
+        write: impl FnOnce(&WriteTx) -> Result<Option<T>, StorageError>,
+    ) -> Result<Option<T>, StorageError> {
+        let saved = self.storage.write().and_then(|tx| {
+            let Some(value) = write(&tx)? else { return Ok(None) };
+            store::commit(tx, commit)?;
+            Ok(Some(value))
+        });
+        if let Err(error) = &saved {
+            metrics::counter!(m::SAVE_FAILURES, "what" => commit.as_str()).increment(1);
+            tracing::error!(target: "alys::governance", what = commit.as_str(), %error,
+                "governance write failed; nothing of it is applied");
+        }
+        saved
     }
 
-    /// Deletes a pending request; whether it was there (a second answer to the same id finds nothing).
-    fn take_pending(&self, id: &str) -> Result<bool, StreamError> {
-        let tx = self.storage.write()?;
-        let was = tx.take_signature_request(id)?;
-        tx.commit()?;
-        Ok(was)
+    /// A signature request from a caller: its stored answer if there is one; otherwise it is stored
+    /// (unless already pending) before anything is sent.
+    fn sign(&self, id: &str, request: &SignatureRequest) -> Result<Signing, StreamError> {
+        {
+            let read = self.storage.read()?;
+            if let Some(answer) = store::signature_response(&read, id)? {
+                return Ok(Signing::Answered(answer));
+            }
+            if read.signature_request(id)?.is_some() {
+                return Ok(Signing::AlreadyPending);
+            }
+        }
+        self.save(Commit::SignatureRequest, |tx| {
+            tx.put_signature_request(id, &request.encode_to_vec()).map(Some)
+        })?;
+        Ok(Signing::Stored)
+    }
+
+    /// Takes the stored answer to `id` durably.
+    fn take(&self, id: &str) -> Result<Option<SignatureResponse>, StreamError> {
+        let taken = self.save(Commit::SignatureTake, |tx| tx.take_signature_response(id))?;
+        // Decoded after the commit: an answer that does not decode was of no use to anyone.
+        Ok(taken.map(|bytes| store::decode_response(id, &bytes)).transpose()?)
+    }
+
+    /// Adds a caller waiting for the answer to `id`, forgetting callers that gave up.
+    fn wait(&mut self, id: String, reply: Reply<SignatureResponse>) {
+        self.waiting.retain(|_, replies| {
+            replies.retain(|r| !r.is_closed());
+            !replies.is_empty()
+        });
+        self.waiting.entry(id).or_default().push(reply);
+    }
+
+    /// Hands a stored answer to the callers waiting for it; with none, announces it is stored.
+    fn deliver(&mut self, id: String, response: SignatureResponse) {
+        let mut delivered = false;
+        for reply in self.waiting.remove(&id).unwrap_or_default() {
+            delivered |= reply.send(Ok(response.clone())).is_ok();
+        }
+        if !delivered {
+            metrics::counter!(m::UNCLAIMED_RESPONSES).increment(1);
+            tracing::info!(target: "alys::governance", request_id = %id, "answer stored for a caller that is not waiting");
+            let _ = self.events.send(GovernanceEvent::Signature(id, response));
+        }
     }
 
     async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
@@ -375,7 +555,7 @@ impl StreamActor {
                 }
             }
             self.status.send_replace(StreamStatus { connected: false, reconnects });
-            metrics::gauge!("alys_governance_connected").set(0.0);
+            metrics::gauge!(m::CONNECTED).set(0.0);
             if started.elapsed() >= self.config.healthy_after {
                 backoff = self.config.backoff.build();
             }
@@ -388,35 +568,65 @@ impl StreamActor {
                 tokio::select! {
                     _ = &mut sleep => break,
                     command = commands.recv() => match command {
-                        Some(command) => self.accept(command, None).await,
+                        Some(command) => self.accept_traced(command, None).await,
                         None => return,
                     },
                 }
             }
             reconnects += 1;
             self.status.send_modify(|status| status.reconnects = reconnects);
-            metrics::counter!("alys_governance_reconnects_total").increment(1);
+            metrics::counter!(m::RECONNECTS).increment(1);
         }
     }
 
-    /// Takes a command: signature requests are stored (and sent if connected), others buffered or sent.
+    /// [`Self::accept`] in a span naming the command.
+    async fn accept_traced(&mut self, command: Command, out: Option<&mpsc::Sender<StreamRequest>>) {
+        let span = tracing::debug_span!(target: "alys::governance", "governance_command", command = ?command);
+        self.accept(command, out).instrument(span).await;
+    }
+
+    /// Takes a command: signature requests are answered from the store or stored (and sent if
+    /// connected), notifications buffered or sent, queries answered.
     async fn accept(&mut self, command: Command, out: Option<&mpsc::Sender<StreamRequest>>) {
         match command {
-            Command::Sign(id, request, reply) => {
-                if let Err(error) = self.store_pending(&id, &request) {
-                    tracing::error!(target: "alys::governance", %error, "cannot store signature request");
-                    return;
+            Command::Sign(id, request, reply) => match self.sign(&id, &request) {
+                Ok(Signing::Answered(answer)) => {
+                    let _ = reply.send(Ok(answer));
                 }
-                self.waiting.insert(id.clone(), reply);
-                if let Some(out) = out {
-                    let payload = stream_request::Payload::SignatureRequest(request);
-                    let _ = self.send_request(out, RequestKind::Signature, id, payload).await;
+                Ok(Signing::AlreadyPending) => self.wait(id, reply),
+                Ok(Signing::Stored) => {
+                    self.wait(id.clone(), reply);
+                    if let Some(out) = out {
+                        let payload = stream_request::Payload::SignatureRequest(request);
+                        let _ = self.send_request(out, RequestKind::Signature, id, payload).await;
+                    }
                 }
-            }
+                Err(error) => {
+                    tracing::error!(target: "alys::governance", request_id = %id, %error, "cannot store signature request");
+                    let _ = reply.send(Err(error));
+                }
+            },
             Command::Pending(reply) => {
-                let ids =
-                    self.pending().map(|p| p.into_iter().map(|(id, _)| id).collect()).unwrap_or_default();
-                let _ = reply.send(ids);
+                let _ = reply.send(self.pending().map(|p| p.into_iter().map(|(id, _)| id).collect()));
+            }
+            Command::Answered(reply) => {
+                let answered = self.storage.read().and_then(|read| read.signature_responses());
+                let _ = reply.send(
+                    answered
+                        .map(|all| all.into_iter().map(|(id, _)| id).collect())
+                        .map_err(StreamError::from),
+                );
+            }
+            Command::Response(id, reply) => {
+                let answer = self
+                    .storage
+                    .read()
+                    .map_err(StreamError::from)
+                    .and_then(|read| Ok(store::signature_response(&read, &id)?));
+                let _ = reply.send(answer);
+            }
+            Command::Take(id, reply) => {
+                let _ = reply.send(self.take(&id));
             }
             Command::Federations(reply) => {
                 let _ = reply.send(self.federations.iter().cloned().collect());
@@ -435,10 +645,10 @@ impl StreamActor {
                     None => {
                         if self.buffered.len() >= self.config.buffer {
                             self.buffered.pop_front();
-                            metrics::counter!("alys_governance_buffer_dropped_total").increment(1);
+                            metrics::counter!(m::BUFFER_DROPPED).increment(1);
                         }
                         self.buffered.push_back((id, payload));
-                        metrics::gauge!("alys_governance_buffered").set(self.buffered.len() as f64);
+                        metrics::gauge!(m::BUFFERED).set(self.buffered.len() as f64);
                     }
                 }
             }
@@ -462,8 +672,7 @@ impl StreamActor {
     /// A response to `request_id` arrived: record its latency; `None` if nothing of ours was in flight.
     fn answered(&mut self, request_id: &str) -> Option<RequestKind> {
         let (kind, sent) = self.in_flight.remove(request_id)?;
-        metrics::histogram!("alys_governance_request_seconds", "type" => kind.as_str())
-            .record(sent.elapsed().as_secs_f64());
+        metrics::histogram!(m::REQUEST_SECONDS, "type" => kind.as_str()).record(sent.elapsed().as_secs_f64());
         Some(kind)
     }
 
@@ -555,7 +764,9 @@ impl StreamActor {
                         }
                         break;
                     }
-                    self.route(response);
+                    if let Err(failed) = self.route(response) {
+                        return SessionEnd::Lost(failed.to_string());
+                    }
                 }
                 Ok(Some(Err(status))) => return SessionEnd::Lost(status.to_string()),
                 Ok(None) => return SessionEnd::Lost("governance closed the stream at registration".into()),
@@ -576,10 +787,10 @@ impl StreamActor {
         while let Some((id, payload)) = self.buffered.pop_front() {
             let _ = self.send_request(&out, RequestKind::Notification, id, payload).await;
         }
-        metrics::gauge!("alys_governance_buffered").set(0.0);
+        metrics::gauge!(m::BUFFERED).set(0.0);
         let reconnects = self.status.borrow().reconnects;
         self.status.send_replace(StreamStatus { connected: true, reconnects });
-        metrics::gauge!("alys_governance_connected").set(1.0);
+        metrics::gauge!(m::CONNECTED).set(1.0);
         tracing::info!(target: "alys::governance", url = %self.config.url, "governance stream up");
 
         let mut heartbeat = tokio::time::interval(self.config.heartbeat);
@@ -588,11 +799,15 @@ impl StreamActor {
         loop {
             tokio::select! {
                 command = commands.recv() => match command {
-                    Some(command) => self.accept(command, Some(&out)).await,
+                    Some(command) => self.accept_traced(command, Some(&out)).await,
                     None => return SessionEnd::Shutdown,
                 },
                 response = responses.next() => match response {
-                    Some(Ok(response)) => self.route(response),
+                    Some(Ok(response)) => {
+                        if let Err(failed) = self.route(response) {
+                            return SessionEnd::Lost(failed.to_string());
+                        }
+                    }
                     Some(Err(status)) => return SessionEnd::Lost(status.to_string()),
                     None => return SessionEnd::Lost("governance closed the stream".into()),
                 },
@@ -606,7 +821,7 @@ impl StreamActor {
                 }
                 _ = check.tick() => {
                     if let Some((kind, limit)) = self.expired() {
-                        metrics::counter!("alys_governance_timeouts_total", "type" => kind.as_str()).increment(1);
+                        metrics::counter!(m::TIMEOUTS, "type" => kind.as_str()).increment(1);
                         return SessionEnd::Lost(format!("{} not acknowledged within {limit:?}", kind.as_str()));
                     }
                 }
@@ -614,59 +829,21 @@ impl StreamActor {
         }
     }
 
-    fn route(&mut self, response: StreamResponse) {
+    /// Handles what governance sent. `Err` when a save failed: nothing of it was applied, and the
+    /// caller ends the session so that governance sends it again on the next one.
+    fn route(&mut self, response: StreamResponse) -> Result<(), SaveFailed> {
         let request_id = response.metadata.map(|m| m.request_id).unwrap_or_default();
+        let kind = response.payload.as_ref().map_or("empty", payload_kind);
+        let span = tracing::debug_span!(target: "alys::governance", "governance_response", kind, request_id = %request_id);
+        let _entered = span.enter();
         match response.payload {
             Some(stream_response::Payload::SignatureResponse(signatures)) => {
                 let _ = self.answered(&request_id);
-                // Duplicates (same id answered twice) find nothing pending the second time.
-                let was_pending = match self.take_pending(&request_id) {
-                    Ok(was) => was,
-                    Err(error) => {
-                        tracing::error!(target: "alys::governance", %error, "cannot clear answered request");
-                        false
-                    }
-                };
-                if !was_pending {
-                    metrics::counter!("alys_governance_duplicate_responses_total").increment(1);
-                    return;
-                }
-                match self.waiting.remove(&request_id) {
-                    Some(reply) => {
-                        if let Err(signatures) = reply.send(signatures) {
-                            let _ = self.events.send(GovernanceEvent::Signature(request_id, signatures));
-                        }
-                    }
-                    None => {
-                        let _ = self.events.send(GovernanceEvent::Signature(request_id, signatures));
-                    }
-                }
+                self.accept_signatures(request_id, signatures)?;
             }
-            Some(stream_response::Payload::FederationUpdate(update)) => {
-                match Federation::from_update(&update, &self.config.governance_key, self.config.network) {
-                    Ok(federation) => {
-                        let height = federation.effective_height;
-                        if self.federations.insert(federation.clone()).is_ok() {
-                            let stored = self.storage.write().and_then(|tx| {
-                                tx.put_federation_update(height, &update.encode_to_vec())?;
-                                tx.commit()
-                            });
-                            if let Err(error) = stored {
-                                tracing::error!(target: "alys::governance", %error, "cannot store federation");
-                            }
-                            tracing::info!(target: "alys::governance", height, address = %federation.address, "federation update");
-                            let _ = self.events.send(GovernanceEvent::Federation(federation));
-                        }
-                    }
-                    Err(error) => {
-                        metrics::counter!("alys_governance_rejected_total", "type" => "federation_update")
-                            .increment(1);
-                        tracing::warn!(target: "alys::governance", %error, "federation update refused");
-                    }
-                }
-            }
+            Some(stream_response::Payload::FederationUpdate(update)) => self.accept_federation(&update)?,
             Some(stream_response::Payload::ProposalNotification(notification)) => {
-                self.accept_proposal(&notification);
+                self.accept_proposal(&notification)?;
             }
             Some(stream_response::Payload::ErrorResponse(error)) => {
                 let _ = self.answered(&request_id);
@@ -677,40 +854,122 @@ impl StreamActor {
             }
             Some(stream_response::Payload::RegistrationAck(_)) | None => {}
         }
+        Ok(())
     }
 
-    /// Verifies, stores and publishes a proposal; refused ones are counted and logged, never applied.
-    fn accept_proposal(&mut self, notification: &ProposalNotification) {
-        let proposal = match Proposal::from_notification(notification, &self.config.governance_key) {
-            Ok(p) => p,
+    /// Stores an answer in place of its pending request (one commit), then hands it to the callers
+    /// waiting for it. An answer to nothing pending (a repeat, or a stray) is counted and dropped.
+    fn accept_signatures(
+        &mut self,
+        request_id: String,
+        signatures: SignatureResponse,
+    ) -> Result<(), SaveFailed> {
+        let encoded = signatures.encode_to_vec();
+        let stored = self
+            .save(Commit::SignatureResponse, |tx| {
+                Ok(tx.answer_signature_request(&request_id, &encoded)?.then_some(()))
+            })
+            .map_err(|source| SaveFailed { commit: Commit::SignatureResponse, source })?;
+        if stored.is_none() {
+            metrics::counter!(m::DUPLICATE_RESPONSES).increment(1);
+            return Ok(());
+        }
+        self.deliver(request_id, signatures);
+        Ok(())
+    }
+
+    /// Verifies, saves, then applies and publishes a federation update; refused ones are counted and
+    /// logged, never saved or applied.
+    fn accept_federation(&mut self, update: &FederationUpdate) -> Result<(), SaveFailed> {
+        let checked = Federation::from_update(update, &self.config.governance_key, self.config.network)
+            .and_then(|federation| Ok((self.federations.check(&federation)?, federation)));
+        let federation = match checked {
+            Ok((true, federation)) => federation,
+            // Already known: governance announces every federation to each new session.
+            Ok((false, _)) => return Ok(()),
             Err(error) => {
-                metrics::counter!("alys_governance_rejected_total", "type" => "proposal").increment(1);
-                tracing::warn!(target: "alys::governance", id = %notification.proposal_id, %error, "proposal refused");
-                return;
+                metrics::counter!(m::REJECTED, "type" => "federation_update").increment(1);
+                tracing::warn!(target: "alys::governance", %error, "federation update refused");
+                return Ok(());
             }
         };
-        match self.proposals.insert(proposal.clone()) {
-            Ok(true) => {}
-            Ok(false) => return,
-            Err(error) => {
-                metrics::counter!("alys_governance_rejected_total", "type" => "proposal").increment(1);
-                tracing::warn!(target: "alys::governance", %error, "proposal refused");
-                return;
-            }
+        let height = federation.effective_height;
+        self.save(Commit::FederationUpdate, |tx| {
+            tx.put_federation_update(height, &update.encode_to_vec()).map(Some)
+        })
+        .map_err(|source| SaveFailed { commit: Commit::FederationUpdate, source })?;
+        // Saved: from here on it holds, in memory as after a restart.
+        if let Err(error) = self.federations.insert(federation.clone()) {
+            // Checked above and nothing else changes the history meanwhile; logged should it ever happen.
+            tracing::error!(target: "alys::governance", %error, height, "saved federation update not applied");
+            return Ok(());
         }
-        let stored = self.storage.write().and_then(|tx| {
-            tx.put_proposal(&proposal.id, &notification.encode_to_vec())?;
-            tx.commit()
-        });
-        if let Err(error) = stored {
-            tracing::error!(target: "alys::governance", %error, "cannot store proposal");
+        tracing::info!(target: "alys::governance", height, address = %federation.address, "federation update");
+        let _ = self.events.send(GovernanceEvent::Federation(federation));
+        Ok(())
+    }
+
+    /// Verifies, saves, then applies and publishes a proposal; refused ones are counted and logged,
+    /// never saved or applied.
+    fn accept_proposal(&mut self, notification: &ProposalNotification) -> Result<(), SaveFailed> {
+        let checked = Proposal::from_notification(notification, &self.config.governance_key)
+            .and_then(|proposal| Ok((self.proposals.check(&proposal)?, proposal)));
+        let proposal = match checked {
+            Ok((true, proposal)) => proposal,
+            Ok((false, _)) => return Ok(()),
+            Err(error) => {
+                metrics::counter!(m::REJECTED, "type" => "proposal").increment(1);
+                tracing::warn!(target: "alys::governance", id = %notification.proposal_id, %error, "proposal refused");
+                return Ok(());
+            }
+        };
+        self.save(Commit::Proposal, |tx| {
+            tx.put_proposal(&proposal.id, &notification.encode_to_vec()).map(Some)
+        })
+        .map_err(|source| SaveFailed { commit: Commit::Proposal, source })?;
+        // Saved: from here on it holds, in memory as after a restart.
+        if let Err(error) = self.proposals.insert(proposal.clone()) {
+            tracing::error!(target: "alys::governance", %error, "saved proposal not applied");
+            return Ok(());
         }
         tracing::info!(target: "alys::governance", id = %proposal.id, height = proposal.effective_height,
             action = ?proposal.action, "proposal accepted");
-        metrics::counter!("alys_governance_proposals_total", "type" => proposal.proposal_type.clone())
-            .increment(1);
+        metrics::counter!(m::PROPOSALS, "type" => proposal.proposal_type.clone()).increment(1);
         self.runtime.send_replace(Arc::new(self.proposals.clone()));
         let _ = self.events.send(GovernanceEvent::Proposal(proposal));
+        Ok(())
+    }
+}
+
+/// What [`StreamActor::sign`] found or did.
+#[derive(Debug)]
+enum Signing {
+    /// The answer was already stored.
+    Answered(SignatureResponse),
+    /// The request is stored and waiting for its answer (it was sent, or is re-sent on connect).
+    AlreadyPending,
+    /// The request was stored now and is to be sent.
+    Stored,
+}
+
+/// A governance message could not be saved, so it was not applied; the session is ended so governance
+/// sends it again.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot save a {}: {source}; reconnecting so governance sends it again", commit.as_str())]
+struct SaveFailed {
+    commit: Commit,
+    source: StorageError,
+}
+
+/// The payload's kind, for spans.
+const fn payload_kind(payload: &stream_response::Payload) -> &'static str {
+    match payload {
+        stream_response::Payload::SignatureResponse(_) => "signature_response",
+        stream_response::Payload::FederationUpdate(_) => "federation_update",
+        stream_response::Payload::ProposalNotification(_) => "proposal",
+        stream_response::Payload::ErrorResponse(_) => "error",
+        stream_response::Payload::HeartbeatAck(_) => "heartbeat_ack",
+        stream_response::Payload::RegistrationAck(_) => "registration_ack",
     }
 }
 
@@ -753,4 +1012,210 @@ fn source_chain(error: &dyn std::error::Error) -> String {
 enum SessionEnd {
     Shutdown,
     Lost(String),
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, reason = "test code")]
+    use super::*;
+    use crate::{
+        signing::{emergency_data, sign_proposal},
+        store::fail_scenario,
+        update_digest,
+    };
+    use alys_proto::governance::v1::{
+        EmergencyScope, FederationConfig, FederationMember, ProposalType, ResponseMetadata, SignatureStatus,
+    };
+    use bitcoin::secp256k1::{Message, Secp256k1, SecretKey};
+
+    fn governance() -> SecretKey {
+        SecretKey::from_slice(&[0xa1; 32]).unwrap()
+    }
+
+    /// An actor over `storage` that is not connected (its sessions never come up; the tests drive
+    /// `route` and `accept` as a session would).
+    fn actor(storage: &Arc<Storage>) -> (StreamActor, StreamHandle) {
+        let key = secp256k1::PublicKey::from_secret_key(&Secp256k1::new(), &governance());
+        let config = StreamConfig::new("http://127.0.0.1:1", key);
+        let (actor, handle, _commands) = StreamActor::load(config, Arc::clone(storage)).unwrap();
+        (actor, handle)
+    }
+
+    fn message(request_id: &str, payload: stream_response::Payload) -> StreamResponse {
+        let metadata = ResponseMetadata { request_id: request_id.into(), ..Default::default() };
+        StreamResponse { metadata: Some(metadata), payload: Some(payload) }
+    }
+
+    fn pause_proposal(id: &str, height: u64) -> stream_response::Payload {
+        let data = emergency_data(height, EmergencyScope::Pegouts, true, "drill");
+        stream_response::Payload::ProposalNotification(sign_proposal(
+            id,
+            ProposalType::EmergencyAction,
+            data,
+            &governance(),
+        ))
+    }
+
+    fn federation_update(height: u64) -> stream_response::Payload {
+        let secp = Secp256k1::new();
+        let members = [1u8, 2]
+            .iter()
+            .map(|n| FederationMember {
+                member_id: format!("m{n}"),
+                public_key: secp256k1::PublicKey::from_secret_key(
+                    &secp,
+                    &SecretKey::from_slice(&[*n; 32]).unwrap(),
+                )
+                .serialize()
+                .to_vec(),
+                weight: 1,
+                active: true,
+            })
+            .collect();
+        let mut update = FederationUpdate {
+            update_type: 1,
+            members,
+            effective_height: height,
+            update_signature: Vec::new(),
+            config: Some(FederationConfig {
+                signature_threshold: 2,
+                member_count: 2,
+                parameters: Default::default(),
+            }),
+        };
+        let signature = secp.sign_ecdsa(&Message::from_digest(update_digest(&update)), &governance());
+        update.update_signature = signature.serialize_compact().to_vec();
+        stream_response::Payload::FederationUpdate(update)
+    }
+
+    fn answer() -> SignatureResponse {
+        SignatureResponse { status: SignatureStatus::Complete as i32, ..Default::default() }
+    }
+
+    #[test]
+    fn a_proposal_whose_save_fails_is_not_applied_and_is_applied_when_sent_again() {
+        let _scenario = fail_scenario();
+        let storage = Arc::new(Storage::in_memory().unwrap());
+        let (mut actor, handle) = actor(&storage);
+        let mut events = handle.subscribe();
+        let before = actor.proposals.clone();
+
+        fail::cfg(Commit::Proposal.error(), "return").unwrap();
+        let failed = actor.route(message("", pause_proposal("p1", 5)));
+        assert!(matches!(failed, Err(SaveFailed { commit: Commit::Proposal, .. })), "{failed:?}");
+        assert_eq!(actor.proposals, before, "memory unchanged");
+        assert_eq!(handle.runtime().book().proposals().count(), 0, "nothing published to the views");
+        assert!(!handle.runtime().state_at(5).pegouts_paused);
+        assert!(events.try_recv().is_err(), "no event");
+        assert!(storage.read().unwrap().proposals().unwrap().is_empty(), "nothing saved");
+
+        // Governance sends it again on the next session: saved, then applied and published.
+        fail::remove(Commit::Proposal.error());
+        actor.route(message("", pause_proposal("p1", 5))).unwrap();
+        assert_eq!(storage.read().unwrap().proposals().unwrap().len(), 1);
+        assert!(handle.runtime().state_at(5).pegouts_paused);
+        assert!(matches!(events.try_recv(), Ok(GovernanceEvent::Proposal(p)) if p.id == "p1"));
+        // And again: already known, nothing happens.
+        actor.route(message("", pause_proposal("p1", 5))).unwrap();
+        assert!(events.try_recv().is_err());
+    }
+
+    #[test]
+    fn a_federation_update_whose_save_fails_is_not_applied() {
+        let _scenario = fail_scenario();
+        let storage = Arc::new(Storage::in_memory().unwrap());
+        let (mut actor, handle) = actor(&storage);
+        let mut events = handle.subscribe();
+
+        fail::cfg(Commit::FederationUpdate.error(), "return").unwrap();
+        let failed = actor.route(message("", federation_update(0)));
+        assert!(matches!(failed, Err(SaveFailed { commit: Commit::FederationUpdate, .. })), "{failed:?}");
+        assert_eq!(actor.federations.iter().count(), 0, "memory unchanged");
+        assert!(events.try_recv().is_err(), "no event");
+        assert!(storage.read().unwrap().federation_updates().unwrap().is_empty(), "nothing saved");
+
+        fail::remove(Commit::FederationUpdate.error());
+        actor.route(message("", federation_update(0))).unwrap();
+        assert_eq!(actor.federations.iter().count(), 1);
+        assert!(matches!(events.try_recv(), Ok(GovernanceEvent::Federation(f)) if f.effective_height == 0));
+        // Announced again on the next session: known, not refused, not announced twice.
+        actor.route(message("", federation_update(0))).unwrap();
+        assert!(events.try_recv().is_err());
+        // A restarted actor has it from the store.
+        let (restarted, _handle) = super::tests::actor(&storage);
+        assert_eq!(restarted.federations.iter().count(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_answer_whose_save_fails_stays_pending_until_it_comes_again_then_is_kept_until_taken() {
+        let _scenario = fail_scenario();
+        let storage = Arc::new(Storage::in_memory().unwrap());
+        let (mut actor, _handle) = actor(&storage);
+        let (reply, mut rx) = oneshot::channel();
+        actor.accept(Command::Sign("r1".into(), SignatureRequest::default(), reply), None).await;
+        assert_eq!(storage.read().unwrap().signature_requests().unwrap().len(), 1, "stored before sending");
+
+        fail::cfg(Commit::SignatureResponse.error(), "return").unwrap();
+        let response = stream_response::Payload::SignatureResponse(answer());
+        assert!(actor.route(message("r1", response.clone())).is_err());
+        assert!(rx.try_recv().is_err(), "the caller gets nothing that is not saved");
+        let read = storage.read().unwrap();
+        assert_eq!(read.signature_requests().unwrap().len(), 1, "still pending: re-sent on the next session");
+        assert!(read.signature_responses().unwrap().is_empty());
+        drop(read);
+
+        fail::remove(Commit::SignatureResponse.error());
+        actor.route(message("r1", response.clone())).unwrap();
+        assert_eq!(rx.try_recv().unwrap().unwrap(), answer());
+        // The caller's copy does not consume it: it stays until taken. A repeat is not stored again.
+        actor.route(message("r1", response)).unwrap();
+        let read = storage.read().unwrap();
+        assert!(read.signature_requests().unwrap().is_empty());
+        assert_eq!(read.signature_responses().unwrap().len(), 1);
+        drop(read);
+
+        let (reply, rx) = oneshot::channel();
+        actor.accept(Command::Take("r1".into(), reply), None).await;
+        assert_eq!(rx.await.unwrap().unwrap(), Some(answer()));
+        let (reply, rx) = oneshot::channel();
+        actor.accept(Command::Take("r1".into(), reply), None).await;
+        assert_eq!(rx.await.unwrap().unwrap(), None, "taken once");
+    }
+
+    #[tokio::test]
+    async fn an_answer_nobody_waits_for_is_handed_to_the_next_request_with_its_id() {
+        let _scenario = fail_scenario();
+        let storage = Arc::new(Storage::in_memory().unwrap());
+        let (mut actor, handle) = actor(&storage);
+        let mut events = handle.subscribe();
+        let (reply, rx) = oneshot::channel();
+        actor.accept(Command::Sign("late".into(), SignatureRequest::default(), reply), None).await;
+        drop(rx); // the caller gave up
+        actor.route(message("late", stream_response::Payload::SignatureResponse(answer()))).unwrap();
+        assert!(matches!(events.try_recv(), Ok(GovernanceEvent::Signature(id, _)) if id == "late"));
+
+        // Restarted: the same id is answered from the store, nothing is asked again.
+        drop(actor);
+        let (mut actor, _handle) = super::tests::actor(&storage);
+        let (reply, rx) = oneshot::channel();
+        actor.accept(Command::Sign("late".into(), SignatureRequest::default(), reply), None).await;
+        assert_eq!(rx.await.unwrap().unwrap(), answer());
+        assert!(storage.read().unwrap().signature_requests().unwrap().is_empty(), "not asked again");
+        let (reply, rx) = oneshot::channel();
+        actor.accept(Command::Response("late".into(), reply), None).await;
+        assert_eq!(rx.await.unwrap().unwrap(), Some(answer()), "still there until taken");
+    }
+
+    #[tokio::test]
+    async fn a_request_that_cannot_be_stored_fails_for_its_caller() {
+        let _scenario = fail_scenario();
+        let storage = Arc::new(Storage::in_memory().unwrap());
+        let (mut actor, _handle) = actor(&storage);
+        fail::cfg(Commit::SignatureRequest.error(), "return").unwrap();
+        let (reply, rx) = oneshot::channel();
+        actor.accept(Command::Sign("r".into(), SignatureRequest::default(), reply), None).await;
+        assert!(matches!(rx.await.unwrap(), Err(StreamError::Store(_))));
+        assert!(actor.waiting.is_empty());
+        assert!(storage.read().unwrap().signature_requests().unwrap().is_empty());
+    }
 }
