@@ -12,14 +12,19 @@
 //!   head, each update applied in one transaction, idempotently (a replay changes nothing);
 //! - [`BurnExEx`]: updates in, committed burns and `FinishedHeight` (min(finalized, head), computed
 //!   only after the commit: DESIGN invariant 7) out;
-//! - [`FeedServer`]: the `alys.burnfeed.v1` gRPC server over the store, woken by each commit; its client
-//!   is [`alys_burns::BurnFeedClient`].
+//! - [`FeedServer`]: the `alys.burnfeed.v1` gRPC server over the store, woken by each commit, guarded by
+//!   a bearer token and served over TLS off loopback; its client is [`alys_burns::BurnFeedClient`];
+//! - [`Retention`]: how much of the event log is kept (never events of unfinalized blocks);
+//! - [`BurnExEx::catch_up`]: for an execution client without a notification log (the devnet engine),
+//!   re-reading the blocks missed since the stored head through [`CanonicalChain`].
 
 mod exex;
 pub mod metrics;
 mod server;
 mod store;
 
-pub use exex::{BurnExEx, ExExError, Processed};
+pub use exex::{BurnExEx, CanonicalChain, CatchUpError, CaughtUp, ExExError, Processed};
 pub use server::{FeedConfig, FeedServer};
-pub use store::{ApplyOutcome, BlockRef, BurnStore, ChainUpdate, CommittedBlock, CorruptRecord, StoreError};
+pub use store::{
+    ApplyOutcome, BlockRef, BurnStore, ChainUpdate, CommittedBlock, CorruptRecord, Retention, StoreError,
+};

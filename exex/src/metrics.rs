@@ -20,6 +20,14 @@ pub const FEED_LAST_CURSOR: &str = "alys_exex_feed_last_cursor";
 pub const FEED_SUBSCRIBERS: &str = "alys_exex_feed_subscribers";
 /// Counter: events sent to feed subscribers.
 pub const FEED_EVENTS_SENT: &str = "alys_exex_feed_events_sent_total";
+/// Counter: feed calls refused for a missing or wrong bearer token.
+pub const FEED_UNAUTHENTICATED: &str = "alys_exex_feed_unauthenticated_total";
+/// Counter: final events pruned from the feed's log by retention.
+pub const EVENTS_PRUNED: &str = "alys_exex_events_pruned_total";
+/// Gauge: the first cursor the feed's log still holds.
+pub const FEED_RETAINED_FROM: &str = "alys_exex_feed_retained_from";
+/// Counter: catch-ups from the store's head after missed notifications.
+pub const CATCH_UPS: &str = "alys_exex_catch_ups_total";
 
 /// Registers the help text of these metrics, and of [`alys_burns::metrics`], with the installed
 /// recorder.
@@ -41,4 +49,14 @@ pub fn describe() {
     metrics::describe_gauge!(FEED_LAST_CURSOR, "Last cursor of the burn feed's event log");
     metrics::describe_gauge!(FEED_SUBSCRIBERS, "Burn-feed subscriptions being served");
     metrics::describe_counter!(FEED_EVENTS_SENT, "Events sent to burn-feed subscribers");
+    metrics::describe_counter!(
+        FEED_UNAUTHENTICATED,
+        "Burn-feed calls refused for a missing or wrong bearer token"
+    );
+    metrics::describe_counter!(EVENTS_PRUNED, "Final events pruned from the burn feed's log by retention");
+    metrics::describe_gauge!(FEED_RETAINED_FROM, "First cursor the burn feed's log still holds");
+    metrics::describe_counter!(
+        CATCH_UPS,
+        "Catch-ups from the ExEx's stored head after missed chain notifications"
+    );
 }

@@ -5,10 +5,24 @@
 //! the same place (the store, read after a commit wakes the subscriber), so there is no seam at which an
 //! event could be skipped or sent twice, and a slow consumer only lags: it holds a bounded channel, not a
 //! growing buffer.
+//!
+//! # Who it serves
+//!
+//! Burns on the feed become payable peg-outs. With [`FeedServer::with_bearer_token`] every call must
+//! carry `authorization: Bearer <token>` (compared in constant time) or is refused with
+//! `UNAUTHENTICATED`; with [`FeedServer::with_tls`] the feed is served over TLS only. A feed without TLS
+//! belongs on loopback: the client refuses plaintext anywhere else.
+//!
+//! # A subscriber behind the retained history
+//!
+//! The store keeps a bounded history ([`Retention`](crate::Retention)). A subscription from a cursor
+//! the store no longer holds the events after is refused with `OUT_OF_RANGE` and the first retained
+//! cursor in the [`RETAINED_FROM`] metadata, and a subscriber overtaken mid-stream is ended the same
+//! way: never a silent gap.
 
 use std::{future::Future, sync::Arc, time::Duration};
 
-use alys_burns::FeedHead;
+use alys_burns::{BearerToken, FeedHead, RETAINED_FROM, auth::AUTHORIZATION};
 use alys_proto::burnfeed::v1::{
     self as proto,
     burn_feed_server::{BurnFeed, BurnFeedServer},
@@ -18,9 +32,12 @@ use tokio::{
     sync::{mpsc, watch},
 };
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Request, Response, Status, transport::server::TcpIncoming};
+use tonic::{
+    Request, Response, Status,
+    transport::{Identity, ServerTlsConfig, server::TcpIncoming},
+};
 
-use crate::{BurnStore, metrics as m};
+use crate::{BurnStore, StoreError, metrics as m};
 
 /// Tuning of the feed server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +64,8 @@ pub struct FeedServer {
     cursor: watch::Receiver<u64>,
     stop: Arc<watch::Sender<bool>>,
     config: FeedConfig,
+    token: Option<BearerToken>,
+    tls: Option<Identity>,
 }
 
 type EventTx = mpsc::Sender<Result<proto::FeedEvent, Status>>;
@@ -72,13 +91,43 @@ impl FeedServer {
     /// [`BurnExEx::feed_server`](crate::BurnExEx::feed_server)).
     pub fn new(store: Arc<BurnStore>, cursor: watch::Receiver<u64>) -> Self {
         let (stop, _) = watch::channel(false);
-        Self { store, cursor, stop: Arc::new(stop), config: FeedConfig::default() }
+        Self { store, cursor, stop: Arc::new(stop), config: FeedConfig::default(), token: None, tls: None }
     }
 
     /// Uses this tuning.
     pub const fn with_config(mut self, config: FeedConfig) -> Self {
         self.config = config;
         self
+    }
+
+    /// Requires `authorization: Bearer <token>` on every call; calls without it are refused with
+    /// `UNAUTHENTICATED`.
+    pub fn with_bearer_token(mut self, token: BearerToken) -> Self {
+        self.token = Some(token);
+        self
+    }
+
+    /// Serves over TLS with this certificate chain and key (PEM), in [`serve`](Self::serve).
+    pub fn with_tls(mut self, cert_pem: impl AsRef<[u8]>, key_pem: impl AsRef<[u8]>) -> Self {
+        self.tls = Some(Identity::from_pem(cert_pem, key_pem));
+        self
+    }
+
+    /// Whether a bearer token is required.
+    pub const fn requires_token(&self) -> bool {
+        self.token.is_some()
+    }
+
+    /// Refuses a call without the required token.
+    #[allow(clippy::result_large_err, reason = "tonic's Status is the error of every call")]
+    fn authorize<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        let Some(token) = &self.token else { return Ok(()) };
+        if token.authorizes(request.metadata().get(AUTHORIZATION).map(|v| v.as_bytes())) {
+            return Ok(());
+        }
+        metrics::counter!(m::FEED_UNAUTHENTICATED).increment(1);
+        tracing::warn!(target: "alys::burnfeed", remote = ?request.remote_addr(), "refused a call without a valid bearer token");
+        Err(Status::unauthenticated("missing or invalid bearer token"))
     }
 
     /// The tonic service, to mount on a server of one's own.
@@ -106,7 +155,11 @@ impl FeedServer {
             stop.send_replace(true);
         };
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-        tonic::transport::Server::builder()
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(identity) = self.tls.clone() {
+            builder = builder.tls_config(ServerTlsConfig::new().identity(identity))?;
+        }
+        builder
             .http2_keepalive_interval(Some(Duration::from_secs(20)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
             .add_service(self.into_service())
@@ -147,6 +200,11 @@ async fn run_subscription(
         cursor.borrow_and_update();
         let events = match store.events_after(position, batch_size) {
             Ok(events) => events,
+            Err(StoreError::Pruned { retained_from, .. }) => {
+                // Overtaken by retention: tell the client, never skip ahead silently.
+                let _ = tx.send(Err(pruned(position, retained_from))).await;
+                return;
+            }
             Err(err) => {
                 tracing::error!(target: "alys::burnfeed", %err, position, "reading the feed failed");
                 let _ = tx.send(Err(Status::internal("burn store read failed"))).await;
@@ -180,8 +238,15 @@ impl BurnFeed for FeedServer {
         &self,
         request: Request<proto::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
+        self.authorize(&request)?;
         let from = request.get_ref().from_cursor;
         let last = self.store.last_cursor().map_err(|_| Status::internal("burn store read failed"))?;
+        let retained_from =
+            self.store.retained_from().map_err(|_| Status::internal("burn store read failed"))?;
+        if from.saturating_add(1) < retained_from {
+            tracing::warn!(target: "alys::burnfeed", from_cursor = from, retained_from, "refused a subscriber behind the retained history");
+            return Err(pruned(from, retained_from));
+        }
         tracing::info!(
             target: "alys::burnfeed",
             remote = ?request.remote_addr(),
@@ -203,9 +268,21 @@ impl BurnFeed for FeedServer {
 
     async fn head(
         &self,
-        _request: Request<proto::HeadRequest>,
+        request: Request<proto::HeadRequest>,
     ) -> Result<Response<proto::HeadResponse>, Status> {
+        self.authorize(&request)?;
         let head = Self::head(self).map_err(|_| Status::internal("burn store read failed"))?;
         Ok(Response::new(head.into()))
     }
+}
+
+/// The refusal of a subscriber whose cursor is below the retained history.
+fn pruned(position: u64, retained_from: u64) -> Status {
+    let mut status = Status::out_of_range(format!(
+        "events after cursor {position} were pruned; the feed holds cursors from {retained_from} on: resynchronise"
+    ));
+    if let Ok(value) = retained_from.to_string().parse() {
+        status.metadata_mut().insert(RETAINED_FROM, value);
+    }
+    status
 }

@@ -4,6 +4,21 @@
 //! events that announce them, the processed blocks and the new head. So after a crash the store is
 //! either before or after a notification, never half-way, and `FinishedHeight` (DESIGN invariant 7) is
 //! computed from committed state only.
+//!
+//! # Retention of the event log
+//!
+//! The event log would otherwise grow with every burn ever made. [`Retention`] bounds it by this rule,
+//! applied in the transaction of every update and of every new finalized block:
+//!
+//! - while the log holds more than [`Retention::max_events`] events, its oldest event is pruned, but
+//! - only if that event's burn is in a block at or below the finalized block the consensus layer
+//!   reported: events of unfinalized blocks are never pruned (their burns may still be retracted, and
+//!   a consumer must hear both), so the log exceeds the bound while finality lags; and
+//! - the newest event is never pruned, so cursors continue where they were.
+//!
+//! Cursors are never reused. The first cursor still held is [`BurnStore::retained_from`]; reading
+//! after a cursor below it is [`StoreError::Pruned`], which the feed answers with a typed refusal
+//! telling the consumer to resynchronise, never with a silent gap.
 
 use std::{path::Path, time::Instant};
 
@@ -29,6 +44,26 @@ const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("meta");
 const META_HEAD: &str = "head";
 /// The finalized block as the consensus layer reported it.
 const META_FINALIZED: &str = "finalized";
+/// The last cursor pruned from the event log (u64 big-endian; absent: none).
+const META_PRUNED_THROUGH: &str = "pruned_through";
+
+/// How much of the feed's event log the store keeps (see the module docs for the rule).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Most events kept once their blocks are final (at least 1: the newest event always stays).
+    pub max_events: u64,
+}
+
+impl Retention {
+    /// The default bound: 100,000 events (some 20 MB), days of burns at any plausible rate.
+    pub const DEFAULT_MAX_EVENTS: u64 = 100_000;
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self { max_events: Self::DEFAULT_MAX_EVENTS }
+    }
+}
 
 /// An error of the store. Each redb failure keeps redb's own error as its source.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +87,14 @@ pub enum StoreError {
     /// A record does not decode: the file is damaged or was written by something else.
     #[error("burn store: {0}")]
     Corrupt(#[from] CorruptRecord),
+    /// The events after `after` were pruned by retention: the log holds cursors from `retained_from`.
+    #[error("burn store: the events after cursor {after} were pruned (the log starts at {retained_from})")]
+    Pruned {
+        /// The cursor asked after.
+        after: u64,
+        /// The first cursor the log holds.
+        retained_from: u64,
+    },
 }
 
 /// A stored record that does not decode.
@@ -77,6 +120,14 @@ pub enum CorruptRecord {
     /// A stored block reference (head, finalized) is not 40 bytes.
     #[error("stored block `{key}` is {len} bytes, not 40")]
     BlockRef {
+        /// The record's key.
+        key: &'static str,
+        /// Its length.
+        len: usize,
+    },
+    /// A stored counter is not 8 bytes.
+    #[error("stored `{key}` is {len} bytes, not 8")]
+    Counter {
         /// The record's key.
         key: &'static str,
         /// Its length.
@@ -179,6 +230,17 @@ impl ApplyOutcome {
     pub const fn changed(&self) -> bool {
         self.blocks_committed + self.blocks_reverted > 0
     }
+
+    /// Adds a later outcome: counts summed, head and last cursor taken from `later`.
+    pub const fn add(&mut self, later: &Self) {
+        self.head = later.head;
+        self.last_cursor = later.last_cursor;
+        self.blocks_committed += later.blocks_committed;
+        self.blocks_reverted += later.blocks_reverted;
+        self.blocks_replayed += later.blocks_replayed;
+        self.burns_added += later.burns_added;
+        self.burns_retracted += later.burns_retracted;
+    }
 }
 
 /// The ExEx's durable store.
@@ -188,6 +250,7 @@ impl ApplyOutcome {
 #[derive(Debug)]
 pub struct BurnStore {
     db: Database,
+    retention: Retention,
 }
 
 fn encode_num_hash(nh: BlockNumHash) -> [u8; 40] {
@@ -214,6 +277,51 @@ fn read_meta(
         Some(value) => Ok(Some(decode_num_hash(key, value.value())?)),
         None => Ok(None),
     }
+}
+
+fn read_counter(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    key: &'static str,
+) -> Result<u64, StoreError> {
+    match table.get(key)? {
+        Some(value) => {
+            let bytes = value.value();
+            let array: [u8; 8] =
+                bytes.try_into().map_err(|_| CorruptRecord::Counter { key, len: bytes.len() })?;
+            Ok(u64::from_be_bytes(array))
+        }
+        None => Ok(0),
+    }
+}
+
+/// Prunes the oldest events by the retention rule (module docs); returns how many went.
+fn prune_events(txn: &WriteTransaction, retention: Retention) -> Result<u64, StoreError> {
+    let mut meta = txn.open_table(META)?;
+    let Some(finalized) = read_meta(&meta, META_FINALIZED)? else { return Ok(0) };
+    let pruned_through = read_counter(&meta, META_PRUNED_THROUGH)?;
+    let mut events = txn.open_table(EVENTS)?;
+    let Some(last) = events.last()?.map(|(cursor, _)| cursor.value()) else { return Ok(0) };
+    let excess = last.saturating_sub(pruned_through).saturating_sub(retention.max_events.max(1));
+    if excess == 0 {
+        return Ok(0);
+    }
+    let mut through = pruned_through;
+    for entry in
+        events.range(pruned_through.saturating_add(1)..)?.take(usize::try_from(excess).unwrap_or(usize::MAX))
+    {
+        let (cursor, value) = entry?;
+        let event = decode_event(cursor.value(), value.value())?;
+        if event.burn.block_number > finalized.number {
+            break;
+        }
+        through = cursor.value();
+    }
+    if through == pruned_through {
+        return Ok(0);
+    }
+    events.retain_in(..=through, |_, _| false)?;
+    meta.insert(META_PRUNED_THROUGH, through.to_be_bytes().as_slice())?;
+    Ok(through - pruned_through)
 }
 
 const KIND_BURN: u8 = 1;
@@ -261,11 +369,15 @@ struct Writer<'txn> {
 
 impl<'txn> Writer<'txn> {
     fn open(txn: &'txn WriteTransaction) -> Result<Self, StoreError> {
+        let pruned_through = read_counter(&txn.open_table(META)?, META_PRUNED_THROUGH)?;
         let events = txn.open_table(EVENTS)?;
+        // Never below what was pruned: cursors are not reused.
         let next_cursor = match events.last()? {
-            Some((cursor, _)) => cursor.value().saturating_add(1),
-            None => 1,
-        };
+            Some((cursor, _)) => cursor.value(),
+            None => 0,
+        }
+        .max(pruned_through)
+        .saturating_add(1);
         Ok(Self {
             burns: txn.open_table(BURNS)?,
             events,
@@ -387,9 +499,16 @@ impl<'txn> Writer<'txn> {
 }
 
 impl BurnStore {
-    /// Opens the store at `path`, creating the file and its tables if needed.
+    /// Opens the store at `path`, creating the file and its tables if needed, with the default
+    /// [`Retention`].
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         Self::init(Database::create(path)?)
+    }
+
+    /// Keeps the event log within `retention` from the next commit on.
+    pub const fn with_retention(mut self, retention: Retention) -> Self {
+        self.retention = retention;
+        self
     }
 
     /// A store in memory only: for an execution client without a data directory, and tests.
@@ -404,7 +523,7 @@ impl BurnStore {
         txn.open_table(CANONICAL)?;
         txn.open_table(META)?;
         txn.commit()?;
-        Ok(Self { db })
+        Ok(Self { db, retention: Retention::default() })
     }
 
     /// Applies one notification's update in one write transaction.
@@ -450,7 +569,9 @@ impl BurnStore {
             outcome
         };
         if outcome.changed() {
+            let pruned = prune_events(&txn, self.retention)?;
             txn.commit()?;
+            self.record_pruned(pruned);
             metrics::histogram!(m::STORE_COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
             metrics::counter!(m::BURNS_EXTRACTED).increment(outcome.burns_added as u64);
             metrics::counter!(m::BURNS_RETRACTED).increment(outcome.burns_retracted as u64);
@@ -515,8 +636,34 @@ impl BurnStore {
             let prune_below = head.map_or(0, |h| h.number).min(finalized.number);
             canonical.retain_in(..prune_below, |_, _| false)?;
         }
+        let pruned = prune_events(&txn, self.retention)?;
         txn.commit()?;
+        self.record_pruned(pruned);
         Ok(())
+    }
+
+    fn record_pruned(&self, pruned: u64) {
+        if pruned > 0 {
+            metrics::counter!(m::EVENTS_PRUNED).increment(pruned);
+            if let Ok(first) = self.retained_from() {
+                metrics::gauge!(m::FEED_RETAINED_FROM).set(first as f64);
+            }
+            tracing::debug!(target: "alys::exex::store", pruned, "pruned final events beyond retention");
+        }
+    }
+
+    /// The first cursor the event log still holds (1 until retention pruned anything); reading after a
+    /// lower cursor is [`StoreError::Pruned`].
+    pub fn retained_from(&self) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read()?;
+        Ok(read_counter(&txn.open_table(META)?, META_PRUNED_THROUGH)?.saturating_add(1))
+    }
+
+    /// The hash of the processed block at `number`, if it is canonical here (records below the
+    /// finalized block are pruned).
+    pub fn canonical_hash(&self, number: BlockNumber) -> Result<Option<B256>, StoreError> {
+        let txn = self.db.begin_read()?;
+        Ok(txn.open_table(CANONICAL)?.get(number)?.map(|h| B256::from(h.value())))
     }
 
     /// The height reth may prune its WAL to: min(finalized, head), from committed state only.
@@ -549,17 +696,23 @@ impl BurnStore {
         }
     }
 
-    /// The last cursor of the event log (0 when empty).
+    /// The last cursor of the event log (0 before any event).
     pub fn last_cursor(&self) -> Result<u64, StoreError> {
         let txn = self.db.begin_read()?;
+        let pruned_through = read_counter(&txn.open_table(META)?, META_PRUNED_THROUGH)?;
         let events = txn.open_table(EVENTS)?;
-        Ok(events.last()?.map_or(0, |(cursor, _)| cursor.value()))
+        Ok(events.last()?.map_or(0, |(cursor, _)| cursor.value()).max(pruned_through))
     }
 
-    /// Up to `limit` events with a cursor greater than `after`, in cursor order.
+    /// Up to `limit` events with a cursor greater than `after`, in cursor order; an error if retention
+    /// pruned some of them ([`StoreError::Pruned`]).
     pub fn events_after(&self, after: u64, limit: usize) -> Result<Vec<FeedEvent>, StoreError> {
         let Some(from) = after.checked_add(1) else { return Ok(Vec::new()) };
         let txn = self.db.begin_read()?;
+        let pruned_through = read_counter(&txn.open_table(META)?, META_PRUNED_THROUGH)?;
+        if after < pruned_through {
+            return Err(StoreError::Pruned { after, retained_from: pruned_through.saturating_add(1) });
+        }
         let events = txn.open_table(EVENTS)?;
         let mut out = Vec::new();
         for entry in events.range(from..)?.take(limit) {

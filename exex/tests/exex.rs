@@ -2,19 +2,27 @@
 //! The ExEx core end to end: the store across reverts, reorgs and restarts, and the burn feed over real
 //! gRPC on loopback with `alys-burns`' client.
 
-use std::{net::SocketAddr, path::Path, time::Duration};
+use std::{
+    net::SocketAddr,
+    path::Path,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use alloy_eips::BlockNumHash;
 use alloy_primitives::{B256, U256};
 use alys_burns::{
-    Burn, BurnExtractor, BurnFeedClient, ClientConfig, ClientError, FeedEvent, FeedEventKind,
+    BearerToken, Burn, BurnExtractor, BurnFeedClient, ClientConfig, ClientError, EndpointError, FeedEvent,
+    FeedEventKind, FeedTls,
     test_utils::{
         self, ALICE, BOB, BTC_ADDR, TOKEN, TestBlock, TestNotification, block, block_with_burns, blocks,
         bridge_burn_log, raw_log, transfer_log, wei,
     },
 };
 use alys_contracts::{BRIDGE_ADDRESS, REQUEST_PEGOUT_TOPIC};
-use alys_exex::{BurnExEx, ChainUpdate, FeedConfig};
+use alys_exex::{
+    BurnExEx, BurnStore, CanonicalChain, ChainUpdate, FeedConfig, FeedServer, Retention, StoreError,
+};
 use alys_proto::burnfeed::v1 as proto;
 use backon::ExponentialBuilder;
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
@@ -316,6 +324,10 @@ struct Server {
 
 impl Server {
     async fn start(exex: &BurnExEx, addr: SocketAddr, config: FeedConfig) -> Self {
+        Self::serve(exex.feed_server().with_config(config), addr).await
+    }
+
+    async fn serve(server: FeedServer, addr: SocketAddr) -> Self {
         let mut listener = None;
         for _ in 0..200 {
             match TcpListener::bind(addr).await {
@@ -329,7 +341,6 @@ impl Server {
         let listener = listener.expect("bind");
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel();
-        let server = exex.feed_server().with_config(config);
         let task = tokio::spawn(async move {
             server
                 .serve(listener, async {
@@ -650,4 +661,297 @@ fn random_histories_keep_the_store_equal_to_the_canonical_chain() {
         stored.sort();
         assert_eq!(live.into_iter().collect::<Vec<_>>(), stored, "seed {seed}");
     }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Who the feed serves: bearer token, TLS, loopback-only plaintext
+// ---------------------------------------------------------------------------------------------------
+
+fn token(text: &str) -> BearerToken {
+    BearerToken::new(text).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_feed_serves_the_right_token_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let exex = BurnExEx::open(dir.path().join("exex.redb")).unwrap();
+    exex.process(&committed(blocks(1, B256::ZERO, 2, 0))).unwrap();
+    let feed = exex.feed_server().with_bearer_token(token("s3cret"));
+    assert!(feed.requires_token());
+    let server = Server::serve(feed, "127.0.0.1:0".parse().unwrap()).await;
+    let url = format!("http://{}", server.addr);
+
+    // No token, then a wrong one: refused, as an error retrying cannot cure.
+    for client in [
+        BurnFeedClient::new(&url, 0).unwrap(),
+        BurnFeedClient::new(&url, 0).unwrap().with_bearer_token(&token("s3cret2")),
+        BurnFeedClient::new(&url, 0).unwrap().with_bearer_token(&token("s3cre")),
+    ] {
+        let mut client = client.with_config(client_config());
+        let error = tokio::time::timeout(Duration::from_secs(10), client.next()).await.unwrap().unwrap_err();
+        assert!(matches!(error, ClientError::Unauthenticated(_)), "{error}");
+        assert!(matches!(client.head().await, Err(ClientError::Unauthenticated(_))));
+        assert_eq!(client.position(), 0, "nothing was delivered");
+    }
+    // Raw gRPC without the header: UNAUTHENTICATED on both calls.
+    let mut raw = proto::burn_feed_client::BurnFeedClient::connect(url.clone()).await.unwrap();
+    let status = raw.head(proto::HeadRequest {}).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unauthenticated);
+    let status = raw.subscribe(proto::SubscribeRequest { from_cursor: 0 }).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unauthenticated);
+
+    // The right token is served.
+    let mut client = BurnFeedClient::new(&url, 0)
+        .unwrap()
+        .with_bearer_token(&token(" s3cret\n"))
+        .with_config(client_config());
+    assert_eq!(next(&mut client).await.cursor, 1);
+    assert_eq!(next(&mut client).await.cursor, 2);
+    assert_eq!(client.head().await.unwrap().last_cursor, 2);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_feed_over_tls_trusts_only_the_configured_ca() {
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let cert_pem = certified.cert.pem();
+    let key_pem = certified.signing_key.serialize_pem();
+    let dir = tempfile::tempdir().unwrap();
+    let exex = BurnExEx::open(dir.path().join("exex.redb")).unwrap();
+    exex.process(&committed(blocks(1, B256::ZERO, 2, 0))).unwrap();
+    let feed = exex.feed_server().with_bearer_token(token("s3cret")).with_tls(&cert_pem, &key_pem);
+    let server = Server::serve(feed, "127.0.0.1:0".parse().unwrap()).await;
+    let port = server.addr.port();
+    let tls = FeedTls { ca_pem: Some(cert_pem.clone().into_bytes()), domain: None };
+
+    let mut client = BurnFeedClient::new(format!("https://localhost:{port}"), 0)
+        .unwrap()
+        .with_tls(&tls)
+        .unwrap()
+        .with_bearer_token(&token("s3cret"))
+        .with_config(client_config());
+    assert_eq!(next(&mut client).await.cursor, 1);
+    // The certificate names `localhost`; another host name checks against it with `domain`.
+    let mut by_ip = BurnFeedClient::new(format!("https://127.0.0.1:{port}"), 1)
+        .unwrap()
+        .with_tls(&FeedTls { domain: Some("localhost".into()), ..tls.clone() })
+        .unwrap()
+        .with_bearer_token(&token("s3cret"))
+        .with_config(client_config());
+    assert_eq!(next(&mut by_ip).await.cursor, 2);
+
+    // Without the CA (web PKI roots) the self-signed feed is never trusted; plaintext to it never
+    // gets an answer either: the client keeps retrying, nothing is delivered.
+    let untrusted = BurnFeedClient::new(format!("https://localhost:{port}"), 0).unwrap();
+    let plaintext = BurnFeedClient::new(format!("http://127.0.0.1:{port}"), 0).unwrap();
+    for client in [untrusted, plaintext] {
+        let mut client = client.with_bearer_token(&token("s3cret")).with_config(client_config());
+        assert!(tokio::time::timeout(Duration::from_secs(2), client.next()).await.is_err());
+        assert_eq!(client.position(), 0);
+    }
+    server.shutdown().await;
+}
+
+#[test]
+fn plaintext_feeds_are_refused_off_loopback() {
+    for url in ["http://10.0.0.5:50551", "http://feed.example.org:50551", "http://[2001:db8::1]:50551"] {
+        let error = BurnFeedClient::new(url, 0).unwrap_err();
+        assert!(
+            matches!(error, ClientError::Insecure(EndpointError::PlaintextOffLoopback { .. })),
+            "{url}: {error}"
+        );
+        assert!(error.to_string().contains("https://"), "{error}");
+    }
+    assert!(matches!(BurnFeedClient::new("ftp://127.0.0.1:1", 0), Err(ClientError::Insecure(_))));
+    for url in
+        ["http://127.0.0.1:50551", "http://localhost:50551", "http://[::1]:50551", "https://10.0.0.5:1"]
+    {
+        BurnFeedClient::new(url, 0).unwrap_or_else(|e| panic!("{url}: {e}"));
+    }
+    // TLS settings on a plaintext endpoint would be ignored: refused instead.
+    let error = BurnFeedClient::new("http://127.0.0.1:50551", 0).unwrap().with_tls(&FeedTls::default());
+    assert!(matches!(error, Err(ClientError::TlsWithoutHttps { .. })));
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Retention of the event log
+// ---------------------------------------------------------------------------------------------------
+
+fn exex_with_retention(path: &Path, max_events: u64) -> BurnExEx {
+    let store = BurnStore::open(path).unwrap().with_retention(Retention { max_events });
+    BurnExEx::new(Arc::new(store)).unwrap()
+}
+
+fn cursors(exex: &BurnExEx, after: u64) -> Vec<u64> {
+    exex.store().events_after(after, usize::MAX).unwrap().iter().map(|e| e.cursor).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_prunes_final_events_only_and_refuses_readers_below_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("exex.redb");
+    let exex = exex_with_retention(&path, 3);
+    let a = blocks(1, B256::repeat_byte(8), 6, 0); // one burn each: cursor n is block n's burn
+    exex.process(&committed(a.clone())).unwrap();
+    // Nothing is final: nothing is pruned, however long the log.
+    assert_eq!(cursors(&exex, 0), (1..=6).collect::<Vec<_>>());
+    assert_eq!(exex.store().retained_from().unwrap(), 1);
+
+    // Block 2 final: only events of blocks 1..=2 may go, though 3 over the bound.
+    exex.set_finalized(a[1].num_hash()).unwrap();
+    assert_eq!(exex.store().retained_from().unwrap(), 3);
+    assert_eq!(cursors(&exex, 2), (3..=6).collect::<Vec<_>>());
+    // Block 5 final: down to the bound (3 events), oldest first.
+    exex.set_finalized(a[4].num_hash()).unwrap();
+    assert_eq!(exex.store().retained_from().unwrap(), 4);
+    assert_eq!(cursors(&exex, 3), vec![4, 5, 6]);
+    let pruned = exex.store().events_after(2, 10).unwrap_err();
+    assert!(matches!(pruned, StoreError::Pruned { after: 2, retained_from: 4 }), "{pruned}");
+
+    // A retraction of the unfinalized block 6 is appended; the final event 4 makes room for it.
+    exex.process(&reverted(vec![a[5].clone()])).unwrap();
+    assert_eq!(cursors(&exex, 4), vec![5, 6, 7]);
+    let retract = exex.store().events_after(6, 1).unwrap();
+    assert_eq!(retract[0].kind, FeedEventKind::Retract);
+
+    // Over gRPC: a subscriber behind the retained history is told so, never given a gap.
+    let server = Server::start(&exex, "127.0.0.1:0".parse().unwrap(), FeedConfig::default()).await;
+    let url = format!("http://{}", server.addr);
+    let mut behind = BurnFeedClient::new(&url, 3).unwrap().with_config(client_config());
+    let error = tokio::time::timeout(Duration::from_secs(10), behind.next()).await.unwrap().unwrap_err();
+    assert!(matches!(error, ClientError::Pruned { retained_from: 5, position: 3 }), "{error}");
+    assert!(error.to_string().contains("resynchronise"), "{error}");
+    let mut level = BurnFeedClient::new(&url, 4).unwrap().with_config(client_config());
+    assert_eq!(next(&mut level).await.cursor, 5);
+    server.shutdown().await;
+
+    // Cursors continue across a reopen, after pruning.
+    drop(level);
+    drop(exex);
+    let exex = exex_with_retention(&path, 3);
+    assert_eq!(exex.store().last_cursor().unwrap(), 7);
+    assert_eq!(exex.store().retained_from().unwrap(), 5);
+    exex.process(&committed(blocks(6, a[4].hash, 1, 1))).unwrap();
+    assert_eq!(exex.store().last_cursor().unwrap(), 8);
+    assert_eq!(cursors(&exex, 5), vec![6, 7, 8]);
+}
+
+#[test]
+fn a_tiny_retention_still_keeps_the_newest_event_and_dense_cursors() {
+    let dir = tempfile::tempdir().unwrap();
+    let exex = exex_with_retention(&dir.path().join("exex.redb"), 0);
+    let a = blocks(1, B256::repeat_byte(9), 4, 0);
+    exex.process(&committed(a.clone())).unwrap();
+    exex.set_finalized(a[3].num_hash()).unwrap();
+    assert_eq!(cursors(&exex, 3), vec![4]);
+    exex.process(&committed(blocks(5, a[3].hash, 2, 0))).unwrap();
+    // Events of unfinalized blocks 5 and 6 stay, beyond the bound.
+    assert_eq!(cursors(&exex, 4), vec![5, 6]);
+    assert_eq!(exex.store().last_cursor().unwrap(), 6);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Catching up from the stored head after missed notifications
+// ---------------------------------------------------------------------------------------------------
+
+/// An execution client's canonical chain in memory (blocks from 1; genesis is not served).
+#[derive(Debug, Default)]
+struct MemChain(Mutex<Vec<TestBlock>>);
+
+impl MemChain {
+    fn set(&self, blocks: Vec<TestBlock>) {
+        *self.0.lock().unwrap() = blocks;
+    }
+}
+
+impl CanonicalChain for MemChain {
+    type Block = TestBlock;
+    type Error = std::convert::Infallible;
+
+    async fn head_number(&self) -> Result<u64, Self::Error> {
+        Ok(self.0.lock().unwrap().len() as u64)
+    }
+
+    async fn block(&self, number: u64) -> Result<Option<TestBlock>, Self::Error> {
+        let blocks = self.0.lock().unwrap();
+        Ok(number.checked_sub(1).and_then(|i| blocks.get(i as usize)).cloned())
+    }
+}
+
+fn chain_burns(chain: &[TestBlock]) -> Vec<Burn> {
+    let ex = BurnExtractor::default();
+    chain.iter().flat_map(|b| ex.extract_block(b)).collect()
+}
+
+/// Folds the feed: every burn announced once and retracted at most once, ending with `expected`.
+fn assert_feed_folds_to(exex: &BurnExEx, expected: &[Burn]) {
+    let mut live = std::collections::BTreeSet::new();
+    for (i, e) in exex.store().events_after(0, usize::MAX).unwrap().iter().enumerate() {
+        assert_eq!(e.cursor, i as u64 + 1);
+        let key = (e.burn.block_hash, e.burn.log_index);
+        match e.kind {
+            FeedEventKind::Burn => assert!(live.insert(key), "burn announced twice"),
+            FeedEventKind::Retract => assert!(live.remove(&key), "retract of an unknown burn"),
+        }
+    }
+    let mut expected = keys(expected);
+    expected.sort();
+    assert_eq!(live.into_iter().collect::<Vec<_>>(), expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catching_up_after_missed_notifications_loses_no_burn() {
+    let dir = tempfile::tempdir().unwrap();
+    let exex = BurnExEx::open(dir.path().join("exex.redb")).unwrap();
+    let genesis = B256::repeat_byte(0x61);
+    let a: Vec<TestBlock> = {
+        let mut out: Vec<TestBlock> = Vec::new();
+        for n in 1..=5 {
+            let parent = out.last().map_or(genesis, |b| b.hash);
+            out.push(block_with_burns(n, parent, 0));
+        }
+        out
+    };
+    let chain = MemChain::default();
+
+    // A fresh store catches up from genesis, in batches.
+    chain.set(a.clone());
+    let caught = exex.catch_up(&chain, 2).await.unwrap();
+    assert!(caught.complete);
+    assert_eq!(caught.outcome.blocks_committed, 5);
+    assert_eq!(exex.store().burns().unwrap(), chain_burns(&a));
+
+    // Missed: a reorg from height 3 and new blocks on the new branch (B4..B9).
+    let mut b = a[..3].to_vec();
+    for n in 4..=9 {
+        let parent = b.last().unwrap().hash;
+        b.push(block_with_burns(n, parent, 7));
+    }
+    chain.set(b.clone());
+    let caught = exex.catch_up(&chain, 4).await.unwrap();
+    assert!(caught.complete);
+    assert_eq!(caught.outcome.blocks_reverted, 2, "A4 and A5");
+    assert_eq!(caught.outcome.blocks_committed, 6);
+    assert_eq!(caught.outcome.burns_retracted, 4);
+    assert_eq!(exex.store().burns().unwrap(), chain_burns(&b));
+    assert_eq!(exex.head().unwrap(), Some(b[8].num_hash()));
+    assert_feed_folds_to(&exex, &chain_burns(&b));
+
+    // Again, and then the late notifications the receiver did get: replays, nothing changes.
+    let cursor = exex.store().last_cursor().unwrap();
+    let caught = exex.catch_up(&chain, 4).await.unwrap();
+    assert_eq!((caught.outcome.blocks_committed, caught.outcome.blocks_reverted), (0, 0));
+    exex.process(&committed(b[3..].to_vec())).unwrap();
+    assert_eq!(exex.store().last_cursor().unwrap(), cursor);
+
+    // The chain changes under the reader (block 11 does not extend block 10): it stops there, with
+    // what it read committed, and says it is not complete.
+    let mut c = b.clone();
+    c.push(block_with_burns(10, b[8].hash, 9));
+    c.push(block_with_burns(11, B256::repeat_byte(0xee), 9));
+    chain.set(c.clone());
+    let caught = exex.catch_up(&chain, 8).await.unwrap();
+    assert!(!caught.complete);
+    assert_eq!(exex.head().unwrap(), Some(c[9].num_hash()));
+    assert_feed_folds_to(&exex, &chain_burns(&c[..10]));
 }

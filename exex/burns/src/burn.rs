@@ -26,6 +26,47 @@ impl BurnKey {
     }
 }
 
+/// A burn's place in chain order: block number, then log index, then block hash (which only tells apart
+/// burns of competing blocks at one height). Ledgers that list burns oldest first key them by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct BurnPosition {
+    /// Number of the block that holds the burn.
+    pub block_number: BlockNumber,
+    /// Index of the log among all logs of the block.
+    pub log_index: u64,
+    /// Hash of the block.
+    pub block_hash: B256,
+}
+
+impl BurnPosition {
+    /// The first position at `block_number`: every burn of that block or a later one is at or after it.
+    pub const fn first_at(block_number: BlockNumber) -> Self {
+        Self { block_number, log_index: 0, block_hash: B256::ZERO }
+    }
+
+    /// The position's bytes, ordered as the positions are: number and log index big-endian, then hash.
+    pub fn to_bytes(self) -> [u8; 48] {
+        let mut out = [0u8; 48];
+        let (number, rest) = out.split_at_mut(8);
+        let (index, hash) = rest.split_at_mut(8);
+        number.copy_from_slice(&self.block_number.to_be_bytes());
+        index.copy_from_slice(&self.log_index.to_be_bytes());
+        hash.copy_from_slice(self.block_hash.as_slice());
+        out
+    }
+
+    /// The position these bytes encode ([`to_bytes`](Self::to_bytes)).
+    pub fn from_bytes(bytes: &[u8; 48]) -> Self {
+        let (number, rest) = bytes.split_first_chunk::<8>().map_or(([0; 8], &[][..]), |(n, r)| (*n, r));
+        let (index, hash) = rest.split_first_chunk::<8>().map_or(([0; 8], &[][..]), |(i, h)| (*i, h));
+        Self {
+            block_number: u64::from_be_bytes(number),
+            log_index: u64::from_be_bytes(index),
+            block_hash: B256::try_from(hash).unwrap_or_default(),
+        }
+    }
+}
+
 /// A `RequestPegOut` log emitted by the bridge contract in a block.
 ///
 /// Encoded one way wherever it is stored: RLP of its fields, as a list, in declaration order
@@ -54,6 +95,15 @@ impl Burn {
     /// The burn's identity: (block hash, log index).
     pub const fn key(&self) -> BurnKey {
         BurnKey { block_hash: self.block_hash, log_index: self.log_index }
+    }
+
+    /// The burn's place in chain order.
+    pub const fn position(&self) -> BurnPosition {
+        BurnPosition {
+            block_number: self.block_number,
+            log_index: self.log_index,
+            block_hash: self.block_hash,
+        }
     }
 
     /// The block that holds the burn.
@@ -116,6 +166,31 @@ mod tests {
         longer.push(0);
         assert_eq!(Burn::decode(&longer), Err(alloy_rlp::Error::UnexpectedLength));
         assert!(Burn::decode(&[9u8; 200]).is_err());
+    }
+
+    #[test]
+    fn positions_order_as_their_bytes_and_roundtrip() {
+        let at = |block_number, log_index, hash| BurnPosition {
+            block_number,
+            log_index,
+            block_hash: B256::repeat_byte(hash),
+        };
+        let sorted = [
+            BurnPosition::first_at(1),
+            at(1, 0, 9),
+            at(1, 1, 0),
+            at(1, 256, 0),
+            at(2, 0, 0),
+            at(256, 0, 0),
+            at(u64::MAX, u64::MAX, 0xff),
+        ];
+        for pair in sorted.windows(2) {
+            assert!(pair[0] < pair[1] && pair[0].to_bytes() < pair[1].to_bytes(), "{pair:?}");
+        }
+        for position in sorted {
+            assert_eq!(BurnPosition::from_bytes(&position.to_bytes()), position);
+        }
+        assert_eq!(sample_burn().position().block_hash, sample_burn().block_hash);
     }
 
     #[test]

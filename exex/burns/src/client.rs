@@ -4,13 +4,22 @@ use std::time::Duration;
 
 use alys_proto::burnfeed::v1::{self as proto, burn_feed_client::BurnFeedClient as RawClient};
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
-use tonic::{Streaming, transport::Endpoint};
+use tonic::{
+    Code, Streaming,
+    metadata::{AsciiMetadataValue, MetadataMap},
+    service::{Interceptor, interceptor::InterceptedService},
+    transport::{Certificate, Channel, ClientTlsConfig, Endpoint},
+};
 
 use crate::{
+    auth::{AUTHORIZATION, BearerToken, EndpointError, check_endpoint},
     burn::FeedEvent,
     convert::{FeedHead, ProtoError},
     metrics as m,
 };
+
+/// The metadata key of a refusal for a pruned cursor: the first cursor the feed still holds.
+pub const RETAINED_FROM: &str = "alys-feed-retained-from";
 
 /// An error of the feed client. Transport failures are not errors: the client reconnects.
 #[derive(Debug, thiserror::Error)]
@@ -18,6 +27,36 @@ pub enum ClientError {
     /// The endpoint is not a valid URI.
     #[error("invalid burn feed endpoint: {0}")]
     Endpoint(#[source] tonic::transport::Error),
+    /// The endpoint breaks the transport rule: plaintext off loopback, or not http(s).
+    #[error(transparent)]
+    Insecure(#[from] EndpointError),
+    /// rustls refused the TLS settings.
+    #[error("burn feed TLS settings: {0}")]
+    Tls(#[source] tonic::transport::Error),
+    /// TLS settings were given for an `http://` endpoint; they would be ignored.
+    #[error("burn feed endpoint {url:?} is plaintext: TLS settings need an https:// endpoint")]
+    TlsWithoutHttps {
+        /// The endpoint.
+        url: String,
+    },
+    /// The feed refused this client's credentials (no token, or a wrong one). Retrying with the same
+    /// token cannot succeed; the operator must fix the token.
+    #[error("burn feed refused the credentials: {0}")]
+    Unauthenticated(#[source] tonic::Status),
+    /// The feed no longer holds the events after the client's cursor: its retention pruned them. The
+    /// consumer missed events this feed can no longer send, so it must resynchronise from a source that
+    /// still has them (a feed kept longer, or the chain's logs over the missed blocks) rather than
+    /// resume with a gap.
+    #[error(
+        "burn feed pruned the events after cursor {position}: it holds cursors from {retained_from} on; \
+         this consumer must resynchronise"
+    )]
+    Pruned {
+        /// The first cursor the feed still holds.
+        retained_from: u64,
+        /// The client's cursor.
+        position: u64,
+    },
     /// The feed could not be reached ([`BurnFeedClient::head`] only: [`BurnFeedClient::next`] retries).
     #[error("burn feed unreachable: {0}")]
     Connect(#[source] tonic::transport::Error),
@@ -92,9 +131,19 @@ enum ConnectError {
 /// failed calls [`rewind`](Self::rewind) to be given the events after its committed cursor again. After
 /// a server restart or a dropped connection the client reconnects with exponential backoff and
 /// resumes after the last cursor it returned.
+///
+/// It reaches the feed over TLS or on loopback only ([`new`](Self::new)) and sends the bearer token the
+/// feed requires ([`with_bearer_token`](Self::with_bearer_token)). Refusals that retrying cannot cure
+/// end [`next`](Self::next) with an error instead of retrying forever: a refused token
+/// ([`ClientError::Unauthenticated`]), a cursor the feed no longer holds events after
+/// ([`ClientError::Pruned`]), a feed behind the cursor ([`ClientError::CursorAhead`]).
 #[derive(Debug)]
 pub struct BurnFeedClient {
+    url: String,
     endpoint: Endpoint,
+    /// Whether the endpoint is `https://`.
+    tls: bool,
+    auth: AuthInterceptor,
     position: u64,
     stream: Option<Streaming<proto::FeedEvent>>,
     /// The reconnection waits since the last event received; `None` until a connection fails.
@@ -105,19 +154,58 @@ pub struct BurnFeedClient {
 }
 
 impl BurnFeedClient {
-    /// A client of the feed at `endpoint` (e.g. `http://127.0.0.1:50061`) that yields the events after
-    /// `resume_after` (0: from the first event). Does not connect yet.
+    /// A client of the feed at `endpoint` that yields the events after `resume_after` (0: from the first
+    /// event). Does not connect yet.
+    ///
+    /// The endpoint is `https://…` (TLS, checked against the web PKI roots unless [`with_tls`] names a
+    /// CA) or `http://…` on loopback only (`127.0.0.1:50551`, `[::1]`, `localhost`); any other endpoint
+    /// is refused ([`ClientError::Insecure`]), since forged burns would become payable peg-outs.
+    ///
+    /// [`with_tls`]: Self::with_tls
     pub fn new(endpoint: impl Into<String>, resume_after: u64) -> Result<Self, ClientError> {
         let config = ClientConfig::default();
-        let endpoint = Endpoint::from_shared(endpoint.into()).map_err(ClientError::Endpoint)?;
+        let url = endpoint.into();
+        let tls = check_endpoint(&url)?;
+        let mut endpoint = Endpoint::from_shared(url.clone()).map_err(ClientError::Endpoint)?;
+        if tls {
+            endpoint =
+                endpoint.tls_config(ClientTlsConfig::new().with_webpki_roots()).map_err(ClientError::Tls)?;
+        }
         Ok(Self {
+            url,
             endpoint: endpoint.connect_timeout(config.connect_timeout).tcp_nodelay(true),
+            tls,
+            auth: AuthInterceptor(None),
             position: resume_after,
             stream: None,
             backoff: None,
             last_wait: Duration::ZERO,
             config,
         })
+    }
+
+    /// Sends `token` as `authorization: Bearer <token>` with every call.
+    pub fn with_bearer_token(mut self, token: &BearerToken) -> Self {
+        // A `BearerToken` is visible ASCII, so its header value always parses.
+        self.auth = AuthInterceptor(token.header_value().parse().ok());
+        self
+    }
+
+    /// Checks the server's certificate against `tls` instead of the web PKI roots (an `https://`
+    /// endpoint only).
+    pub fn with_tls(mut self, tls: &FeedTls) -> Result<Self, ClientError> {
+        if !self.tls {
+            return Err(ClientError::TlsWithoutHttps { url: self.url });
+        }
+        let mut config = match &tls.ca_pem {
+            Some(pem) => ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem)),
+            None => ClientTlsConfig::new().with_webpki_roots(),
+        };
+        if let Some(domain) = &tls.domain {
+            config = config.domain_name(domain.clone());
+        }
+        self.endpoint = self.endpoint.tls_config(config).map_err(ClientError::Tls)?;
+        Ok(self)
     }
 
     /// Uses this reconnection policy.
@@ -150,8 +238,17 @@ impl BurnFeedClient {
     /// Asks the server for its position (one attempt, no retry).
     pub async fn head(&self) -> Result<FeedHead, ClientError> {
         let channel = self.endpoint.connect().await.map_err(ClientError::Connect)?;
-        let head = RawClient::new(channel).head(proto::HeadRequest {}).await?.into_inner();
+        let head = self
+            .raw(channel)
+            .head(proto::HeadRequest {})
+            .await
+            .map_err(|status| refusal(status, self.position).unwrap_or_else(|s| s.into()))?
+            .into_inner();
         Ok(FeedHead::try_from(head)?)
+    }
+
+    fn raw(&self, channel: Channel) -> RawClient<InterceptedService<Channel, AuthInterceptor>> {
+        RawClient::with_interceptor(channel, self.auth.clone())
     }
 
     /// The next event after [`position`](Self::position), waiting for it as long as it takes and
@@ -200,10 +297,17 @@ impl BurnFeedClient {
                     tracing::info!(target: "alys::burnfeed", position = self.position, "burn feed stream ended; reconnecting");
                     self.disconnected().await;
                 }
-                Err(status) => {
-                    tracing::info!(target: "alys::burnfeed", position = self.position, %status, "burn feed stream failed; reconnecting");
-                    self.disconnected().await;
-                }
+                // A subscriber overtaken by the feed's retention is told so mid-stream.
+                Err(status) => match refusal(status, self.position) {
+                    Ok(error) => {
+                        self.stream = None;
+                        return Err(error);
+                    }
+                    Err(status) => {
+                        tracing::info!(target: "alys::burnfeed", position = self.position, %status, "burn feed stream failed; reconnecting");
+                        self.disconnected().await;
+                    }
+                },
             }
         }
     }
@@ -230,8 +334,12 @@ impl BurnFeedClient {
     async fn connect(&self) -> Result<Streaming<proto::FeedEvent>, ConnectError> {
         let retry = ConnectError::Retry;
         let channel = self.endpoint.connect().await.map_err(|e| retry(ClientError::Connect(e)))?;
-        let mut client = RawClient::new(channel);
-        let head = client.head(proto::HeadRequest {}).await.map_err(|s| retry(s.into()))?.into_inner();
+        let mut client = self.raw(channel);
+        let classify = |status: tonic::Status| match refusal(status, self.position) {
+            Ok(fatal) => ConnectError::Fatal(fatal),
+            Err(status) => retry(status.into()),
+        };
+        let head = client.head(proto::HeadRequest {}).await.map_err(classify)?.into_inner();
         if head.last_cursor < self.position {
             return Err(ConnectError::Fatal(ClientError::CursorAhead {
                 server: head.last_cursor,
@@ -241,9 +349,49 @@ impl BurnFeedClient {
         let stream = client
             .subscribe(proto::SubscribeRequest { from_cursor: self.position })
             .await
-            .map_err(|s| retry(s.into()))?
+            .map_err(classify)?
             .into_inner();
         tracing::info!(target: "alys::burnfeed", from_cursor = self.position, server_last = head.last_cursor, "subscribed to burn feed");
         Ok(stream)
     }
+}
+
+/// TLS settings of a client of an `https://` feed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FeedTls {
+    /// PEM of the CA that signed the feed's certificate; the web PKI roots when unset.
+    pub ca_pem: Option<Vec<u8>>,
+    /// The name to check in the certificate, when it differs from the endpoint's host.
+    pub domain: Option<String>,
+}
+
+/// Adds the bearer token, if any, to every call.
+#[derive(Debug, Clone)]
+struct AuthInterceptor(Option<AsciiMetadataValue>);
+
+impl Interceptor for AuthInterceptor {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request.metadata_mut().insert(AUTHORIZATION, value.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// The error a refusal that retrying cannot cure stands for (`Ok`), or the status back (`Err`) when
+/// it is worth retrying.
+fn refusal(status: tonic::Status, position: u64) -> Result<ClientError, tonic::Status> {
+    match status.code() {
+        Code::Unauthenticated | Code::PermissionDenied => Ok(ClientError::Unauthenticated(status)),
+        Code::OutOfRange => match retained_from(status.metadata()) {
+            Some(retained_from) => Ok(ClientError::Pruned { retained_from, position }),
+            None => Err(status),
+        },
+        _ => Err(status),
+    }
+}
+
+/// The first retained cursor a pruned-cursor refusal names.
+fn retained_from(metadata: &MetadataMap) -> Option<u64> {
+    metadata.get(RETAINED_FROM)?.to_str().ok()?.parse().ok()
 }

@@ -45,7 +45,18 @@
 //! event's cursor in the same database transaction as the burns the event changes. Delivery is therefore
 //! exactly once within a run and at least once across restarts: an event processed but not committed
 //! before a crash comes again, and its key makes the replay harmless.
+//!
+//! The feed keeps a bounded history (see `alys-exex`'s retention rule). A consumer whose cursor fell
+//! below what the feed still holds is refused with [`ClientError::Pruned`]: it must resynchronise,
+//! never resume across a silent gap.
+//!
+//! # Who may read it
+//!
+//! Burns on the feed become payable peg-outs, so the feed is guarded like the governance stream
+//! ([`auth`]): TLS (`https://`) or plaintext on loopback only, and a [`BearerToken`] the server
+//! requires and compares in constant time. A refused token is [`ClientError::Unauthenticated`].
 
+pub mod auth;
 mod block;
 mod burn;
 mod client;
@@ -55,8 +66,9 @@ pub mod metrics;
 #[cfg(feature = "test-utils")]
 pub mod test_utils;
 
+pub use auth::{BearerToken, EndpointError, TokenError};
 pub use block::BlockLogs;
-pub use burn::{Burn, BurnKey, FeedEvent, FeedEventKind};
-pub use client::{BurnFeedClient, ClientConfig, ClientError};
+pub use burn::{Burn, BurnKey, BurnPosition, FeedEvent, FeedEventKind};
+pub use client::{BurnFeedClient, ClientConfig, ClientError, FeedTls, RETAINED_FROM};
 pub use convert::{FeedHead, ProtoError};
 pub use extract::BurnExtractor;

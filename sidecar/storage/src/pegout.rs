@@ -1,14 +1,40 @@
-//! The peg-out ledger: burns seen on the bridge contract, pending until their block is final, then
-//! released, each exactly once, ever (DESIGN invariant 3); and where the burn sources stand.
+//! The peg-out ledger: burns seen on the bridge contract, pending until their block is final and
+//! canonical, then released, each exactly once, ever (DESIGN invariant 3); and where the burn sources
+//! stand.
+//!
+//! # The rule that releases a burn
+//!
+//! A pending burn is released only when, in the transaction that releases it:
+//! - its block number is at or below the finalized consensus block ([`ChainRead::finalized`]), and
+//! - the canonical consensus block at that height carries the burn's execution block: its
+//!   `execution_block_hash` is the burn's `block_hash` (a consensus block's height is its execution
+//!   block's number).
+//!
+//! A burn whose block is not that one (a burn of an orphaned execution block, whose retraction has not
+//! arrived yet) stays pending and is never released; its retraction removes it. Once released, a burn
+//! stays released: seeing it again (a feed replay) or retracting it changes nothing.
+//!
+//! # Order
+//!
+//! Both sets are keyed by [`BurnPosition`] (block number, log index, block hash), so they list oldest
+//! first and page by position ([`PegoutRead::pending_burns_page`]), and a release pass reads only the
+//! pending burns at or below the finalized height.
 
-use alys_burns::Burn;
-use redb::{ReadableTable, TableDefinition, WriteTransaction};
+use std::{collections::HashMap, ops::Bound};
 
-use crate::{StorageError, Tables, WriteTx};
+use alloy_primitives::B256;
+use alys_burns::{Burn, BurnPosition};
+use redb::{ReadableTable, TableDefinition, TableHandle, WriteTransaction};
 
-const PENDING: TableDefinition<'static, &[u8; 40], &[u8]> = TableDefinition::new("pending_burns");
-const RELEASED: TableDefinition<'static, &[u8; 40], &[u8]> = TableDefinition::new("released_burns");
+use crate::{ChainRead, StorageError, Tables, WriteTx};
+
+const PENDING: TableDefinition<'static, &[u8; 48], &[u8]> = TableDefinition::new("pegout_pending");
+const RELEASED: TableDefinition<'static, &[u8; 48], &[u8]> = TableDefinition::new("pegout_released");
 const META: TableDefinition<'static, &str, u64> = TableDefinition::new("pegout_meta");
+
+/// The sets as an earlier version keyed them (block hash ‖ log index), moved on open.
+const LEGACY_PENDING: TableDefinition<'static, &[u8; 40], &[u8]> = TableDefinition::new("pending_burns");
+const LEGACY_RELEASED: TableDefinition<'static, &[u8; 40], &[u8]> = TableDefinition::new("released_burns");
 
 const GETH_HEIGHT: &str = "geth_height";
 const BURN_CURSOR: &str = "burn_cursor";
@@ -17,6 +43,32 @@ pub(crate) fn create_tables(tx: &WriteTransaction) -> Result<(), StorageError> {
     tx.open_table(PENDING)?;
     tx.open_table(RELEASED)?;
     tx.open_table(META)?;
+    let legacy: Vec<String> = tx
+        .list_tables()?
+        .map(|t| t.name().to_owned())
+        .filter(|name| name == LEGACY_PENDING.name() || name == LEGACY_RELEASED.name())
+        .collect();
+    for name in legacy {
+        let (from, to, label) = if name == LEGACY_PENDING.name() {
+            (LEGACY_PENDING, PENDING, "pending_burns")
+        } else {
+            (LEGACY_RELEASED, RELEASED, "released_burns")
+        };
+        let burns = {
+            let table = tx.open_table(from)?;
+            let mut burns = Vec::new();
+            for entry in table.iter()? {
+                burns.push(decode(label, entry?.1.value())?);
+            }
+            burns
+        };
+        let mut table = tx.open_table(to)?;
+        for burn in &burns {
+            table.insert(&burn.position().to_bytes(), burn.encoded().as_slice())?;
+        }
+        drop(table);
+        tx.delete_table(from)?;
+    }
     Ok(())
 }
 
@@ -24,29 +76,111 @@ fn decode(table: &'static str, bytes: &[u8]) -> Result<Burn, StorageError> {
     Burn::decode(bytes).map_err(|source| StorageError::Decode { table, source })
 }
 
-fn list(
-    table: &impl ReadableTable<&'static [u8; 40], &'static [u8]>,
+fn page(
+    table: &impl ReadableTable<&'static [u8; 48], &'static [u8]>,
     name: &'static str,
+    after: Option<BurnPosition>,
+    limit: usize,
 ) -> Result<Vec<Burn>, StorageError> {
+    let after = after.map(BurnPosition::to_bytes);
+    let start = after.as_ref().map_or(Bound::Unbounded, Bound::Excluded);
     let mut out = Vec::new();
-    for entry in table.iter()? {
-        let (_, value) = entry?;
-        out.push(decode(name, value.value())?);
+    for entry in table.range::<&[u8; 48]>((start, Bound::Unbounded))?.take(limit) {
+        out.push(decode(name, entry?.1.value())?);
     }
-    out.sort_by_key(|b| (b.block_number, b.log_index));
     Ok(out)
 }
 
-/// Reading the peg-out ledger.
-pub trait PegoutRead: Tables {
-    /// Burns waiting for finality, in chain order.
-    fn pending_burns(&self) -> Result<Vec<Burn>, StorageError> {
-        list(&self.open(PENDING)?, "pending_burns")
+/// Pending burns at or below `height`, in chain order.
+fn pending_up_to(
+    table: &impl ReadableTable<&'static [u8; 48], &'static [u8]>,
+    height: u64,
+) -> Result<Vec<Burn>, StorageError> {
+    let Some(above) = height.checked_add(1) else { return page(table, "pegout_pending", None, usize::MAX) };
+    let end = BurnPosition::first_at(above).to_bytes();
+    let mut out = Vec::new();
+    for entry in table.range::<&[u8; 48]>(..&end)? {
+        out.push(decode("pegout_pending", entry?.1.value())?);
+    }
+    Ok(out)
+}
+
+/// The execution block hash the canonical consensus block at each height carries, looked up once per
+/// height.
+struct Canonical<'a, T: ChainRead> {
+    chain: &'a T,
+    seen: HashMap<u64, Option<B256>>,
+}
+
+impl<'a, T: ChainRead> Canonical<'a, T> {
+    fn new(chain: &'a T) -> Self {
+        Self { chain, seen: HashMap::new() }
     }
 
-    /// Burns released (final), in chain order.
+    /// Whether `burn`'s block is the execution block of the canonical consensus block at its height.
+    fn holds(&mut self, burn: &Burn) -> Result<bool, StorageError> {
+        let height = burn.block_number;
+        let hash = match self.seen.get(&height) {
+            Some(hash) => *hash,
+            None => {
+                let hash = self.chain.block_by_height(height)?.map(|b| b.header.execution_block_hash);
+                self.seen.insert(height, hash);
+                hash
+            }
+        };
+        Ok(hash == Some(burn.block_hash))
+    }
+}
+
+/// Reading the peg-out ledger.
+pub trait PegoutRead: Tables + ChainRead + Sized {
+    /// Every burn waiting for release, in chain order (for bounded reads, [`Self::pending_burns_page`]).
+    fn pending_burns(&self) -> Result<Vec<Burn>, StorageError> {
+        page(&self.open(PENDING)?, "pegout_pending", None, usize::MAX)
+    }
+
+    /// Every burn released, in chain order (for bounded reads, [`Self::released_burns_page`]).
     fn released_burns(&self) -> Result<Vec<Burn>, StorageError> {
-        list(&self.open(RELEASED)?, "released_burns")
+        page(&self.open(RELEASED)?, "pegout_released", None, usize::MAX)
+    }
+
+    /// Up to `limit` pending burns after position `after` (from the first when `None`), in chain order.
+    fn pending_burns_page(
+        &self,
+        after: Option<BurnPosition>,
+        limit: usize,
+    ) -> Result<Vec<Burn>, StorageError> {
+        page(&self.open(PENDING)?, "pegout_pending", after, limit)
+    }
+
+    /// Up to `limit` released burns after position `after` (from the first when `None`), in chain order.
+    fn released_burns_page(
+        &self,
+        after: Option<BurnPosition>,
+        limit: usize,
+    ) -> Result<Vec<Burn>, StorageError> {
+        page(&self.open(RELEASED)?, "pegout_released", after, limit)
+    }
+
+    /// Whether the burn is released.
+    fn is_released(&self, burn: &Burn) -> Result<bool, StorageError> {
+        Ok(self.open(RELEASED)?.get(&burn.position().to_bytes())?.is_some())
+    }
+
+    /// Pending burns that can never be released as they are: at or below the finalized height, in a
+    /// block that is not the canonical one there. They wait for their retraction; a burn source that
+    /// never sends one (a feed that lost it) leaves them here, which is worth an alarm.
+    fn orphaned_pending_burns(&self) -> Result<Vec<Burn>, StorageError> {
+        let Some(finalized) = self.finalized()? else { return Ok(Vec::new()) };
+        let candidates = pending_up_to(&self.open(PENDING)?, finalized.height)?;
+        let mut canonical = Canonical::new(self);
+        let mut out = Vec::new();
+        for burn in candidates {
+            if !canonical.holds(&burn)? {
+                out.push(burn);
+            }
+        }
+        Ok(out)
     }
 
     /// The last block the geth path has read (0 before any).
@@ -68,7 +202,7 @@ impl WriteTx {
         let released = self.table(RELEASED)?;
         let mut pending = self.table(PENDING)?;
         for burn in burns {
-            let key = burn.key().to_bytes();
+            let key = burn.position().to_bytes();
             if released.get(&key)?.is_none() {
                 pending.insert(&key, burn.encoded().as_slice())?;
             }
@@ -76,58 +210,61 @@ impl WriteTx {
         Ok(())
     }
 
-    /// Drops pending burns of a reverted block (a released burn is final and cannot be retracted).
-    pub fn retract_burns(&self, burns: &[Burn]) -> Result<(), StorageError> {
+    /// Drops pending burns of a reverted block. A released burn is final and stays released; returns
+    /// how many of `burns` were (a retraction of a final burn means finality was reverted, which the
+    /// caller must report loudly).
+    pub fn retract_burns(&self, burns: &[Burn]) -> Result<usize, StorageError> {
+        let released = self.table(RELEASED)?;
         let mut pending = self.table(PENDING)?;
+        let mut final_ones = 0;
         for burn in burns {
-            pending.remove(&burn.key().to_bytes())?;
-        }
-        Ok(())
-    }
-
-    /// Releases every pending burn at or below `finalized`: each moves to the released set and is
-    /// returned, in chain order; a burn is returned by at most one call, ever.
-    pub fn release_burns(&self, finalized: u64) -> Result<Vec<Burn>, StorageError> {
-        let mut pending = self.table(PENDING)?;
-        let mut released = self.table(RELEASED)?;
-        let mut out = Vec::new();
-        for burn in list(&pending, "pending_burns")? {
-            if burn.block_number <= finalized {
-                let key = burn.key().to_bytes();
-                pending.remove(&key)?;
-                released.insert(&key, burn.encoded().as_slice())?;
-                out.push(burn);
+            let key = burn.position().to_bytes();
+            pending.remove(&key)?;
+            if released.get(&key)?.is_some() {
+                final_ones += 1;
             }
         }
-        Ok(out)
+        Ok(final_ones)
     }
 
-    /// The geth path's step: records the burns of the finalized range up to `to` and advances the
-    /// stored height; releases them, or, when `release` is false because peg-outs are paused, keeps them
-    /// pending for a later [`Self::release_burns`]. Returns the burns released.
+    /// Releases every pending burn that is final and canonical by the stored chain (module docs): each
+    /// moves to the released set and is returned, in chain order; a burn is returned by at most one
+    /// call, ever. Pending burns of other blocks wait.
+    pub fn release_burns(&self) -> Result<Vec<Burn>, StorageError> {
+        let Some(finalized) = self.finalized()? else { return Ok(Vec::new()) };
+        let candidates = pending_up_to(&self.table(PENDING)?, finalized.height)?;
+        let mut releasable = Vec::new();
+        {
+            let mut canonical = Canonical::new(self);
+            for burn in candidates {
+                if canonical.holds(&burn)? {
+                    releasable.push(burn);
+                }
+            }
+        }
+        let mut pending = self.table(PENDING)?;
+        let mut released = self.table(RELEASED)?;
+        for burn in &releasable {
+            let key = burn.position().to_bytes();
+            pending.remove(&key)?;
+            released.insert(&key, burn.encoded().as_slice())?;
+        }
+        Ok(releasable)
+    }
+
+    /// The geth path's step for one chunk of finalized blocks up to `to`: records the chunk's burns as
+    /// pending (released ones are ignored), advances the stored height to `to` and, unless peg-outs are
+    /// paused (`release` false), releases what the rule allows ([`Self::release_burns`]), which it
+    /// returns.
     pub fn ingest_final_burns(
         &self,
         burns: &[Burn],
         to: u64,
         release: bool,
     ) -> Result<Vec<Burn>, StorageError> {
-        let mut released = self.table(RELEASED)?;
-        let mut pending = self.table(PENDING)?;
-        let mut out = Vec::new();
-        for burn in burns {
-            let key = burn.key().to_bytes();
-            if released.get(&key)?.is_some() {
-                continue;
-            }
-            if release {
-                released.insert(&key, burn.encoded().as_slice())?;
-                out.push(burn.clone());
-            } else {
-                pending.insert(&key, burn.encoded().as_slice())?;
-            }
-        }
+        self.add_pending_burns(burns)?;
         self.table(META)?.insert(GETH_HEIGHT, to)?;
-        Ok(out)
+        if release { self.release_burns() } else { Ok(Vec::new()) }
     }
 
     /// Records the burn-feed cursor whose event this transaction records.
@@ -139,15 +276,18 @@ impl WriteTx {
 
 #[cfg(test)]
 mod tests {
-    use alloy_primitives::{Address, B256, Bytes, U256};
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "test code")]
+    use alloy_primitives::{Address, Bytes, U256};
+    use alys_primitives::{Approvals, BlockRef, ConsensusHeader, SignedBlock};
 
     use super::*;
     use crate::Storage;
 
-    fn burn(block: u8, log_index: u64) -> Burn {
+    /// A burn in execution block `block` (hash `repeat_byte(block)`) unless `fork` picks a sibling.
+    fn burn_in(block: u8, fork: u8, log_index: u64) -> Burn {
         Burn {
             block_number: u64::from(block),
-            block_hash: B256::repeat_byte(block),
+            block_hash: B256::repeat_byte(block ^ fork.wrapping_mul(0x40)),
             log_index,
             tx_hash: B256::repeat_byte(0xee),
             tx_index: 0,
@@ -157,6 +297,10 @@ mod tests {
         }
     }
 
+    fn burn(block: u8, log_index: u64) -> Burn {
+        burn_in(block, 0, log_index)
+    }
+
     fn write<T>(store: &Storage, f: impl FnOnce(&WriteTx) -> Result<T, StorageError>) -> T {
         let tx = store.write().unwrap();
         let out = f(&tx).unwrap();
@@ -164,23 +308,56 @@ mod tests {
         out
     }
 
+    /// Consensus blocks 1..=n carrying execution blocks `repeat_byte(h)`, finalized up to `finalized`.
+    fn chain(store: &Storage, n: u8, finalized: u8) {
+        let mut parent = B256::ZERO;
+        let mut refs = Vec::new();
+        for h in 1..=n {
+            let block = SignedBlock {
+                header: ConsensusHeader {
+                    parent_hash: parent,
+                    height: u64::from(h),
+                    slot: u64::from(h),
+                    author: 0,
+                    execution_block_hash: B256::repeat_byte(h),
+                    pegins: vec![],
+                    auxpow: Bytes::new(),
+                },
+                execution_block: Bytes::new(),
+                execution_requests: vec![],
+                author_signature: Bytes::new(),
+                approvals: Approvals { signers: Bytes::new(), signature: Bytes::new() },
+            };
+            parent = write(store, |tx| tx.set_head(&block)).hash;
+            refs.push(BlockRef { height: u64::from(h), hash: parent });
+        }
+        if finalized > 0 {
+            write(store, |tx| tx.set_finalized(refs[usize::from(finalized) - 1]));
+        }
+    }
+
     #[test]
-    fn burns_are_released_once_when_final_and_survive_reopening() {
+    fn burns_are_released_once_when_final_and_canonical_and_survive_reopening() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("alys.redb");
         {
             let store = Storage::open(&path).unwrap();
-            write(&store, |tx| tx.add_pending_burns(&[burn(1, 0), burn(2, 3), burn(3, 1)]));
-            assert_eq!(write(&store, |tx| tx.release_burns(2)), vec![burn(1, 0), burn(2, 3)]);
-            assert!(write(&store, |tx| tx.release_burns(2)).is_empty(), "released once");
-            write(&store, |tx| tx.retract_burns(&[burn(3, 1)]));
+            chain(&store, 3, 2);
+            write(&store, |tx| tx.add_pending_burns(&[burn(3, 1), burn(1, 0), burn(2, 3)]));
+            assert_eq!(write(&store, |tx| tx.release_burns()), vec![burn(1, 0), burn(2, 3)]);
+            assert!(write(&store, |tx| tx.release_burns()).is_empty(), "released once");
+            assert_eq!(write(&store, |tx| tx.retract_burns(&[burn(3, 1)])), 0);
             assert!(store.read().unwrap().pending_burns().unwrap().is_empty());
-            // Seeing a released burn again (a replay) does not make it pending again.
+            // Seeing a released burn again (a replay) does not make it pending again; retracting it
+            // does not unrelease it, and says so.
             write(&store, |tx| tx.add_pending_burns(&[burn(1, 0)]));
             assert!(store.read().unwrap().pending_burns().unwrap().is_empty());
+            assert_eq!(write(&store, |tx| tx.retract_burns(&[burn(1, 0)])), 1);
+            assert!(store.read().unwrap().is_released(&burn(1, 0)).unwrap());
         }
         let store = Storage::open(&path).unwrap();
         assert_eq!(store.read().unwrap().released_burns().unwrap().len(), 2);
+        chain_extend_and_finalize(&store, 5);
         assert_eq!(
             write(&store, |tx| tx.ingest_final_burns(&[burn(1, 0), burn(4, 0)], 4, true)),
             vec![burn(4, 0)]
@@ -189,13 +366,81 @@ mod tests {
         // Peg-outs paused: final burns are held pending, then released once after the resume.
         assert!(write(&store, |tx| tx.ingest_final_burns(&[burn(5, 0), burn(4, 0)], 5, false)).is_empty());
         assert_eq!(store.read().unwrap().geth_height().unwrap(), 5);
+        assert_eq!(store.read().unwrap().pending_burns().unwrap(), vec![burn(5, 0)], "released is not held");
+        assert_eq!(write(&store, |tx| tx.release_burns()), vec![burn(5, 0)]);
+        assert!(write(&store, |tx| tx.release_burns()).is_empty());
+    }
+
+    /// Extends the test chain of [`chain`] to `n` blocks and finalizes the tip.
+    fn chain_extend_and_finalize(store: &Storage, n: u8) {
+        let read = store.read().unwrap();
+        let mut parent = read.head().unwrap().unwrap().hash;
+        let first = read.head().unwrap().unwrap().height as u8 + 1;
+        drop(read);
+        for h in first..=n {
+            let block = SignedBlock {
+                header: ConsensusHeader {
+                    parent_hash: parent,
+                    height: u64::from(h),
+                    slot: u64::from(h),
+                    author: 0,
+                    execution_block_hash: B256::repeat_byte(h),
+                    pegins: vec![],
+                    auxpow: Bytes::new(),
+                },
+                execution_block: Bytes::new(),
+                execution_requests: vec![],
+                author_signature: Bytes::new(),
+                approvals: Approvals { signers: Bytes::new(), signature: Bytes::new() },
+            };
+            parent = write(store, |tx| tx.set_head(&block)).hash;
+        }
+        write(store, |tx| tx.set_finalized(BlockRef { height: u64::from(n), hash: parent }));
+    }
+
+    #[test]
+    fn a_burn_of_an_orphaned_block_waits_for_its_retraction() {
+        let store = Storage::in_memory().unwrap();
+        chain(&store, 4, 0);
+        // Two burns at height 2: one in the canonical execution block, one in a reorged-away sibling.
+        let canonical = burn(2, 0);
+        let orphan = burn_in(2, 1, 0);
+        write(&store, |tx| tx.add_pending_burns(&[canonical.clone(), orphan.clone()]));
+        assert!(write(&store, |tx| tx.release_burns()).is_empty(), "nothing is final yet");
+        chain_extend_and_finalize(&store, 4);
+        assert_eq!(write(&store, |tx| tx.release_burns()), vec![canonical.clone()]);
+        assert_eq!(store.read().unwrap().pending_burns().unwrap(), vec![orphan.clone()]);
+        assert_eq!(store.read().unwrap().orphaned_pending_burns().unwrap(), vec![orphan.clone()]);
+        assert!(write(&store, |tx| tx.release_burns()).is_empty(), "the orphan is never released");
+        write(&store, |tx| tx.retract_burns(std::slice::from_ref(&orphan)));
+        assert!(store.read().unwrap().pending_burns().unwrap().is_empty());
+        assert_eq!(store.read().unwrap().released_burns().unwrap(), vec![canonical]);
+    }
+
+    #[test]
+    fn pages_list_each_set_in_chain_order() {
+        let store = Storage::in_memory().unwrap();
+        let burns: Vec<Burn> = (1..=9).flat_map(|b| [burn(b, 1), burn(b, 0)]).collect();
+        write(&store, |tx| tx.add_pending_burns(&burns));
+        let read = store.read().unwrap();
+        let mut all = Vec::new();
+        let mut after = None;
+        loop {
+            let page = read.pending_burns_page(after, 4).unwrap();
+            assert!(page.len() <= 4);
+            let Some(last) = page.last() else { break };
+            after = Some(last.position());
+            all.extend(page);
+        }
+        let mut sorted = burns;
+        sorted.sort_by_key(Burn::position);
+        assert_eq!(all, sorted);
+        assert_eq!(read.pending_burns().unwrap(), sorted);
+        assert!(read.released_burns_page(None, 10).unwrap().is_empty());
         assert_eq!(
-            store.read().unwrap().pending_burns().unwrap(),
-            vec![burn(5, 0)],
-            "a released burn is not held again"
+            read.pending_burns_page(Some(sorted[16].position()), 10).unwrap(),
+            vec![sorted[17].clone()]
         );
-        assert_eq!(write(&store, |tx| tx.release_burns(5)), vec![burn(5, 0)]);
-        assert!(write(&store, |tx| tx.release_burns(5)).is_empty());
     }
 
     #[test]
@@ -217,5 +462,31 @@ mod tests {
         let read = store.read().unwrap();
         assert_eq!(read.burn_cursor().unwrap(), 7);
         assert_eq!(read.pending_burns().unwrap(), vec![burn(1, 0)]);
+    }
+
+    #[test]
+    fn sets_of_an_earlier_version_are_moved_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("alys.redb");
+        {
+            let db = redb::Database::create(&path).unwrap();
+            let tx = db.begin_write().unwrap();
+            {
+                let mut pending = tx.open_table(LEGACY_PENDING).unwrap();
+                pending.insert(&burn(3, 0).key().to_bytes(), burn(3, 0).encoded().as_slice()).unwrap();
+                let mut released = tx.open_table(LEGACY_RELEASED).unwrap();
+                released.insert(&burn(1, 2).key().to_bytes(), burn(1, 2).encoded().as_slice()).unwrap();
+            }
+            tx.commit().unwrap();
+        }
+        let store = Storage::open(&path).unwrap();
+        let read = store.read().unwrap();
+        assert_eq!(read.pending_burns().unwrap(), vec![burn(3, 0)]);
+        assert_eq!(read.released_burns().unwrap(), vec![burn(1, 2)]);
+        drop(read);
+        drop(store);
+        // Moved once: the old tables are gone, and reopening changes nothing.
+        let store = Storage::open(&path).unwrap();
+        assert_eq!(store.read().unwrap().pending_burns().unwrap(), vec![burn(3, 0)]);
     }
 }
