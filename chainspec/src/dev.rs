@@ -8,6 +8,11 @@ use alloy_primitives::{Address, B256, U256, address, b256};
 /// The mnemonic the accounts derive from (BIP-44 path `m/44'/60'/0'/0/i`).
 pub const DEV_MNEMONIC: &str = "test test test test test test test test test test test junk";
 
+/// Where `alys-devnet` pays the federation's share of merged-mining rewards: an address no one holds a
+/// key for and nothing else pays, so its balance is exactly the federation's rewards.
+pub const DEVNET_FEDERATION_FEES: Address =
+    alloy_primitives::address!("0x00000000000000000000000000000000000FedE5");
+
 /// Balance of each development account in the devnet genesis: 10,000 coins (10^22 wei).
 pub const DEV_ACCOUNT_BALANCE: U256 = U256::from_limbs([0x19e0_c9ba_b240_0000, 0x21e, 0, 0]);
 

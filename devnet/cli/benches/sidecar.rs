@@ -130,7 +130,8 @@ fn main() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
         let spec = Arc::new(ChainSpec::devnet().unwrap());
         let secret = JwtSecret::from_file(&root.join("etc/jwt/jwt.hex")).unwrap();
-        let key = Arc::new(AuthorityKey::from_file(root.join("etc/keys/devnet-authority.key")).unwrap());
+        let text = std::fs::read_to_string(root.join("etc/keys/devnet-authority.key")).unwrap();
+        let key = Arc::new(AuthorityKey::from_hex(text.trim()).unwrap());
         let dir = std::env::temp_dir().join(format!("alys-bench-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         // In memory: the sidecar's own work. On disk: as a node runs, each head one durable (fsync'd)

@@ -2,6 +2,7 @@
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
+use alys_burns::BearerToken;
 use alys_chainspec::ChainSpec;
 use alys_devnet_el::{Engine, EngineConfig};
 use alys_engine_api::{EngineApiConfig, EngineApiServer};
@@ -30,9 +31,18 @@ pub(crate) struct ElArgs {
     /// eth JSON-RPC over WebSocket listen address.
     #[arg(long = "ws.addr", default_value = "127.0.0.1:8546")]
     ws_addr: SocketAddr,
-    /// gRPC burn feed of the ExEx, as `alys-reth` serves it.
+    /// gRPC burn feed of the ExEx, as `alys-reth` serves it (plaintext: the node connects on loopback
+    /// only).
     #[arg(long = "feed.addr", default_value = "127.0.0.1:50551")]
     feed_addr: SocketAddr,
+    /// The bearer token the burn feed requires (`alys-reth --alys.feed-token-file`); the node sends it
+    /// from `[pegout] bearer_token_file`.
+    #[arg(long = "feed.token-file", value_name = "FILE", default_value = "etc/keys/devnet-feed.token")]
+    feed_token_file: PathBuf,
+    /// Capacity of the engine's chain-notification channel (tests shrink it to make the ExEx miss
+    /// notifications and catch up).
+    #[arg(long = "engine.notification-capacity", hide = true, default_value_t = 1024)]
+    notification_capacity: usize,
 }
 
 pub(crate) async fn run(args: ElArgs) -> eyre::Result<()> {
@@ -40,6 +50,7 @@ pub(crate) async fn run(args: ElArgs) -> eyre::Result<()> {
         ChainSpec::from_file(&args.chain).wrap_err_with(|| format!("loading {}", args.chain.display()))?,
     );
     let mut config = EngineConfig::new(Arc::clone(&spec));
+    config.notification_capacity = args.notification_capacity;
     if let Some(datadir) = &args.datadir {
         config = config.with_datadir(datadir);
     }
@@ -52,7 +63,13 @@ pub(crate) async fn run(args: ElArgs) -> eyre::Result<()> {
         }
         None => None,
     };
-    let exex = crate::exex::start(engine.clone(), exex_store.as_deref(), args.feed_addr).await?;
+    let token = BearerToken::from_file(&args.feed_token_file).wrap_err_with(|| {
+        format!("the burn feed's token (--feed.token-file {})", args.feed_token_file.display())
+    })?;
+    if !args.feed_addr.ip().is_loopback() {
+        tracing::warn!(target: "alys::devnet", addr = %args.feed_addr, "the burn feed is plaintext: nodes connect to it on loopback only");
+    }
+    let exex = crate::exex::start(engine.clone(), exex_store.as_deref(), args.feed_addr, Some(token)).await?;
 
     let mut engine_api = EngineApiConfig::from_secret_file(&args.jwt_secret)
         .wrap_err_with(|| format!("reading JWT secret {}", args.jwt_secret.display()))?;

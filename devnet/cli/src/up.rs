@@ -72,17 +72,28 @@ pub(crate) async fn run(args: UpArgs) -> eyre::Result<()> {
     }
     let genesis = args.etc.join("genesis/devnet.json");
     let jwt = args.etc.join("jwt/jwt.hex");
-    let key_file = args.etc.join("keys/devnet-authority.key");
+    // The devnet key is public and committed (mode 0644 after a checkout); the node loads private keys
+    // only, so the devnet runs a private copy in its data directory.
+    let key_file = install_devnet_key(&args.etc.join("keys/devnet-authority.key"), &args.datadir)?;
     let spec =
         Arc::new(ChainSpec::from_file(&genesis).wrap_err_with(|| format!("loading {}", genesis.display()))?);
-    node::install_metrics(args.metrics_addr);
+    node::install_metrics(args.metrics_addr)?;
+    alys_exex::metrics::describe();
 
     let engine = Engine::spawn(EngineConfig::new(Arc::clone(&spec)).with_datadir(args.datadir.join("el")))
         .wrap_err("starting the execution engine")?;
     std::fs::create_dir_all(&args.datadir)
         .wrap_err_with(|| format!("creating {}", args.datadir.display()))?;
-    let exex =
-        crate::exex::start(engine.clone(), Some(&args.datadir.join("exex.redb")), args.feed_addr).await?;
+    let feed_token_file = args.etc.join("keys/devnet-feed.token");
+    let feed_token = alys_burns::BearerToken::from_file(&feed_token_file)
+        .wrap_err_with(|| format!("the burn feed's token ({})", feed_token_file.display()))?;
+    let exex = crate::exex::start(
+        engine.clone(),
+        Some(&args.datadir.join("exex.redb")),
+        args.feed_addr,
+        Some(feed_token),
+    )
+    .await?;
     let mut engine_api = EngineApiConfig::from_secret_file(&jwt).wrap_err("reading the JWT secret")?;
     engine_api.addr = args.authrpc_addr;
     let engine_api = EngineApiServer::new(engine.clone(), engine_api).start().await?;
@@ -132,9 +143,18 @@ pub(crate) async fn run(args: UpArgs) -> eyre::Result<()> {
             )
         }),
         // Devnet proofs come from the embedded miner: aim for one every 10 s.
-        auxpow: AuxPowSection { target_spacing: std::time::Duration::from_secs(10), ..Default::default() },
+        auxpow: AuxPowSection {
+            target_spacing: std::time::Duration::from_secs(10),
+            federation_fee_address: alys_chainspec::dev::DEVNET_FEDERATION_FEES,
+            ..Default::default()
+        },
         // Peg-outs come from the ExEx feed the devnet engine serves, as with reth.
-        pegout: Some(PegoutSection::Exex { feed_url: format!("http://{}", exex.feed_addr) }),
+        pegout: Some(PegoutSection::Exex {
+            feed_url: format!("http://{}", exex.feed_addr),
+            bearer_token_file: Some(feed_token_file),
+            tls_ca_file: None,
+            tls_domain: None,
+        }),
     };
     let node = node::launch(config).await?;
 
@@ -148,6 +168,8 @@ pub(crate) async fn run(args: UpArgs) -> eyre::Result<()> {
         "rpc": format!("http://{}", node.rpc.local_addr()),
         "metrics": format!("http://{}/metrics", args.metrics_addr),
         "burnFeed": format!("http://{}", exex.feed_addr),
+        "minerPayout": DEV_ACCOUNTS[1],
+        "federationFees": alys_chainspec::dev::DEVNET_FEDERATION_FEES,
         "governance": format!("http://{governance_addr}"),
         "governanceAdmin": format!("http://{}", governance_admin.addr),
     });
@@ -188,6 +210,20 @@ pub(crate) async fn run(args: UpArgs) -> eyre::Result<()> {
     governance_task.abort();
     governance_admin.stop();
     Ok(())
+}
+
+/// Copies the public devnet authority key into `datadir` as a private key file (once).
+fn install_devnet_key(public_key_file: &std::path::Path, datadir: &std::path::Path) -> eyre::Result<PathBuf> {
+    let installed = datadir.join("authority.key");
+    if !installed.exists() {
+        std::fs::create_dir_all(datadir).wrap_err_with(|| format!("creating {}", datadir.display()))?;
+        let text = std::fs::read_to_string(public_key_file)
+            .wrap_err_with(|| format!("reading {}", public_key_file.display()))?;
+        let key = AuthorityKey::from_hex(text.trim())
+            .wrap_err_with(|| format!("{} is not a key", public_key_file.display()))?;
+        key.write_file(&installed)?;
+    }
+    Ok(installed)
 }
 
 /// Prints each canonical block as it lands, one line each, for a person watching the terminal.

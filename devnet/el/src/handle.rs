@@ -18,7 +18,8 @@ use alloy_rpc_types_eth::{
 };
 use alys_chainspec::ChainSpec;
 use alys_el_api::{
-    BackendError, BuiltPayload, ChainNotification, EngineBackend, EngineError, EthBackend, PoolError,
+    BackendError, BuiltPayload, ChainNotification, EngineBackend, EngineError, EthBackend, ExecutedBlock,
+    PoolError,
 };
 use alys_el_pool::{Pool, PoolConfig};
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -200,6 +201,16 @@ impl EngineHandle {
     /// The canonical head's hash and number.
     pub async fn head(&self) -> Result<(B256, u64), EngineGone> {
         self.request("head", |e| (e.head_hash(), e.block_number())).await
+    }
+
+    /// The canonical block `number` with its senders and receipts, as chain notifications carry it
+    /// (`None` above the head): what the ExEx re-reads after notifications it missed.
+    pub async fn canonical_block(&self, number: u64) -> Result<Option<Arc<ExecutedBlock>>, EngineGone> {
+        self.request("canonical_block", move |e| {
+            let hash = usize::try_from(number).ok().and_then(|n| e.canonical.get(n))?;
+            e.blocks.get(hash).map(|node| Arc::clone(&node.block))
+        })
+        .await
     }
 
     /// How many transactions the pool holds.

@@ -320,6 +320,33 @@ async fn withdrawals_mint_gwei_as_wei() {
 }
 
 #[tokio::test]
+async fn canonical_blocks_are_read_by_number_as_notifications_carry_them() {
+    let engine = engine();
+    let mut notifications = engine.subscribe_notifications();
+    let call =
+        alys_contracts::Bridge::requestPegOutCall { bitcoinAddress: Bytes::from_static(b"bcrt1qread") };
+    let raw = sign(
+        0,
+        0,
+        TxKind::Call(alys_contracts::BRIDGE_ADDRESS),
+        alys_contracts::MIN_PEGOUT_WEI,
+        call.abi_encode().into(),
+        200_000,
+    );
+    engine.send_raw_transaction(raw).await.unwrap();
+    let built = produce(&engine, vec![]).await;
+    let notification = notifications.recv().await.unwrap();
+    let ChainNotification::Committed { new } = notification else { panic!("expected Committed") };
+
+    let read = engine.canonical_block(1).await.unwrap().unwrap();
+    assert_eq!(read.hash, built.block.hash);
+    assert_eq!(&read, new.tip().unwrap(), "the same block, senders and receipts");
+    assert_eq!(engine.canonical_block(0).await.unwrap().unwrap().hash, engine.genesis_hash());
+    assert!(engine.canonical_block(2).await.unwrap().is_none(), "nothing above the head");
+    assert!(engine.canonical_block(u64::MAX).await.unwrap().is_none());
+}
+
+#[tokio::test]
 async fn peg_out_burn_log_is_in_receipt_and_committed_notification() {
     let engine = engine();
     let mut notifications = engine.subscribe_notifications();

@@ -14,6 +14,7 @@ use alys_chainspec::Fork;
 use alys_consensus::{
     Aura, AuraError, EquivocationDetector, ExecutionBlockError, block_to_payload, check_withdrawals,
     decode_execution_block, encode_execution_block, payload_to_block, pegin_withdrawals, requests_of,
+    versioned_hashes,
 };
 use alys_engine_client::{EngineClient, EngineClientError};
 use alys_governance::{RuntimeState, RuntimeView};
@@ -105,8 +106,8 @@ pub enum ChainMessage {
     Import(Box<SignedBlock>, oneshot::Sender<Result<B256, ImportError>>),
     /// The current status.
     Status(oneshot::Sender<ChainStatus>),
-    /// Pauses (`true`) or resumes (`false`) block production.
-    SetPaused(bool, oneshot::Sender<()>),
+    /// Pauses (`true`) or resumes (`false`) block production, durably.
+    SetPaused(bool, oneshot::Sender<Result<(), StorageError>>),
     /// `createauxblock`: work for a miner paying to the address.
     CreateAuxBlock(Address, oneshot::Sender<Result<AuxTemplate, MiningError>>),
     /// `submitauxblock`: a committed hash and a serialized CAuxPow.
@@ -238,6 +239,7 @@ impl ChainActor {
         metrics::gauge!("alys_chain_head_height", "head" => "head").set(head.block.height as f64);
         let mining =
             mining::MiningState::load(&read, config.auxpow.pow_limit_bits, config.genesis_timestamp)?;
+        let paused = read.production_paused()?;
         drop(read);
         heads.send_replace(ChainHeads {
             head: head.block,
@@ -256,7 +258,7 @@ impl ChainActor {
             finalized_execution_hash,
             equivocations: EquivocationDetector::default(),
             equivocation_count: 0,
-            paused: false,
+            paused,
             engine_synced: false,
             engine_online: true,
             engine_nanos: std::sync::atomic::AtomicU64::new(0),
@@ -383,7 +385,8 @@ impl ChainActor {
         let spec = self.engine.chain_spec();
         let root = spec.is_active_at(Fork::Cancun, timestamp).then_some(block.header.parent_hash);
         let requests = spec.is_active_at(Fork::Prague, timestamp).then(|| requests_of(block));
-        let status = self.timed(self.engine.new_payload(payload, root, requests)).await?;
+        let hashes = versioned_hashes(&execution.block);
+        let status = self.timed(self.engine.new_payload(payload, root, hashes, requests)).await?;
         match status.status {
             PayloadStatusEnum::Valid | PayloadStatusEnum::Accepted => Ok(()),
             PayloadStatusEnum::Invalid { validation_error } => {
@@ -461,17 +464,22 @@ impl ChainActor {
         self.send_execution(&block, execution).await?;
 
         if header.height > self.head.block.height {
+            // The block, the finality its proof brings, the new difficulty and the consumed proof are
+            // one commit: a crash leaves all of them or none (a reward is never paid for a batch that
+            // stays unfinalized). Memory follows the commit.
             let tx = self.storage.write()?;
             let head = tx.set_head(&block)?;
-            tx.commit()?;
-            if let Some(proof) = &proof {
-                self.finalize(proof, timestamp)?;
+            let finalization =
+                proof.as_ref().map(|p| self.stage_finalization(&tx, p, timestamp)).transpose()?;
+            alys_primitives::crash_point!("chain::commit::before");
+            if finalization.is_some() {
+                // The same commit, named for the blocks that finalize a batch and pay its reward.
+                alys_primitives::crash_point!("chain::finalize::before");
             }
-            let state = self.forkchoice(header.execution_block_hash);
-            let engine = self.engine.clone();
-            let updated = self.timed(engine.forkchoice_updated(state, None, timestamp)).await?;
-            if let PayloadStatusEnum::Invalid { validation_error } = updated.payload_status.status {
-                return Err(ImportError::InvalidPayload(validation_error));
+            tx.commit()?;
+            alys_primitives::crash_point!("chain::commit::after");
+            if finalization.is_some() {
+                alys_primitives::crash_point!("chain::finalize::after");
             }
             self.head = Head {
                 block: head,
@@ -479,12 +487,41 @@ impl ChainActor {
                 execution_timestamp: timestamp,
                 header: Some(block.header.clone()),
             };
-            self.publish_heads();
+            match finalization {
+                Some(finalization) => self.apply_finalization(finalization),
+                None => self.publish_heads(),
+            }
             metrics::gauge!("alys_chain_head_height", "head" => "head").set(head.height as f64);
+            // Then the execution client. If this fails, the committed head stands: the client is
+            // brought up to it (`sync_engine`) before the next block is built on it.
+            let state = self.forkchoice(header.execution_block_hash);
+            let engine = self.engine.clone();
+            // Crash-point tests make this call fail once (`chain::forkchoice=1*return`).
+            let injected = fail::eval("chain::forkchoice", |_| EngineClientError::Rpc {
+                code: -32603,
+                message: "failure injected by failpoint chain::forkchoice".into(),
+            });
+            let result = match injected {
+                Some(error) => Err(error),
+                None => self.timed(engine.forkchoice_updated(state, None, timestamp)).await,
+            };
+            let updated = match result {
+                Ok(updated) => updated,
+                Err(error) => {
+                    self.engine_synced = false;
+                    return Err(error.into());
+                }
+            };
+            if let PayloadStatusEnum::Invalid { validation_error } = updated.payload_status.status {
+                self.engine_synced = false;
+                return Err(ImportError::InvalidPayload(validation_error));
+            }
         } else {
             let tx = self.storage.write()?;
             tx.put_block(&block)?;
+            alys_primitives::crash_point!("chain::fork_block::before");
             tx.commit()?;
+            alys_primitives::crash_point!("chain::fork_block::after");
         }
         metrics::counter!("alys_chain_blocks_imported_total").increment(1);
         Ok(hash)
@@ -643,9 +680,22 @@ impl Actor for ChainActor {
                 let _ = reply.send(self.submit_aux_block(hash, proof));
             }
             ChainMessage::SetPaused(paused, reply) => {
-                self.paused = paused;
-                tracing::info!(target: "alys::chain", paused, "block production {}", if paused { "paused" } else { "resumed" });
-                let _ = reply.send(());
+                // Saved first: an operator's pause holds across restarts.
+                let saved = self.storage.write().and_then(|tx| {
+                    tx.set_production_paused(paused)?;
+                    tx.commit()
+                });
+                match saved {
+                    Ok(()) => {
+                        self.paused = paused;
+                        tracing::info!(target: "alys::chain", paused, "block production {}", if paused { "paused" } else { "resumed" });
+                        let _ = reply.send(Ok(()));
+                    }
+                    Err(error) => {
+                        tracing::error!(target: "alys::chain", %error, "cannot save the production pause");
+                        let _ = reply.send(Err(error));
+                    }
+                }
             }
         }
         Ok(())

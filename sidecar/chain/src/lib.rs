@@ -19,6 +19,7 @@
 
 mod actor;
 pub mod mining;
+mod templates;
 
 pub use actor::{
     ChainActor, ChainConfig, ChainMessage, ChainStatus, Clock, ImportError, ProductionTiming, run_slot_clock,

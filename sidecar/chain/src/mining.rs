@@ -9,12 +9,12 @@ use alloy_primitives::{Address, B256, Bytes, U256};
 use alys_auxpow::{AuxPowHeader, batch_fees, pow, reward_withdrawals};
 use alys_consensus::decode_execution_block;
 use alys_primitives::BlockRef;
-use alys_storage::{ChainRead, PowState, StorageError};
+use alys_storage::{ChainRead, PowState, StorageError, WriteTx};
 
-use crate::{ChainActor, ImportError};
-
-/// Templates kept per finalized block; older ones are dropped first.
-const MAX_TEMPLATES: usize = 1024;
+use crate::{
+    ChainActor, ImportError,
+    templates::{Template, TemplateCache},
+};
 
 /// What `createauxblock` answers (Namecoin's and Alys's shape).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,9 +89,11 @@ pub(crate) struct MiningState {
     pub(crate) last_proof_secs: u64,
     /// A valid proof waiting for the next block this node authors.
     pub(crate) queued: Option<AuxPowHeader>,
-    /// Templates handed out for the current finalized block, by committed hash, with the miner's
-    /// coinbase value in satoshis.
-    pub(crate) templates: HashMap<B256, (AuxPowHeader, u64)>,
+    /// Templates handed out for the current finalized block.
+    pub(crate) templates: TemplateCache,
+    /// Fees of the blocks after the finalized block up to each block (by consensus hash), remembered
+    /// so a template or a reward costs one header decode per new block, not one per unfinalized block.
+    pub(crate) fees: HashMap<B256, U256>,
 }
 
 impl MiningState {
@@ -108,7 +110,8 @@ impl MiningState {
             bits: state.bits,
             last_proof_secs: state.last_proof_secs,
             queued,
-            templates: HashMap::new(),
+            templates: TemplateCache::default(),
+            fees: HashMap::new(),
         })
     }
 }
@@ -145,12 +148,7 @@ impl ChainActor {
         let params = self.config.auxpow;
         // One template per payout address and head: repeated polls get the same work.
         let head = self.head.block;
-        let cached = self
-            .mining
-            .templates
-            .iter()
-            .find(|(_, (t, _))| t.miner == miner && t.head == head.hash && t.finalized == finalized.hash)
-            .map(|(hash, (_, value))| (*hash, *value));
+        let cached = self.mining.templates.find(miner, head.hash);
         let template = |hash: B256, coinbase_value: u64, bits: u32| AuxTemplate {
             hash,
             chain_id: params.chain_id,
@@ -172,17 +170,20 @@ impl ChainActor {
             proof: Bytes::new(),
         };
         let hash = header.aux_hash(params.chain_id);
-        let fees = self.range_fees(&header)?;
+        let fees = match self.fees_since_finalized(head.hash) {
+            Ok(fees) => fees,
+            Err(ImportError::Storage(e)) => return Err(e.into()),
+            // The head's batch is always stored; anything else is not worth refusing work over.
+            Err(_) => U256::ZERO,
+        };
         let miner_gwei = reward_withdrawals(fees, miner, params.split, 0)
             .into_iter()
             .find(|w| w.address == miner)
             .map_or(0, |w| w.amount);
         let coinbase_value = miner_gwei / alys_contracts::GWEI_PER_SAT;
         let answer = template(hash, coinbase_value, self.mining.bits);
-        if self.mining.templates.len() >= MAX_TEMPLATES {
-            self.mining.templates.clear();
-        }
-        self.mining.templates.insert(hash, (header, coinbase_value));
+        self.mining.templates.insert(hash, Template { header, coinbase_value });
+        metrics::gauge!("alys_auxpow_templates").set(self.mining.templates.len() as f64);
         Ok(answer)
     }
 
@@ -190,7 +191,7 @@ impl ChainActor {
     /// for the next block; `Ok(false)` for unknown or stale templates and proofs that fail a rule.
     pub fn submit_aux_block(&mut self, hash: B256, proof: Bytes) -> Result<bool, MiningError> {
         let decoded = pow::decode_auxpow(&proof).map_err(MiningError::Malformed)?;
-        let Some((template, _)) = self.mining.templates.get(&hash).cloned() else {
+        let Some(template) = self.mining.templates.get(&hash).map(|t| t.header.clone()) else {
             tracing::info!(target: "alys::auxpow", %hash, "submitted proof for an unknown template");
             return Ok(false);
         };
@@ -207,7 +208,9 @@ impl ChainActor {
         let queued = AuxPowHeader { proof, ..template };
         let tx = self.storage.write()?;
         tx.set_queued_proof(Some(&queued.encoded()))?;
+        alys_primitives::crash_point!("mining::queue::before");
         tx.commit()?;
+        alys_primitives::crash_point!("mining::queue::after");
         self.mining.queued = Some(queued);
         metrics::counter!("alys_auxpow_accepted_total").increment(1);
         tracing::info!(target: "alys::auxpow", %hash, "proof queued for the next block");
@@ -220,38 +223,45 @@ impl ChainActor {
         self.mining.queued.clone().filter(|q| q.finalized == finalized.hash)
     }
 
-    /// The execution headers of the batch `(proof.finalized, proof.head]`, walking back from `head`.
-    fn range_headers(&self, proof: &AuxPowHeader) -> Result<Vec<alloy_consensus::Header>, ImportError> {
-        let mut headers = Vec::new();
-        let mut cursor = proof.head;
+    /// The fees of the blocks after the finalized block up to and including `hash`, which must
+    /// descend from the finalized block: from memory, decoding only the blocks not seen before.
+    pub(crate) fn fees_since_finalized(&mut self, hash: B256) -> Result<U256, ImportError> {
+        let finalized = self.finalized_ref();
+        // Walk back to the finalized block or a block already summed.
+        let mut unseen = Vec::new();
+        let mut cursor = hash;
+        let mut base = U256::ZERO;
         let read = self.storage.read()?;
-        while cursor != proof.finalized {
+        while cursor != finalized.hash {
+            if let Some(sum) = self.mining.fees.get(&cursor) {
+                base = *sum;
+                break;
+            }
             let block = read.block(&cursor)?.ok_or(ProofError::UnknownBatchBlock(cursor))?;
-            if block.header.height == 0 || headers.len() as u64 > proof.head_height {
+            if block.header.height <= finalized.height {
                 return Err(ProofError::BatchNotFromFinalized.into());
             }
             let execution = decode_execution_block(&block)?;
+            unseen.push((cursor, batch_fees([&execution.header])));
             cursor = block.header.parent_hash;
-            headers.push(execution.header);
         }
-        Ok(headers)
-    }
-
-    fn range_fees(&self, proof: &AuxPowHeader) -> Result<U256, StorageError> {
-        match self.range_headers(proof) {
-            Ok(headers) => Ok(batch_fees(&headers)),
-            Err(ImportError::Storage(e)) => Err(e),
-            Err(_) => Ok(U256::ZERO),
+        for (block, fee) in unseen.into_iter().rev() {
+            base = base.saturating_add(fee);
+            self.mining.fees.insert(block, base);
         }
+        Ok(base)
     }
 
     /// The reward withdrawals a block carrying `proof` must mint, after `pegins` peg-in withdrawals.
     pub(crate) fn reward_for(
-        &self,
+        &mut self,
         proof: &AuxPowHeader,
         pegins: usize,
     ) -> Result<Vec<Withdrawal>, ImportError> {
-        let fees = batch_fees(&self.range_headers(proof)?);
+        if proof.finalized != self.finalized_ref().hash {
+            return Err(ProofError::WrongFinalized.into());
+        }
+        let fees = self.fees_since_finalized(proof.head)?;
         Ok(reward_withdrawals(fees, proof.miner, self.config.auxpow.split, pegins as u64))
     }
 
@@ -285,32 +295,65 @@ impl ChainActor {
         Ok(proof)
     }
 
-    /// Finalizes the batch a committed block's proof covers and retargets, in one store transaction.
-    pub(crate) fn finalize(&mut self, proof: &AuxPowHeader, block_timestamp: u64) -> Result<(), ImportError> {
+    /// Writes, into the transaction that commits the block carrying `proof`, the finality the proof
+    /// brings, the retargeted difficulty and the end of the queued proof it consumed; returns what
+    /// memory becomes once that transaction committed ([`Self::apply_finalization`]).
+    pub(crate) fn stage_finalization(
+        &self,
+        tx: &WriteTx,
+        proof: &AuxPowHeader,
+        block_timestamp: u64,
+    ) -> Result<Finalization, ImportError> {
         let params = self.config.auxpow;
         let elapsed = block_timestamp.saturating_sub(self.mining.last_proof_secs);
         let bits =
             pow::next_bits(self.mining.bits, elapsed, params.target_spacing_secs, params.pow_limit_bits);
         let finalized = BlockRef { height: proof.head_height, hash: proof.head };
-        let tx = self.storage.write()?;
         tx.set_finalized(finalized)?;
         tx.set_pow_state(PowState { bits, last_proof_secs: block_timestamp })?;
-        let head = tx.block(&proof.head)?.ok_or(StorageError::UnknownBlock(proof.head))?;
-        tx.commit()?;
-        self.finalized_execution_hash = head.header.execution_block_hash;
-        self.mining.bits = bits;
-        self.mining.last_proof_secs = block_timestamp;
-        self.mining.templates.clear();
-        self.publish_heads_with(Some(finalized));
-        if self.mining.queued.as_ref().is_some_and(|q| q.finalized != finalized.hash) {
-            self.mining.queued = None;
-            let tx = self.storage.write()?;
+        let finalized_block = tx.block(&proof.head)?.ok_or(StorageError::UnknownBlock(proof.head))?;
+        // A queued proof for the batch that just got finalized can never be included any more.
+        let drop_queued = self.mining.queued.as_ref().is_some_and(|q| q.finalized != finalized.hash);
+        if drop_queued {
             tx.set_queued_proof(None)?;
-            tx.commit()?;
         }
-        metrics::gauge!("alys_chain_head_height", "head" => "finalized").set(finalized.height as f64);
-        metrics::gauge!("alys_auxpow_bits").set(f64::from(bits));
-        tracing::info!(target: "alys::auxpow", height = finalized.height, hash = %finalized.hash, bits = format!("{bits:#x}"), "batch finalized");
-        Ok(())
+        Ok(Finalization {
+            finalized,
+            finalized_slot: finalized_block.header.slot,
+            execution_hash: finalized_block.header.execution_block_hash,
+            bits,
+            last_proof_secs: block_timestamp,
+            drop_queued,
+        })
     }
+
+    /// Makes memory match a committed finalization.
+    pub(crate) fn apply_finalization(&mut self, f: Finalization) {
+        self.finalized_execution_hash = f.execution_hash;
+        self.mining.bits = f.bits;
+        self.mining.last_proof_secs = f.last_proof_secs;
+        self.mining.templates.clear();
+        self.mining.fees.clear();
+        if f.drop_queued {
+            self.mining.queued = None;
+        }
+        // Blocks of slots at or below the finalized one can never be imported again.
+        self.equivocations.prune_below(f.finalized_slot);
+        self.publish_heads_with(Some(f.finalized));
+        metrics::gauge!("alys_chain_head_height", "head" => "finalized").set(f.finalized.height as f64);
+        metrics::gauge!("alys_auxpow_bits").set(f64::from(f.bits));
+        tracing::info!(target: "alys::auxpow", height = f.finalized.height, hash = %f.finalized.hash,
+            bits = format!("{:#x}", f.bits), "batch finalized");
+    }
+}
+
+/// What a committed finalization changes in memory.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Finalization {
+    finalized: BlockRef,
+    finalized_slot: u64,
+    execution_hash: B256,
+    bits: u32,
+    last_proof_secs: u64,
+    drop_queued: bool,
 }

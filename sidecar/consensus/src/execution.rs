@@ -123,7 +123,51 @@ pub fn block_to_payload(hash: B256, block: &Block<TxEnvelope>) -> ExecutionPaylo
     ExecutionPayload::from_block_unchecked(hash, block).0
 }
 
+/// The blob versioned hashes of a block's type-3 transactions, in block order: what `newPayloadV3/V4`
+/// must be given beside the payload.
+pub fn versioned_hashes(block: &Block<TxEnvelope>) -> Vec<B256> {
+    use alloy_consensus::Transaction as _;
+    block
+        .body
+        .transactions
+        .iter()
+        .filter_map(|tx| tx.blob_versioned_hashes())
+        .flat_map(|hashes| hashes.iter().copied())
+        .collect()
+}
+
 /// The execution requests a block carries, in `newPayloadV4`'s shape.
 pub fn requests_of(block: &SignedBlock) -> Requests {
     Requests::new(block.execution_requests.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use alloy_consensus::{BlockBody, Header, Signed, TxEip1559, TxEip4844, TxEip4844Variant};
+    use alloy_primitives::Signature;
+
+    use super::*;
+
+    fn blob_tx(hashes: Vec<B256>) -> TxEnvelope {
+        let tx = TxEip4844 { blob_versioned_hashes: hashes, ..Default::default() };
+        let tx = TxEip4844Variant::TxEip4844(tx);
+        TxEnvelope::Eip4844(Signed::new_unhashed(tx, Signature::test_signature()))
+    }
+
+    #[test]
+    fn versioned_hashes_are_the_payloads_own_in_order() {
+        let (a, b, c) = (B256::repeat_byte(1), B256::repeat_byte(2), B256::repeat_byte(3));
+        let plain =
+            TxEnvelope::Eip1559(Signed::new_unhashed(TxEip1559::default(), Signature::test_signature()));
+        let block = Block {
+            header: Header::default(),
+            body: BlockBody {
+                transactions: vec![blob_tx(vec![a, b]), plain, blob_tx(vec![c])],
+                ommers: Vec::new(),
+                withdrawals: None,
+            },
+        };
+        assert_eq!(versioned_hashes(&block), vec![a, b, c]);
+        assert!(versioned_hashes(&Block::<TxEnvelope>::default()).is_empty());
+    }
 }

@@ -82,6 +82,15 @@ impl EngineClientError {
     pub const fn is_transport(&self) -> bool {
         matches!(self, Self::Transport(_))
     }
+
+    /// The HTTP status the execution client refused the request with (401: wrong JWT secret).
+    pub fn http_status(&self) -> Option<u16> {
+        let Self::Transport(ClientError::Transport(error)) = self else { return None };
+        match error.downcast_ref::<jsonrpsee::http_client::transport::Error>() {
+            Some(jsonrpsee::http_client::transport::Error::Rejected { status_code }) => Some(*status_code),
+            _ => None,
+        }
+    }
 }
 
 impl From<ClientError> for EngineClientError {
@@ -163,7 +172,7 @@ impl EngineClient {
             match result.map_err(EngineClientError::from) {
                 Err(error) if error.is_transport() => {
                     let Some(delay) = backoff.next() else { return Err(error) };
-                    tracing::warn!(target: "alys::engine", method, attempt, %error, ?delay, "retrying");
+                    tracing::warn!(target: "alys::engine", method, attempt, %error, delay_ms = delay.as_millis(), "retrying");
                     tokio::time::sleep(delay).await;
                     attempt += 1;
                 }
@@ -242,11 +251,14 @@ impl EngineClient {
 
     /// `engine_newPayloadV2/V3/V4`: asks the execution client to validate and execute a payload.
     ///
-    /// From Cancun on, `parent_beacon_block_root` is required; from Prague on, `execution_requests` too.
+    /// From Cancun on, `parent_beacon_block_root` is required and `versioned_hashes` must be the blob
+    /// versioned hashes of the payload's own type-3 transactions, in order (an execution client refuses
+    /// the payload otherwise); from Prague on, `execution_requests` too.
     pub async fn new_payload(
         &self,
         payload: ExecutionPayload,
         parent_beacon_block_root: Option<B256>,
+        versioned_hashes: Vec<B256>,
         execution_requests: Option<Requests>,
     ) -> Result<PayloadStatus, EngineClientError> {
         let version = self.version_at(payload.timestamp());
@@ -280,7 +292,7 @@ impl EngineClient {
                     }
                 };
                 let root = parent_beacon_block_root.ok_or(EngineClientError::MissingBeaconRoot)?;
-                let hashes: Vec<B256> = Vec::new();
+                let hashes = versioned_hashes;
                 if version == EngineVersion::V3 {
                     self.call("engine_newPayloadV3", || rpc_params![v3.clone(), hashes.clone(), root]).await
                 } else {

@@ -51,8 +51,19 @@ pub struct NodeConfig {
 pub enum PegoutSection {
     /// The Alys ExEx's gRPC burn feed (reth with alys-reth, or the devnet).
     Exex {
-        /// The burn feed URL.
+        /// The burn feed URL: `https://…` (TLS), or `http://…` on loopback only; a plaintext URL to
+        /// another host is refused at launch.
         feed_url: String,
+        /// A file holding the bearer token the feed requires (`alys-reth --alys.feed-token-file`).
+        #[serde(default)]
+        bearer_token_file: Option<PathBuf>,
+        /// PEM file of the CA that signed the feed's TLS certificate (`https://` URLs); the web PKI
+        /// roots when unset.
+        #[serde(default)]
+        tls_ca_file: Option<PathBuf>,
+        /// The certificate name to check, when it differs from the URL's host.
+        #[serde(default)]
+        tls_domain: Option<String>,
     },
     /// `eth_getLogs` of the bridge over finalized ranges (geth), via `[engine].eth_rpc_url`.
     Geth {
@@ -136,6 +147,13 @@ pub struct GovernanceSection {
     /// How long a caller waits for signatures; the request itself stays pending until answered.
     #[serde(default = "default_signature_timeout", with = "humantime_serde")]
     pub signature_timeout: Duration,
+}
+
+impl PegoutSection {
+    /// The ExEx feed at `feed_url`, without a token or TLS settings.
+    pub fn exex(feed_url: impl Into<String>) -> Self {
+        Self::Exex { feed_url: feed_url.into(), bearer_token_file: None, tls_ca_file: None, tls_domain: None }
+    }
 }
 
 impl GovernanceSection {
@@ -370,7 +388,15 @@ mod tests {
         assert!(config.authority.is_some());
         assert_eq!(config.governance.unwrap().network, BitcoinNetwork::Regtest);
         assert_eq!(config.chain.slot_duration, Duration::from_secs(2));
-        assert_eq!(config.pegout, Some(PegoutSection::Exex { feed_url: "http://127.0.0.1:50551".into() }));
+        assert_eq!(
+            config.pegout,
+            Some(PegoutSection::Exex {
+                feed_url: "http://127.0.0.1:50551".into(),
+                bearer_token_file: Some("etc/keys/devnet-feed.token".into()),
+                tls_ca_file: None,
+                tls_domain: None,
+            })
+        );
     }
 
     #[test]

@@ -51,12 +51,36 @@ pub enum LaunchError {
     /// The configured authority key is not one of the authorities.
     #[error("the authority key {0} is not in [chain].authorities; add it there or remove [authority]")]
     UnknownAuthority(String),
-    /// The execution client did not answer (down, wrong URL, or a different JWT secret).
-    #[error("cannot reach the execution client at {url} ({error}); is it running with the same JWT secret?")]
+    /// Nothing answers at the execution client's Engine API address.
+    #[error(
+        "cannot reach the execution client at {url}; start it (reth, geth or `alys-devnet el`) or fix \
+         [engine].url"
+    )]
     EngineUnreachable {
         /// The configured URL.
         url: String,
         /// What failed.
+        #[source]
+        error: EngineClientError,
+    },
+    /// The execution client answered 401: it checks another JWT secret than ours.
+    #[error(
+        "the execution client at {url} refused our JWT (HTTP 401): it reads another secret than {}; give \
+         both the same file (reth/geth: --authrpc.jwtsecret)",
+        jwt.display()
+    )]
+    EngineRefusedJwt {
+        /// The configured URL.
+        url: String,
+        /// Our secret's file.
+        jwt: PathBuf,
+    },
+    /// The execution client answered the capability exchange with an error.
+    #[error("the execution client at {url} failed engine_exchangeCapabilities: {error}")]
+    EngineError {
+        /// The configured URL.
+        url: String,
+        /// What it answered.
         error: EngineClientError,
     },
     /// The execution client lacks Engine API methods the node calls.
@@ -106,6 +130,9 @@ pub enum LaunchError {
     /// `[pegout] source = "geth"` without `[engine].eth_rpc_url`.
     #[error("[pegout] source \"geth\" needs [engine].eth_rpc_url")]
     GethWithoutEthRpc,
+    /// `[pegout]` is unusable: a plaintext burn feed off loopback, an unreadable or empty token.
+    #[error("[pegout]: {0}")]
+    Pegout(#[from] alys_bridge::SourceError),
     /// `[governance].governance_key` is not a compressed secp256k1 key.
     #[error("[governance].governance_key is not a compressed secp256k1 public key (66 hex characters)")]
     GovernanceKey,
@@ -183,12 +210,39 @@ impl NodeHandle {
     }
 }
 
-/// Installs the Prometheus exporter on `addr` (once per process).
-pub fn install_metrics(addr: std::net::SocketAddr) {
-    match metrics_exporter_prometheus::PrometheusBuilder::new().with_http_listener(addr).install() {
-        Ok(()) => tracing::info!(target: "alys::node", %addr, "Prometheus metrics at /metrics"),
-        Err(error) => tracing::warn!(target: "alys::node", %error, "metrics exporter not installed"),
-    }
+/// Why the Prometheus exporter did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    /// The address is taken (another node, or reth's exporter) or not ours to bind.
+    #[error("cannot serve metrics on {addr}: {source}; choose another [metrics].listen or stop what uses it")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The bind error.
+        source: std::io::Error,
+    },
+    /// The exporter could not be installed (a recorder is already installed in this process).
+    #[error("cannot install the metrics exporter: {0}")]
+    Install(#[from] metrics_exporter_prometheus::BuildError),
+}
+
+/// Installs the Prometheus exporter on `addr` (once per process); a taken port is an error, not a
+/// node that silently runs without metrics.
+pub fn install_metrics(addr: std::net::SocketAddr) -> Result<(), MetricsError> {
+    // Bind first: the exporter binds in the background, where a taken port only logs.
+    let listener = std::net::TcpListener::bind(addr).map_err(|source| MetricsError::Bind { addr, source })?;
+    drop(listener);
+    metrics_exporter_prometheus::PrometheusBuilder::new().with_http_listener(addr).install()?;
+    describe_metrics();
+    tracing::info!(target: "alys::node", %addr, "Prometheus metrics at /metrics");
+    Ok(())
+}
+
+/// Gives every metric the node exports its help text (and unit), once the recorder is installed.
+fn describe_metrics() {
+    alys_burns::metrics::describe();
+    alys_bridge::metrics::describe();
+    alys_governance::metrics::describe();
 }
 
 /// Parses the `[chain].authorities` list.
@@ -229,7 +283,7 @@ pub async fn launch(config: NodeConfig) -> Result<NodeHandle, LaunchError> {
     let secret = JwtSecret::from_file(&config.engine.jwt_secret)
         .map_err(|source| LaunchError::Jwt { path: config.engine.jwt_secret.clone(), source })?;
     let engine = EngineClient::new(&config.engine.url, secret, Arc::clone(&spec))?;
-    check_engine(&engine, &config.engine.url).await?;
+    check_engine(&engine, &config.engine).await?;
     let storage = open_storage(&config.storage.data_dir)?;
     let admin_token = config.rpc.admin_token_file.as_deref().map(read_token).transpose()?;
 
@@ -318,11 +372,17 @@ pub async fn launch(config: NodeConfig) -> Result<NodeHandle, LaunchError> {
 
 /// Refuses to start against an execution client that is not there, refuses our JWT, or lacks a method
 /// the node calls: the operator should learn it now, not from a stream of failed slots.
-async fn check_engine(engine: &EngineClient, url: &str) -> Result<(), LaunchError> {
-    let supported = engine
-        .exchange_capabilities(ENGINE_CAPABILITIES)
-        .await
-        .map_err(|error| LaunchError::EngineUnreachable { url: url.to_owned(), error })?;
+async fn check_engine(engine: &EngineClient, section: &EngineSection) -> Result<(), LaunchError> {
+    let url = section.url.as_str();
+    let supported = engine.exchange_capabilities(ENGINE_CAPABILITIES).await.map_err(|error| {
+        if error.http_status() == Some(401) {
+            LaunchError::EngineRefusedJwt { url: url.to_owned(), jwt: section.jwt_secret.clone() }
+        } else if error.is_transport() {
+            LaunchError::EngineUnreachable { url: url.to_owned(), error }
+        } else {
+            LaunchError::EngineError { url: url.to_owned(), error }
+        }
+    })?;
     let missing: Vec<&'static str> =
         ENGINE_CAPABILITIES.iter().copied().filter(|m| !supported.iter().any(|s| s == m)).collect();
     if missing.is_empty() {
@@ -332,15 +392,35 @@ async fn check_engine(engine: &EngineClient, url: &str) -> Result<(), LaunchErro
     }
 }
 
+/// The burn source `[pegout]` describes, checked: the feed over TLS or on loopback only (forged burns
+/// would become payable peg-outs), its token and CA files readable.
 fn burn_source(section: &PegoutSection, engine: &EngineSection) -> Result<BurnSourceConfig, LaunchError> {
-    match section {
-        PegoutSection::Exex { feed_url } => Ok(BurnSourceConfig::Exex { feed_url: feed_url.clone() }),
-        PegoutSection::Geth { max_log_range, poll_interval } => Ok(BurnSourceConfig::Geth {
+    let source = match section {
+        PegoutSection::Exex { feed_url, bearer_token_file, tls_ca_file, tls_domain } => {
+            BurnSourceConfig::Exex {
+                feed_url: feed_url.clone(),
+                bearer_token: bearer_token_file
+                    .as_deref()
+                    .map(alys_burns::BearerToken::from_file)
+                    .transpose()
+                    .map_err(alys_bridge::SourceError::from)?,
+                tls: alys_burns::FeedTls {
+                    ca_pem: tls_ca_file
+                        .as_deref()
+                        .map(|path| std::fs::read(path).map_err(io_err(path)))
+                        .transpose()?,
+                    domain: tls_domain.clone(),
+                },
+            }
+        }
+        PegoutSection::Geth { max_log_range, poll_interval } => BurnSourceConfig::Geth {
             eth_rpc_url: engine.eth_rpc_url.clone().ok_or(LaunchError::GethWithoutEthRpc)?,
             max_log_range: *max_log_range,
             poll_interval: *poll_interval,
-        }),
-    }
+        },
+    };
+    source.check()?;
+    Ok(source)
 }
 
 fn start_governance(

@@ -44,7 +44,7 @@ enum KeyCommand {
     },
 }
 
-fn main() -> eyre::Result<()> {
+fn main() -> std::process::ExitCode {
     // Failpoints (crash-point tests) are armed only by the FAILPOINTS environment variable.
     let _failpoints = fail::FailScenario::setup();
     tracing_subscriber::fmt()
@@ -52,16 +52,34 @@ fn main() -> eyre::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
-    match Cli::parse().command {
-        Command::Run { config } => {
-            let config =
-                NodeConfig::load(&config).wrap_err_with(|| format!("loading {}", config.display()))?;
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            // One line per cause, each said once (no source locations: this is for operators).
+            let mut said: Vec<String> = Vec::new();
+            for cause in error.chain() {
+                let text = cause.to_string().replace('\n', " ");
+                if !said.iter().any(|s| s.contains(&text)) {
+                    said.push(text);
+                }
+            }
+            eprintln!("error: {}", said.join("\n  caused by: "));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> eyre::Result<()> {
+    match cli.command {
+        Command::Run { config: path } => {
+            let config = NodeConfig::load(&path).wrap_err_with(|| format!("loading {}", path.display()))?;
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             runtime.block_on(async move {
                 if let Some(addr) = config.metrics.listen {
-                    install_metrics(addr);
+                    install_metrics(addr)?;
                 }
                 let node = launch(config).await?;
                 println!("{}", serde_json::json!({ "event": "ready", "rpc": format!("http://{}", node.rpc.local_addr()) }));
@@ -75,15 +93,8 @@ fn main() -> eyre::Result<()> {
             let mut seed = [0u8; 32];
             getrandom::fill(&mut seed).map_err(|e| eyre::eyre!("no randomness: {e}"))?;
             let key = AuthorityKey::from_seed(&seed)?;
-            let mut file = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&out)
-                .wrap_err_with(|| format!("creating {}", out.display()))?;
-            std::io::Write::write_all(
-                &mut file,
-                format!("{}\n", alloy_primitives::hex::encode(key.secret_bytes())).as_bytes(),
-            )?;
+            // Mode 0600, never over an existing file.
+            key.write_file(&out)?;
             println!("{}", key.public());
             Ok(())
         }

@@ -2,7 +2,7 @@
 //! (decisions: mining, production control, status), the database (stored blocks, the peg-out ledger) and
 //! the governance stream.
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use alloy_primitives::{Address, B256, Bytes, hex};
 use alys_actor::{Handle, SupervisorStatus};
@@ -86,9 +86,32 @@ pub struct RpcContext {
     pub runtime: RuntimeView,
 }
 
+/// Longest time a call waits for the part of the node that answers it (the chain actor's mailbox, the
+/// governance stream); a busy node answers [`ErrorCode::Timeout`] instead of holding the connection.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest request body: a mining proof is a few kilobytes, everything else smaller.
+pub const MAX_REQUEST_BYTES: u32 = 256 * 1024;
+/// Largest response body: a block with a full execution payload.
+pub const MAX_RESPONSE_BYTES: u32 = 64 * 1024 * 1024;
+/// Most calls in one batch.
+pub const MAX_BATCH: u32 = 32;
+/// Most open connections (HTTP and WebSocket).
+pub const MAX_CONNECTIONS: u32 = 512;
+
 /// The RPC implementation.
 #[derive(Debug, Clone)]
 struct AlysRpc(Arc<RpcContext>);
+
+/// Waits for `call` at most [`CALL_TIMEOUT`].
+async fn timed<T, E: std::fmt::Display>(call: impl Future<Output = Result<T, E>>) -> RpcResult<T> {
+    match tokio::time::timeout(CALL_TIMEOUT, call).await {
+        Ok(result) => result.map_err(internal),
+        Err(_) => {
+            metrics::counter!("alys_rpc_timeouts_total").increment(1);
+            Err(rpc_error(ErrorCode::Timeout, format!("no answer within {CALL_TIMEOUT:?}; retry later")))
+        }
+    }
+}
 
 fn internal(error: impl std::fmt::Display) -> ErrorObjectOwned {
     rpc_error(ErrorCode::Internal, error.to_string())
@@ -167,6 +190,38 @@ fn status_view(status: &ChainStatus) -> types::SyncStatus {
     }
 }
 
+/// Up to `limit` burns of `set` after `after`, and the cursor of the next page when there is one.
+fn pegout_page(
+    read: &impl PegoutRead,
+    set: types::PegoutSet,
+    after: Option<types::PegoutCursor>,
+    limit: u32,
+) -> RpcResult<(Vec<types::Pegout>, Option<types::PegoutCursor>)> {
+    let after = after.map(|c| alys_burns::BurnPosition {
+        block_number: c.block_number,
+        log_index: c.log_index,
+        block_hash: c.block_hash,
+    });
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    // One more than asked: whether a next page exists without an empty last page.
+    let mut burns = match set {
+        types::PegoutSet::Pending => read.pending_burns_page(after, limit.saturating_add(1)),
+        types::PegoutSet::Released => read.released_burns_page(after, limit.saturating_add(1)),
+    }
+    .map_err(internal)?;
+    let next = if burns.len() > limit {
+        burns.truncate(limit);
+        burns.last().map(|b| types::PegoutCursor {
+            block_number: b.block_number,
+            log_index: b.log_index,
+            block_hash: b.block_hash,
+        })
+    } else {
+        None
+    };
+    Ok((burns.iter().map(pegout_view).collect(), next))
+}
+
 fn pegout_view(burn: &Burn) -> types::Pegout {
     types::Pegout {
         evm_address: burn.sender,
@@ -225,7 +280,7 @@ fn mining_error(error: MiningError) -> ErrorObjectOwned {
 
 impl AlysRpc {
     async fn status(&self) -> RpcResult<ChainStatus> {
-        self.0.chain.ask(ChainMessage::Status).await.map_err(internal)
+        timed(self.0.chain.ask(ChainMessage::Status)).await
     }
 
     fn next_height(&self) -> u64 {
@@ -253,7 +308,7 @@ impl AlysRpc {
 
     async fn set_paused(&self, token: &str, paused: bool) -> RpcResult<bool> {
         self.check_token(token)?;
-        self.0.chain.ask(|r| ChainMessage::SetPaused(paused, r)).await.map_err(internal)?;
+        timed(self.0.chain.ask(|r| ChainMessage::SetPaused(paused, r))).await?.map_err(internal)?;
         Ok(true)
     }
 }
@@ -261,12 +316,8 @@ impl AlysRpc {
 #[async_trait]
 impl MiningApiServer for AlysRpc {
     async fn create_aux_block(&self, address: Address) -> RpcResult<types::AuxBlock> {
-        let template = self
-            .0
-            .chain
-            .ask(|r| ChainMessage::CreateAuxBlock(address, r))
-            .await
-            .map_err(internal)?
+        let template = timed(self.0.chain.ask(|r| ChainMessage::CreateAuxBlock(address, r)))
+            .await?
             .map_err(mining_error)?;
         Ok(types::AuxBlock {
             hash: template.hash,
@@ -280,11 +331,8 @@ impl MiningApiServer for AlysRpc {
     }
 
     async fn submit_aux_block(&self, hash: B256, auxpow: Bytes) -> RpcResult<bool> {
-        self.0
-            .chain
-            .ask(|r| ChainMessage::SubmitAuxBlock(hash, auxpow, r))
-            .await
-            .map_err(internal)?
+        timed(self.0.chain.ask(|r| ChainMessage::SubmitAuxBlock(hash, auxpow, r)))
+            .await?
             .map_err(mining_error)
     }
 }
@@ -327,7 +375,7 @@ impl ChainApiServer for AlysRpc {
 #[async_trait]
 impl BridgeApiServer for AlysRpc {
     async fn deposit_address(&self) -> RpcResult<String> {
-        let (current, _) = self.governance()?.federations_at(self.next_height()).await.map_err(internal)?;
+        let (current, _) = timed(self.governance()?.federations_at(self.next_height())).await?;
         let current =
             current.ok_or_else(|| rpc_error(ErrorCode::Unavailable, "the federation is not known yet"))?;
         Ok(current.address.to_string())
@@ -335,7 +383,7 @@ impl BridgeApiServer for AlysRpc {
 
     async fn deposit_addresses(&self) -> RpcResult<types::DepositAddresses> {
         let height = self.next_height();
-        let (current, previous) = self.governance()?.federations_at(height).await.map_err(internal)?;
+        let (current, previous) = timed(self.governance()?.federations_at(height)).await?;
         Ok(types::DepositAddresses {
             height,
             current: current.map(federation_address),
@@ -348,10 +396,27 @@ impl BridgeApiServer for AlysRpc {
             return Err(rpc_error(ErrorCode::Unavailable, "no peg-out source configured"));
         }
         let read = self.0.storage.read().map_err(internal)?;
-        Ok(types::PendingPegouts {
-            pending: read.pending_burns().map_err(internal)?.iter().map(pegout_view).collect(),
-            released: read.released_burns().map_err(internal)?.iter().map(pegout_view).collect(),
-        })
+        let limit = types::PegoutQuery::DEFAULT_LIMIT;
+        let (pending, next_pending) = pegout_page(&read, types::PegoutSet::Pending, None, limit)?;
+        let (released, next_final) = pegout_page(&read, types::PegoutSet::Released, None, limit)?;
+        Ok(types::PendingPegouts { pending, released, next_pending, next_final })
+    }
+
+    async fn pegouts(&self, query: Option<types::PegoutQuery>) -> RpcResult<types::PegoutPage> {
+        if !self.0.pegouts {
+            return Err(rpc_error(ErrorCode::Unavailable, "no peg-out source configured"));
+        }
+        let query = query.unwrap_or_default();
+        let limit = query.limit.unwrap_or(types::PegoutQuery::DEFAULT_LIMIT);
+        if limit == 0 || limit > types::PegoutQuery::MAX_LIMIT {
+            return Err(rpc_error(
+                ErrorCode::InvalidParams,
+                format!("limit {limit}: ask for 1 to {} peg-outs per page", types::PegoutQuery::MAX_LIMIT),
+            ));
+        }
+        let read = self.0.storage.read().map_err(internal)?;
+        let (pegouts, next) = pegout_page(&read, query.set, query.after, limit)?;
+        Ok(types::PegoutPage { set: query.set, pegouts, next })
     }
 }
 
@@ -368,8 +433,8 @@ impl GovernanceApiServer for AlysRpc {
             });
         };
         let status = stream.status();
-        let federations = stream.federations().await.map_err(internal)?;
-        let pending = stream.pending().await.map_err(internal)?;
+        let federations = timed(stream.federations()).await?;
+        let pending = timed(stream.pending()).await?;
         Ok(types::GovernanceStatus {
             configured: true,
             connected: status.connected,
@@ -451,7 +516,14 @@ pub async fn start(addr: SocketAddr, context: RpcContext) -> Result<RpcHandle, R
         "alys_health",
     )])
     .map_err(RpcStartError::Health)?;
+    let config = alys_rpc::jsonrpsee::server::ServerConfig::builder()
+        .max_request_body_size(MAX_REQUEST_BYTES)
+        .max_response_body_size(MAX_RESPONSE_BYTES)
+        .set_batch_request_config(alys_rpc::jsonrpsee::server::BatchRequestConfig::Limit(MAX_BATCH))
+        .max_connections(MAX_CONNECTIONS)
+        .build();
     let server = Server::builder()
+        .set_config(config)
         .set_http_middleware(tower::ServiceBuilder::new().layer(health))
         .build(addr)
         .await

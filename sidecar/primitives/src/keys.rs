@@ -33,6 +33,26 @@ pub enum KeyFileError {
         /// What is wrong with the content.
         source: KeyError,
     },
+    /// Other users may read or write the file: a secret key must be private to the node's user.
+    #[error(
+        "key file {} has mode {mode:04o}: other users can read it; run `chmod 600 {}`",
+        path.display(),
+        path.display()
+    )]
+    Permissions {
+        /// The path.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// The key file could not be written.
+    #[error("cannot write key file {}: {source}", path.display())]
+    Write {
+        /// The path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
 }
 
 /// Why a key or signature was refused.
@@ -84,11 +104,38 @@ impl AuthorityKey {
     }
 
     /// Reads a key file: the secret key as 64 hex characters (optionally `0x`-prefixed).
+    ///
+    /// On Unix the file must be private to its owner (no group or other permission bits): a key others
+    /// can read is refused, as ssh refuses such keys.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, KeyFileError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| KeyFileError::Io { path: path.to_owned(), source })?;
+        let io = |source| KeyFileError::Io { path: path.to_owned(), source };
+        let file = std::fs::File::open(path).map_err(io)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = file.metadata().map_err(io)?.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                return Err(KeyFileError::Permissions { path: path.to_owned(), mode });
+            }
+        }
+        let text = std::io::read_to_string(file).map_err(io)?;
         Self::from_hex(text.trim()).map_err(|source| KeyFileError::Key { path: path.to_owned(), source })
+    }
+
+    /// Writes the secret key to a new file readable by its owner only (mode 0600 on Unix), as 64 hex
+    /// characters; refuses to overwrite an existing file.
+    pub fn write_file(&self, path: impl AsRef<Path>) -> Result<(), KeyFileError> {
+        let path = path.as_ref();
+        let write = |source| KeyFileError::Write { path: path.to_owned(), source };
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(path).map_err(write)?;
+        std::io::Write::write_all(&mut file, format!("{}\n", hex::encode(self.secret_bytes())).as_bytes())
+            .map_err(write)?;
+        file.sync_all().map_err(write)
     }
 
     /// Parses a secret key written as 64 hex characters (optionally `0x`-prefixed).
@@ -244,26 +291,58 @@ mod tests {
         assert_eq!(BlsSignature::from_bytes(&[]), Err(KeyError::InvalidSignature));
     }
 
+    fn set_private(path: &Path) {
+        #[cfg(unix)]
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn keys_are_written_private_and_a_key_others_can_read_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("authority.key");
+        AuthorityKey::from_seed(&[4; 32]).unwrap().write_file(&path).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        AuthorityKey::from_file(&path).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let error = AuthorityKey::from_file(&path).unwrap_err();
+        assert!(matches!(error, KeyFileError::Permissions { mode: 0o644, .. }), "{error}");
+        assert!(error.to_string().contains("chmod 600"), "{error}");
+    }
+
     #[test]
     fn key_file_loads_hex_and_refuses_garbage() {
-        let dir = std::env::temp_dir().join(format!("alys-key-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         let good = dir.join("good");
-        std::fs::write(&good, format!("0x{}\n", "11".repeat(32))).unwrap();
+        AuthorityKey::from_bytes(&[0x11; 32]).unwrap().write_file(&good).unwrap();
         let loaded = AuthorityKey::from_file(&good).unwrap();
+        let prefixed = dir.join("prefixed");
+        std::fs::write(&prefixed, format!("0x{}\n", "11".repeat(32))).unwrap();
+        set_private(&prefixed);
+        assert_eq!(AuthorityKey::from_file(&prefixed).unwrap().public(), loaded.public());
         assert_eq!(loaded.public(), AuthorityKey::from_bytes(&[0x11; 32]).unwrap().public());
+        assert!(
+            matches!(
+                AuthorityKey::from_bytes(&[0x11; 32]).unwrap().write_file(&good),
+                Err(KeyFileError::Write { .. })
+            ),
+            "never overwrites a key"
+        );
         let bad = dir.join("bad");
         std::fs::write(&bad, "zz").unwrap();
+        set_private(&bad);
         assert!(matches!(
             AuthorityKey::from_file(&bad),
             Err(KeyFileError::Key { source: KeyError::SecretFormat, .. })
         ));
         std::fs::write(&bad, "00".repeat(31)).unwrap();
+        set_private(&bad);
         assert!(matches!(
             AuthorityKey::from_file(&bad),
             Err(KeyFileError::Key { source: KeyError::SecretFormat, .. })
         ));
         assert!(matches!(AuthorityKey::from_file(dir.join("missing")), Err(KeyFileError::Io { .. })));
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -20,6 +20,23 @@
 pub mod block;
 pub mod keys;
 
+#[doc(hidden)]
+pub use fail as __fail;
+
+/// Names a commit point for the crash-point tests (DESIGN invariant 8).
+///
+/// With `FAILPOINTS="<name>=return"` in the environment of a process that called
+/// `fail::FailScenario::setup()` (the `alys` and `alys-devnet` binaries), or `fail::cfg(name, "return")`
+/// in a test, the process aborts here at once, as a `kill -9` would: no destructor, no flush, no
+/// graceful shutdown. Unarmed, it costs one lookup in an empty registry. `"2*off->return"` lets the
+/// point pass twice and aborts on the third time.
+#[macro_export]
+macro_rules! crash_point {
+    ($name:literal) => {
+        $crate::__fail::fail_point!($name, |_| { ::std::process::abort() })
+    };
+}
+
 pub use block::{Approvals, ConsensusHeader, PegInRef, SignedBlock};
 pub use keys::{AuthorityKey, AuthorityPublicKey, BlsSignature, KeyError, KeyFileError};
 

@@ -5,8 +5,8 @@ use alloy_primitives::{Address, B256, Bytes};
 use jsonrpsee::{core::RpcResult, proc_macros::rpc};
 
 use crate::types::{
-    AuxBlock, ConsensusBlock, DepositAddresses, GovernanceStatus, PendingPegouts, Proposals, RuntimeStateAt,
-    SyncStatus,
+    AuxBlock, ConsensusBlock, DepositAddresses, GovernanceStatus, PegoutPage, PegoutQuery, PendingPegouts,
+    Proposals, RuntimeStateAt, SyncStatus,
 };
 
 /// Merged mining, in the shapes Namecoin's and Alys's pools speak.
@@ -59,9 +59,18 @@ pub trait BridgeApi {
     #[method(name = "alys_depositAddresses")]
     async fn deposit_addresses(&self) -> RpcResult<DepositAddresses>;
 
-    /// Burns waiting for finality and burns released for payment.
+    /// The first page of burns waiting for finality and of burns released for payment, oldest first,
+    /// with the cursors to page on with `alys_pegouts`. Error
+    /// [`Unavailable`](crate::ErrorCode::Unavailable) without a peg-out source.
     #[method(name = "alys_pendingPegouts")]
     async fn pending_pegouts(&self) -> RpcResult<PendingPegouts>;
+
+    /// One page of a set of the peg-out ledger (`{"set": "pending" | "final", "after": cursor, "limit":
+    /// n}`, every field optional), oldest first, with the cursor of the next page. A limit above
+    /// [`PegoutQuery::MAX_LIMIT`](crate::types::PegoutQuery::MAX_LIMIT) (or 0) is
+    /// [`InvalidParams`](crate::ErrorCode::InvalidParams).
+    #[method(name = "alys_pegouts")]
+    async fn pegouts(&self, query: Option<PegoutQuery>) -> RpcResult<PegoutPage>;
 }
 
 /// Governance as the node sees it.

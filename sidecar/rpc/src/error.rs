@@ -18,6 +18,8 @@ pub enum ErrorCode {
     /// The node is unhealthy: the execution client is offline or a component stopped for good
     /// (`alys_health`, and HTTP 500 on `GET /health`).
     Unhealthy = -32002,
+    /// The node did not answer within the call timeout (it is busy); retrying later may work.
+    Timeout = -32003,
 }
 
 impl ErrorCode {
@@ -34,6 +36,7 @@ impl ErrorCode {
             -32000 => Self::Unavailable,
             -32001 => Self::Unauthorized,
             -32002 => Self::Unhealthy,
+            -32003 => Self::Timeout,
             _ => return None,
         })
     }

@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | [`MiningApiServer`] | `createauxblock`, `submitauxblock` | merged-mining pools and the reference miner (Namecoin's and Alys's shapes) |
 //! | [`ChainApiServer`] | `getheadblock`, `getblockbyheight`, `getblockbyhash`, `alys_syncStatus`, `alys_health` | explorers, operators, monitoring |
-//! | [`BridgeApiServer`] | `getdepositaddress`, `alys_depositAddresses`, `alys_pendingPegouts` | users and dApps moving BTC |
+//! | [`BridgeApiServer`] | `getdepositaddress`, `alys_depositAddresses`, `alys_pendingPegouts`, `alys_pegouts` | users and dApps moving BTC |
 //! | [`GovernanceApiServer`] | `alys_governanceStatus`, `alys_proposals`, `alys_runtimeState` | operators |
 //! | [`AdminApiServer`] | `alys_pauseProduction`, `alys_resumeProduction` (the admin token first) | operators |
 //!

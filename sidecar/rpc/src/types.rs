@@ -319,14 +319,84 @@ pub struct Pegout {
     pub tx_hash: B256,
 }
 
-/// `alys_pendingPegouts`.
+/// `alys_pendingPegouts`: the first page of each set of the peg-out ledger, oldest first, each with the
+/// cursor its next page starts after (`alys_pegouts`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct PendingPegouts {
-    /// Burns waiting for their block to be final.
+    /// Burns waiting for their block to be final and canonical (at most
+    /// [`PegoutQuery::DEFAULT_LIMIT`]).
     pub pending: Vec<Pegout>,
-    /// Burns whose block is final, released for payment.
+    /// Burns whose block is final, released for payment (at most [`PegoutQuery::DEFAULT_LIMIT`]).
     #[serde(rename = "final")]
     pub released: Vec<Pegout>,
+    /// Where the next page of pending burns starts, when there are more.
+    #[serde(default)]
+    pub next_pending: Option<PegoutCursor>,
+    /// Where the next page of final burns starts, when there are more.
+    #[serde(default)]
+    pub next_final: Option<PegoutCursor>,
+}
+
+/// A set of the peg-out ledger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PegoutSet {
+    /// Burns waiting for their block to be final and canonical.
+    #[default]
+    Pending,
+    /// Burns released for payment (`"final"`).
+    #[serde(rename = "final")]
+    Released,
+}
+
+/// A burn's place in the ledger's order (block number, log index, block hash): a page ends at one,
+/// and the next page starts after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PegoutCursor {
+    /// The burn's block number.
+    pub block_number: u64,
+    /// The burn's log index in its block.
+    pub log_index: u64,
+    /// The burn's block hash.
+    pub block_hash: B256,
+}
+
+/// `alys_pegouts`' parameter: which set, after which cursor, how many.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PegoutQuery {
+    /// The set to list (default `pending`).
+    #[serde(default)]
+    pub set: PegoutSet,
+    /// List the burns after this cursor (a previous page's `next`); from the oldest when absent.
+    #[serde(default)]
+    pub after: Option<PegoutCursor>,
+    /// Most burns in the page: 1 to [`Self::MAX_LIMIT`], [`Self::DEFAULT_LIMIT`] when absent; more is
+    /// refused with `InvalidParams`.
+    #[serde(default)]
+    pub limit: Option<u32>,
+}
+
+impl PegoutQuery {
+    /// The page size when the query names none.
+    pub const DEFAULT_LIMIT: u32 = 100;
+    /// The largest page a query may ask for.
+    pub const MAX_LIMIT: u32 = 1_000;
+}
+
+/// `alys_pegouts`: one page of a set of the peg-out ledger, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PegoutPage {
+    /// The set listed.
+    pub set: PegoutSet,
+    /// The burns, in chain order.
+    pub pegouts: Vec<Pegout>,
+    /// Where the next page starts (pass it as `after`); absent on the last page.
+    #[serde(default)]
+    pub next: Option<PegoutCursor>,
 }
 
 /// 32 bytes as bare hex (no `0x`), as Namecoin's mining RPC writes them; `0x` is accepted on input.
@@ -363,6 +433,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn pegout_queries_have_defaults_and_refuse_unknown_fields() {
+        let query: PegoutQuery = serde_json::from_value(serde_json::json!({})).unwrap();
+        assert_eq!(query, PegoutQuery::default());
+        assert_eq!(query.set, PegoutSet::Pending);
+        let cursor = PegoutCursor { block_number: 7, log_index: 2, block_hash: B256::repeat_byte(3) };
+        let query = PegoutQuery { set: PegoutSet::Released, after: Some(cursor), limit: Some(5) };
+        let json = serde_json::to_value(query).unwrap();
+        assert_eq!(json["set"], "final");
+        assert_eq!(json["after"]["blockNumber"], 7);
+        assert_eq!(json["after"]["logIndex"], 2);
+        assert_eq!(serde_json::from_value::<PegoutQuery>(json).unwrap(), query);
+        assert!(serde_json::from_value::<PegoutQuery>(serde_json::json!({ "set": "released" })).is_err());
+        assert!(serde_json::from_value::<PegoutQuery>(serde_json::json!({ "from": 3 })).is_err());
+    }
+
+    #[test]
     fn mining_shapes_keep_namecoins_bare_hex() {
         let block = AuxBlock {
             hash: B256::repeat_byte(0xab),
@@ -385,8 +471,17 @@ mod tests {
 
     #[test]
     fn pegouts_say_final_and_proposals_are_tagged() {
-        let json = serde_json::to_value(PendingPegouts { pending: vec![], released: vec![] }).unwrap();
-        assert_eq!(json, serde_json::json!({ "pending": [], "final": [] }));
+        let json = serde_json::to_value(PendingPegouts {
+            pending: vec![],
+            released: vec![],
+            next_pending: None,
+            next_final: None,
+        })
+        .unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({ "pending": [], "final": [], "nextPending": null, "nextFinal": null })
+        );
         let action =
             ProposalAction::Emergency { scope: "blockProduction".into(), pause: true, reason: "x".into() };
         assert_eq!(

@@ -19,6 +19,7 @@ const HEAD: &str = "head";
 const FINALIZED: &str = "finalized";
 const POW_STATE: &str = "pow_state";
 const QUEUED_POW: &str = "queued_pow";
+const PAUSED: &str = "production_paused";
 
 pub(crate) fn create_tables(tx: &WriteTransaction) -> Result<(), StorageError> {
     tx.open_table(BLOCKS)?;
@@ -79,6 +80,12 @@ pub trait ChainRead: Tables {
         blocks.get(&hash.0)?.map(|v| decode_block(v.value())).transpose()
     }
 
+    /// How many blocks are stored, canonical or not (fork blocks, blocks that lost a reorg).
+    fn stored_block_count(&self) -> Result<u64, StorageError> {
+        use redb::ReadableTableMetadata;
+        Ok(self.open(BLOCKS)?.len()?)
+    }
+
     /// Whether a block is stored.
     fn has_block(&self, hash: &B256) -> Result<bool, StorageError> {
         Ok(self.open(BLOCKS)?.get(&hash.0)?.is_some())
@@ -110,6 +117,11 @@ pub trait ChainRead: Tables {
     /// The proof waiting for the next block this node authors, as stored.
     fn queued_proof(&self) -> Result<Option<Vec<u8>>, StorageError> {
         Ok(self.open(META)?.get(QUEUED_POW)?.map(|v| v.value().to_vec()))
+    }
+
+    /// Whether an operator paused block production (`alys_pauseProduction`), across restarts.
+    fn production_paused(&self) -> Result<bool, StorageError> {
+        Ok(self.open(META)?.get(PAUSED)?.is_some_and(|v| v.value() == [1]))
     }
 }
 
@@ -184,6 +196,12 @@ impl WriteTx {
     /// Records the merged-mining difficulty state.
     pub fn set_pow_state(&self, state: PowState) -> Result<(), StorageError> {
         self.table(META)?.insert(POW_STATE, alloy_rlp::encode(state).as_slice())?;
+        Ok(())
+    }
+
+    /// Records whether an operator paused block production.
+    pub fn set_production_paused(&self, paused: bool) -> Result<(), StorageError> {
+        self.table(META)?.insert(PAUSED, [u8::from(paused)].as_slice())?;
         Ok(())
     }
 

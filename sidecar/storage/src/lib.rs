@@ -24,10 +24,11 @@
 //! |---|---|---|
 //! | chain | `blocks` | consensus hash → `SignedBlock` (RLP) |
 //! | chain | `canonical` | height → consensus hash |
-//! | chain | `chain_meta` | `head`, `finalized` → height ‖ hash; `pow_state` → [`PowState`]; `queued_pow` → proof bytes |
-//! | peg-out | `pending_burns`, `released_burns` | block hash ‖ log index → `Burn` (RLP) |
+//! | chain | `chain_meta` | `head`, `finalized` → height ‖ hash; `pow_state` → [`PowState`]; `queued_pow` → proof bytes; `production_paused` → 0/1 |
+//! | peg-out | `pegout_pending`, `pegout_released` | block number ‖ log index ‖ block hash (chain order) → `Burn` (RLP) |
 //! | peg-out | `pegout_meta` | `geth_height`, `burn_cursor` → u64 |
 //! | governance | `signature_requests` | request id → `SignatureRequest` (protobuf) |
+//! | governance | `signature_responses` | request id → `SignatureResponse` (protobuf), answered and not yet taken |
 //! | governance | `federation_updates` | effective height → `FederationUpdate` (protobuf) |
 //! | governance | `proposals` | proposal id → `ProposalNotification` (protobuf) |
 

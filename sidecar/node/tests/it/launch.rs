@@ -14,6 +14,16 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// A private copy of the public devnet key (the node refuses keys other users can read).
+fn devnet_key(dir: &Path) -> PathBuf {
+    let path = dir.join("authority.key");
+    if !path.exists() {
+        let text = std::fs::read_to_string(root().join("etc/keys/devnet-authority.key")).unwrap();
+        alys_primitives::AuthorityKey::from_hex(text.trim()).unwrap().write_file(&path).unwrap();
+    }
+    path
+}
+
 fn config(dir: &Path) -> NodeConfig {
     let etc = root().join("etc");
     NodeConfig {
@@ -27,7 +37,7 @@ fn config(dir: &Path) -> NodeConfig {
             ],
             fee_recipient: Default::default(),
         },
-        authority: Some(AuthoritySection { key_file: etc.join("keys/devnet-authority.key") }),
+        authority: Some(AuthoritySection { key_file: devnet_key(dir) }),
         storage: StorageSection { data_dir: dir.to_path_buf() },
         // Nothing listens on port 1.
         engine: EngineSection { url: "http://127.0.0.1:1".into(), jwt_secret: etc.join("jwt/jwt.hex"), eth_rpc_url: None },
@@ -48,8 +58,8 @@ async fn refused(config: NodeConfig) -> String {
 
 #[tokio::test]
 async fn bad_configuration_is_refused_with_a_clear_message() {
-    let dir = std::env::temp_dir().join(format!("alys-launch-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
 
     let mut missing_jwt = config(&dir);
     missing_jwt.engine.jwt_secret = dir.join("no-such-jwt.hex");
@@ -58,6 +68,8 @@ async fn bad_configuration_is_refused_with_a_clear_message() {
 
     let short_key = dir.join("short.key");
     std::fs::write(&short_key, "abcd").unwrap();
+    #[cfg(unix)]
+    std::fs::set_permissions(&short_key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let mut bad_key = config(&dir);
     bad_key.authority = Some(AuthoritySection { key_file: short_key });
     let message = refused(bad_key).await;
@@ -81,5 +93,4 @@ async fn bad_configuration_is_refused_with_a_clear_message() {
     let mut no_genesis = config(&dir);
     no_genesis.chain.genesis = dir.join("missing.json");
     assert!(matches!(launch(no_genesis).await, Err(LaunchError::Genesis(_))));
-    let _ = std::fs::remove_dir_all(&dir);
 }
