@@ -96,6 +96,18 @@ async fn production_stops_without_proofs_and_resumes_with_one() {
     assert_eq!(wire["_target"].as_str().unwrap().len(), 64);
     let again = alys.create_aux_block(DEV_ACCOUNTS[2]).await.unwrap();
     assert_eq!(again.hash, template.hash, "templates are cached per payout address and head");
+
+    // One client cannot make the node do unbounded work in one request.
+    let batch: Vec<serde_json::Value> = (0..40)
+        .map(|id| json!({ "jsonrpc": "2.0", "id": id, "method": "createauxblock", "params": [DEV_ACCOUNTS[3]] }))
+        .collect();
+    let (status, body) = http_post(&node.rpc, &serde_json::to_vec(&batch).unwrap()).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("-32010"), "a batch of 40 calls is refused whole: {body}");
+    let huge = json!({ "jsonrpc": "2.0", "id": 1, "method": "submitauxblock",
+        "params": [hex::encode(template.hash), "00".repeat(300_000)] });
+    let (status, _) = http_post(&node.rpc, &serde_json::to_vec(&huge).unwrap()).await;
+    assert_eq!(status, 413, "a 600 kB request is refused before it is parsed");
     let bare_hash = hex::encode(template.hash);
     let bad_hex = raw_call(&node.rpc, "submitauxblock", json!([bare_hash, "zz"])).await;
     assert_eq!(error_code(bad_hex), Some(ErrorCode::InvalidParams));
@@ -118,4 +130,25 @@ async fn production_stops_without_proofs_and_resumes_with_one() {
     assert!(resumed.production_stopped.is_none());
     let carrier = alys.block_by_height(4).await.unwrap().expect("block 4");
     assert!(carrier.auxpow.is_some(), "block 4 carries the proof");
+}
+
+/// POSTs `body` as JSON to `url` over a plain TCP connection; returns the HTTP status and body.
+async fn http_post(url: &str, body: &[u8]) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = url.trim_start_matches("http://").trim_end_matches('/');
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    // The server may answer and close before reading a refused body.
+    let _ = stream.write_all(body).await;
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response).await;
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map_or(String::new(), |(_, b)| b.to_owned());
+    (status, body)
 }

@@ -3,17 +3,18 @@
 use std::time::Duration;
 
 use alloy_primitives::{B256, U256};
-use alys_burns::{BurnFeedClient, FeedEventKind};
+use alys_burns::{BearerToken, BurnFeedClient, ClientError, FeedEventKind};
 use alys_chainspec::dev::{DEV_ACCOUNTS, DEV_PRIVATE_KEYS};
 use alys_rpc::{
     AdminApiClient, BridgeApiClient, ChainApiClient, ErrorCode, GovernanceApiClient,
     jsonrpsee::http_client::HttpClient,
+    types::{PegoutQuery, PegoutSet},
 };
-use alys_storage::Storage;
 use serde_json::json;
 
 use crate::support::{
-    DevnetProcess, cast, error_code, hash, quantity, raw_call, root, send, tempdir, wait_for_height,
+    DevnetProcess, ElProcess, NodeProcess, Producer, cast, error_code, feed_client, hash, quantity, raw_call,
+    root, send, tempdir, until, wait_for_height,
 };
 
 const BRIDGE: &str = "0xbBbBbBbBbBbBbBbBbBbBbBbBbBbBbBbBbBbBbBbB";
@@ -131,7 +132,7 @@ async fn a_peg_out_reaches_the_burn_feed() {
     let tx_hash = hash(&receipt["transactionHash"]);
 
     // The test consumer keeps its cursor in memory: from the start of the feed.
-    let mut client = BurnFeedClient::new(node.burn_feed.clone(), 0).unwrap();
+    let mut client = feed_client(&node.burn_feed, 0);
     let event =
         tokio::time::timeout(Duration::from_secs(20), client.next()).await.expect("a feed event").unwrap();
     assert_eq!(event.kind, FeedEventKind::Burn);
@@ -208,7 +209,7 @@ async fn geth_path_and_exex_path_give_identical_burns() {
     assert_eq!(geth.len(), 2, "the copy's burn is ignored: {geth:?}");
 
     // The test consumer keeps its cursor in memory: from the start of the feed.
-    let mut client = BurnFeedClient::new(node.burn_feed.clone(), 0).unwrap();
+    let mut client = feed_client(&node.burn_feed, 0);
     let mut exex = Vec::new();
     while exex.len() < geth.len() {
         let event = tokio::time::timeout(Duration::from_secs(20), client.next()).await.unwrap().unwrap();
@@ -217,15 +218,153 @@ async fn geth_path_and_exex_path_give_identical_burns() {
     }
     assert_eq!(geth, exex, "both paths give the same burns, keys and fields");
 
-    // The ledger releases them once, across a reopen.
-    let ledger = dir.path().join("pegouts.redb");
-    let storage = Storage::open(&ledger).unwrap();
-    let tx = storage.write().unwrap();
-    assert_eq!(tx.ingest_final_burns(&geth, finalized, true).unwrap().len(), 2);
-    tx.commit().unwrap();
-    drop(storage);
-    let storage = Storage::open(&ledger).unwrap();
-    let tx = storage.write().unwrap();
-    assert!(tx.ingest_final_burns(&exex, finalized, true).unwrap().is_empty(), "never released twice");
-    tx.commit().unwrap();
+    // The node's ledger released the same burns, once: final and canonical by its chain.
+    let alys = node.client();
+    let query = PegoutQuery { set: PegoutSet::Released, ..PegoutQuery::default() };
+    until("the burns released", Duration::from_secs(20), async || {
+        alys.pegouts(Some(query)).await.unwrap().pegouts.len() >= geth.len()
+    })
+    .await;
+    let released = alys.pegouts(Some(query)).await.unwrap().pegouts;
+    let keys: Vec<(B256, u64)> = released.iter().map(|p| (p.block_hash, p.log_index)).collect();
+    let expected: Vec<(B256, u64)> = geth.iter().map(|b| (b.block_hash, b.log_index)).collect();
+    assert_eq!(keys, expected, "released once each, in chain order");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_burn_feed_serves_only_the_devnet_token() {
+    let dir = tempdir();
+    let node = DevnetProcess::start(dir.path());
+    let key = DEV_PRIVATE_KEYS[8].to_string();
+    send(&node.http, &key, BRIDGE, &["requestPegOut(bytes)", "0x62637274317134", "--value", "0.01ether"])
+        .await;
+
+    let wrong = BearerToken::new("not-the-devnet-token").unwrap();
+    for client in [
+        BurnFeedClient::new(node.burn_feed.clone(), 0).unwrap(),
+        BurnFeedClient::new(node.burn_feed.clone(), 0).unwrap().with_bearer_token(&wrong),
+    ] {
+        let mut client = client;
+        let error = tokio::time::timeout(Duration::from_secs(10), client.next()).await.unwrap().unwrap_err();
+        assert!(matches!(error, ClientError::Unauthenticated(_)), "{error}");
+    }
+    let mut client = feed_client(&node.burn_feed, 0);
+    let event = tokio::time::timeout(Duration::from_secs(20), client.next()).await.unwrap().unwrap();
+    assert_eq!(event.burn.sender, DEV_ACCOUNTS[8]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plaintext_burn_feed_off_loopback_is_refused_at_launch() {
+    let dir = tempdir();
+    let el = ElProcess::start();
+    let stderr = NodeProcess::builder(dir.path(), &el).with_pegout_feed("http://10.0.0.5:50551").refused();
+    assert!(
+        stderr.contains("[pegout]") && stderr.contains("loopback") && stderr.contains("https://"),
+        "{stderr}"
+    );
+    // The same node on the loopback feed of its execution client starts.
+    let dir = tempdir();
+    let node = NodeProcess::builder(dir.path(), &el).with_pegout_feed(&el.burn_feed).start();
+    wait_for_height(&node.client(), 1, Duration::from_secs(30)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peg_outs_are_listed_page_by_page() {
+    let dir = tempdir();
+    let node = DevnetProcess::start(dir.path());
+    let alys = node.client();
+    wait_for_height(&alys, 1, Duration::from_secs(30)).await;
+    let key = DEV_PRIVATE_KEYS[9].to_string();
+    let mut hashes = Vec::new();
+    for btc in ["0x6263727431716131", "0x6263727431716132", "0x6263727431716133"] {
+        let receipt =
+            send(&node.http, &key, BRIDGE, &["requestPegOut(bytes)", btc, "--value", "0.01ether"]).await;
+        hashes.push(hash(&receipt["transactionHash"]));
+    }
+    let released = PegoutQuery { set: PegoutSet::Released, ..PegoutQuery::default() };
+    until("three burns final", Duration::from_secs(60), async || {
+        alys.pegouts(Some(released)).await.unwrap().pegouts.len() == 3
+    })
+    .await;
+
+    // One at a time: three pages, each naming where the next starts, the last naming none.
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = alys.pegouts(Some(PegoutQuery { after, limit: Some(1), ..released })).await.unwrap();
+        assert_eq!(page.set, PegoutSet::Released);
+        assert!(page.pegouts.len() <= 1);
+        seen.extend(page.pegouts.iter().map(|p| p.tx_hash));
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen, hashes, "each once, oldest first");
+    let summary = alys.pending_pegouts().await.unwrap();
+    assert_eq!(summary.released.len(), 3);
+    assert_eq!((summary.next_pending, summary.next_final), (None, None));
+    assert!(alys.pegouts(None).await.unwrap().pegouts.is_empty(), "nothing pending");
+
+    // A page over the maximum, or of nothing, is refused with a typed error.
+    for limit in [0, PegoutQuery::MAX_LIMIT + 1] {
+        let refused = alys.pegouts(Some(PegoutQuery { limit: Some(limit), ..released })).await;
+        assert_eq!(error_code(refused), Some(ErrorCode::InvalidParams), "limit {limit}");
+    }
+    let unknown = raw_call(&node.rpc, "alys_pegouts", json!([{ "set": "everything" }])).await;
+    assert_eq!(error_code(unknown), Some(ErrorCode::InvalidParams));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_devnet_exex_catches_up_after_missed_notifications() {
+    // A notification channel of one, and an ExEx loop slowed to 1.5 s per notification: blocks
+    // produced meanwhile are missed (`Lagged`), and the ExEx must read them from the engine.
+    let el = ElProcess::start_with(
+        0,
+        &["--engine.notification-capacity", "1"],
+        Some("devnet::exex::notification=return(1500)"),
+    );
+    let mut producer = Producer::new(el.engine_client(), el.genesis_hash);
+    let key = DEV_PRIVATE_KEYS[7].to_string();
+    let mut hashes = Vec::new();
+    for (nonce, btc) in
+        ["0x6263727431716331", "0x6263727431716332", "0x6263727431716333", "0x6263727431716334"]
+            .into_iter()
+            .enumerate()
+    {
+        let tx = cast(&[
+            "send",
+            "--async",
+            "--rpc-url",
+            &el.http,
+            "--private-key",
+            &key,
+            "--nonce",
+            &nonce.to_string(),
+            "--gas-limit",
+            "200000",
+            BRIDGE,
+            "requestPegOut(bytes)",
+            btc,
+            "--value",
+            "0.01ether",
+        ])
+        .await
+        .unwrap();
+        hashes.push(tx.trim().parse::<B256>().unwrap());
+        producer.produce().await;
+    }
+
+    // Every burn reaches the feed, once, in order.
+    let mut client = feed_client(&el.burn_feed, 0);
+    let mut seen = Vec::new();
+    while seen.len() < hashes.len() {
+        let event = tokio::time::timeout(Duration::from_secs(30), client.next())
+            .await
+            .unwrap_or_else(|_| panic!("only {} of {} burns reached the feed", seen.len(), hashes.len()))
+            .unwrap();
+        assert_eq!(event.kind, FeedEventKind::Burn);
+        seen.push(event.burn.tx_hash);
+    }
+    assert_eq!(seen, hashes);
 }

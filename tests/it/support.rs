@@ -191,6 +191,8 @@ pub(crate) struct ElProcess {
     pub(crate) ws: String,
     pub(crate) authrpc: String,
     pub(crate) genesis_hash: B256,
+    /// Its ExEx burn feed (requiring the devnet feed token: [`feed_client`]).
+    pub(crate) burn_feed: String,
 }
 
 impl ElProcess {
@@ -201,8 +203,16 @@ impl ElProcess {
 
     /// Like [`Self::start`], with the Engine API on `authrpc_port` (0 for any).
     pub(crate) fn start_at(authrpc_port: u16) -> Self {
+        Self::start_with(authrpc_port, &[], None)
+    }
+
+    /// Like [`Self::start_at`], with `extra` flags and failpoints armed (`FAILPOINTS=<actions>`).
+    pub(crate) fn start_with(authrpc_port: u16, extra: &[&str], failpoints: Option<&str>) -> Self {
         let mut command = Command::new(bin("alys-devnet"));
-        command.args(["el", "--authrpc.addr", &format!("127.0.0.1:{authrpc_port}")]).args([
+        if let Some(actions) = failpoints {
+            command.env("FAILPOINTS", actions);
+        }
+        command.args(["el", "--authrpc.addr", &format!("127.0.0.1:{authrpc_port}")]).args(extra).args([
             "--http.addr",
             "127.0.0.1:0",
             "--ws.addr",
@@ -217,6 +227,7 @@ impl ElProcess {
             ws: field(&ready, "ws"),
             authrpc: field(&ready, "authrpc"),
             genesis_hash: field(&ready, "genesisHash").parse().unwrap(),
+            burn_feed: field(&ready, "burnFeed"),
         }
     }
 
@@ -269,8 +280,11 @@ impl Producer {
         let id = updated.payload_id.expect("payload id");
         let built = self.client.get_payload(id, timestamp).await.unwrap();
         let hash = built.payload.block_hash();
-        let status =
-            self.client.new_payload(built.payload, Some(B256::ZERO), built.execution_requests).await.unwrap();
+        let status = self
+            .client
+            .new_payload(built.payload, Some(B256::ZERO), Vec::new(), built.execution_requests)
+            .await
+            .unwrap();
         assert_eq!(status.status, PayloadStatusEnum::Valid, "{status:?}");
         let state =
             ForkchoiceState { head_block_hash: hash, safe_block_hash: hash, finalized_block_hash: hash };
@@ -301,6 +315,7 @@ pub(crate) struct NodeBuilder {
     governance: Option<(String, String)>,
     metrics: Option<SocketAddr>,
     failpoints: Option<String>,
+    pegout_feed: Option<String>,
 }
 
 impl NodeBuilder {
@@ -328,6 +343,12 @@ impl NodeBuilder {
         self
     }
 
+    /// Follows the burn feed at `url` (`[pegout] source = "exex"`) with the devnet feed token.
+    pub(crate) fn with_pegout_feed(mut self, url: &str) -> Self {
+        self.pegout_feed = Some(url.to_owned());
+        self
+    }
+
     /// The configuration file's text.
     fn toml(&self) -> String {
         // A JSON string is a TOML basic string.
@@ -346,7 +367,7 @@ impl NodeBuilder {
              [metrics]\nlisten = {metrics}\n",
             genesis = path(&etc.join("genesis/devnet.json")),
             authority = quoted(authority_public_key()),
-            key = path(&etc.join("keys/devnet-authority.key")),
+            key = path(&private_devnet_key(&self.dir)),
             data = path(&self.dir.join("alys")),
             engine = quoted(&self.engine_url),
             jwt = path(&etc.join("jwt/jwt.hex")),
@@ -361,6 +382,13 @@ impl NodeBuilder {
                 quoted(url),
                 quoted(key),
                 path(&etc.join("keys/devnet-governance.token")),
+            ));
+        }
+        if let Some(url) = &self.pegout_feed {
+            text.push_str(&format!(
+                "\n[pegout]\nsource = \"exex\"\nfeed_url = {}\nbearer_token_file = {}\n",
+                quoted(url),
+                path(&etc.join("keys/devnet-feed.token")),
             ));
         }
         text
@@ -378,15 +406,48 @@ impl NodeBuilder {
         let (process, ready) = Process::start("alys", command);
         NodeProcess { _process: process, rpc: field(&ready, "rpc") }
     }
+
+    /// Runs `alys run` on this configuration expecting it to refuse to start; returns its stderr.
+    pub(crate) fn refused(self) -> String {
+        let config = self.dir.join("alys.toml");
+        std::fs::write(&config, self.toml()).unwrap();
+        let output = Command::new(bin("alys"))
+            .current_dir(root())
+            .env("NO_COLOR", "1")
+            .args(["run", "--config"])
+            .arg(&config)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "the node started: {output:?}");
+        assert!(output.stdout.is_empty(), "no ready line: {output:?}");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    }
+}
+
+/// A private (mode 0600) copy of the public devnet authority key in `dir`: the node refuses key files
+/// other users can read, and a checkout leaves the committed one at 0644.
+pub(crate) fn private_devnet_key(dir: &Path) -> PathBuf {
+    let key = dir.join("authority.key");
+    if !key.exists() {
+        let text = std::fs::read_to_string(root().join("etc/keys/devnet-authority.key")).unwrap();
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        std::io::Write::write_all(&mut options.open(&key).unwrap(), text.as_bytes()).unwrap();
+    }
+    key
 }
 
 /// The devnet authority's BLS public key, as `alys key public` prints it.
 fn authority_public_key() -> &'static str {
     static KEY: OnceLock<String> = OnceLock::new();
     KEY.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
         let output = Command::new(bin("alys"))
-            .current_dir(root())
-            .args(["key", "public", "--key-file", "etc/keys/devnet-authority.key"])
+            .args(["key", "public", "--key-file"])
+            .arg(private_devnet_key(dir.path()))
             .output()
             .unwrap();
         assert!(output.status.success(), "alys key public: {}", String::from_utf8_lossy(&output.stderr));
@@ -411,6 +472,7 @@ impl NodeProcess {
             governance: None,
             metrics: None,
             failpoints: None,
+            pegout_feed: None,
         }
     }
 
@@ -428,19 +490,33 @@ pub(crate) struct DevnetProcess {
     pub(crate) rpc: String,
     pub(crate) burn_feed: String,
     pub(crate) governance_admin: String,
+    metrics: SocketAddr,
 }
 
 impl DevnetProcess {
     /// Starts the whole network on ephemeral ports with 1-second slots, persisted in `datadir`.
     pub(crate) fn start(datadir: &Path) -> Self {
+        Self::launch(datadir, None)
+    }
+
+    /// Like [`Self::start`], with `FAILPOINTS` set to `actions` (crash-point tests).
+    pub(crate) fn start_with_failpoints(datadir: &Path, actions: &str) -> Self {
+        Self::launch(datadir, Some(actions))
+    }
+
+    fn launch(datadir: &Path, failpoints: Option<&str>) -> Self {
+        let metrics = free_addr();
         let mut command = Command::new(bin("alys-devnet"));
         command
             .args(["--slot-ms", "1000", "--http.addr", "127.0.0.1:0", "--ws.addr", "127.0.0.1:0"])
             .args(["--authrpc.addr", "127.0.0.1:0", "--rpc.addr", "127.0.0.1:0"])
-            .args(["--metrics.addr", "127.0.0.1:0", "--feed.addr", "127.0.0.1:0"])
+            .args(["--metrics.addr", &metrics.to_string(), "--feed.addr", "127.0.0.1:0"])
             .args(["--governance.addr", "127.0.0.1:0", "--governance.admin-addr", "127.0.0.1:0"])
             .arg("--datadir")
             .arg(datadir);
+        if let Some(actions) = failpoints {
+            command.env("FAILPOINTS", actions);
+        }
         let (process, ready) = Process::start("alys-devnet", command);
         Self {
             process,
@@ -448,7 +524,29 @@ impl DevnetProcess {
             rpc: field(&ready, "rpc"),
             burn_feed: field(&ready, "burnFeed"),
             governance_admin: field(&ready, "governanceAdmin"),
+            metrics,
         }
+    }
+
+    /// Whether the process has exited (a crash point aborted it).
+    pub(crate) fn has_exited(&mut self) -> bool {
+        self.process.child.try_wait().ok().flatten().is_some()
+    }
+
+    /// Whether the process ended by `abort()` (SIGABRT), as a crash point ends it.
+    pub(crate) fn aborted(&mut self) -> bool {
+        use std::os::unix::process::ExitStatusExt;
+        self.process.child.try_wait().ok().flatten().is_some_and(|status| status.signal() == Some(6))
+    }
+
+    /// Whether the process wrote `needle` to its stderr.
+    pub(crate) fn stderr_contains(&self, needle: &str) -> bool {
+        std::fs::read_to_string(self.process.log.path()).is_ok_and(|log| log.contains(needle))
+    }
+
+    /// The value of a Prometheus series of the node (0 when absent).
+    pub(crate) async fn metric(&self, series: &str) -> f64 {
+        metric(self.metrics, series).await
     }
 
     /// A typed client of the node's RPC.
@@ -491,6 +589,13 @@ impl GovernanceProcess {
     pub(crate) fn port(&self) -> u16 {
         self.url.rsplit(':').next().and_then(|port| port.parse().ok()).unwrap()
     }
+}
+
+/// A burn-feed client of `url` resuming after `cursor`, with the devnet feed token
+/// (`etc/keys/devnet-feed.token`, which `alys-devnet` and `alys-devnet el` require).
+pub(crate) fn feed_client(url: &str, cursor: u64) -> alys_burns::BurnFeedClient {
+    let token = alys_burns::BearerToken::from_file(root().join("etc/keys/devnet-feed.token")).unwrap();
+    alys_burns::BurnFeedClient::new(url, cursor).unwrap().with_bearer_token(&token)
 }
 
 /// A typed client of an Alys node's RPC (every `alys_rpc::*ApiClient` trait).
@@ -567,6 +672,15 @@ pub(crate) async fn send(rpc: &str, key: &str, to: &str, args: &[&str]) -> Value
     let receipt: Value = serde_json::from_str(&cast(&all).await.unwrap()).unwrap();
     assert_eq!(receipt["status"], "0x1", "{receipt}");
     receipt
+}
+
+/// Like [`send`], without asserting: the receipt of a successful transaction, or why there is none.
+pub(crate) async fn try_send(rpc: &str, key: &str, to: &str, args: &[&str]) -> Result<Value, String> {
+    let mut all = vec!["send", "--rpc-url", rpc, "--private-key", key, to];
+    all.extend_from_slice(args);
+    all.push("--json");
+    let receipt: Value = serde_json::from_str(&cast(&all).await?).map_err(|e| e.to_string())?;
+    if receipt["status"] == "0x1" { Ok(receipt) } else { Err(format!("reverted: {receipt}")) }
 }
 
 /// A `0x`-hex quantity from JSON-RPC.
