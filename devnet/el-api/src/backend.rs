@@ -64,9 +64,31 @@ pub enum PoolError {
     /// The transaction is signed for another chain, or is a legacy transaction without EIP-155.
     #[error("invalid chain id")]
     WrongChainId,
-    /// The type is not accepted by this pool (e.g. EIP-4844 blob transactions).
+    /// The type is not accepted by this pool (e.g. EIP-4844 blob transactions before Cancun).
     #[error("transaction type not supported")]
     TxTypeNotSupported,
+    /// A blob transaction arrived in its canonical encoding, without the sidecar (blobs, commitments,
+    /// proofs) the network encoding carries.
+    #[error("missing sidecar in blob transaction")]
+    MissingBlobSidecar,
+    /// A blob transaction names no blob.
+    #[error("blobless blob transaction")]
+    NoBlobs,
+    /// A blob transaction carries more blobs than the fork allows one transaction.
+    #[error("too many blobs in transaction: have {have}, permitted {permitted}")]
+    TooManyBlobs {
+        /// How many blobs the transaction carries.
+        have: usize,
+        /// The most the active fork allows.
+        permitted: u64,
+    },
+    /// The sidecar does not match the transaction's versioned hashes or its KZG proofs do not verify.
+    #[error(transparent)]
+    InvalidBlobSidecar(#[from] BlobSidecarError),
+    /// The sender has pooled transactions of the other kind (blob or not); like geth, a sender uses one
+    /// kind at a time.
+    #[error("address already reserved")]
+    AddressReserved,
     /// The exact transaction is already in the pool.
     #[error("already known")]
     AlreadyKnown,
@@ -87,7 +109,10 @@ pub enum PoolError {
         got: u64,
     },
     /// The sender cannot pay `gas * price + value`.
-    #[error("insufficient funds for gas * price + value: balance {balance}, tx cost {cost}")]
+    #[error(
+        "insufficient funds for gas * price + value: balance {balance}, tx cost {cost}, overshot {}",
+        cost.saturating_sub(*balance)
+    )]
     InsufficientFunds {
         /// The sender's balance.
         balance: U256,
@@ -118,6 +143,42 @@ pub enum PoolError {
     /// The engine is shutting down or its task failed.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// Why a blob transaction's sidecar was refused. The messages are geth's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BlobSidecarError {
+    /// The numbers of blobs, commitments and proofs differ from the number of versioned hashes.
+    #[error(
+        "invalid number of {blobs} blobs, {commitments} commitments and {proofs} proofs compared to {hashes} blob hashes"
+    )]
+    Length {
+        /// Versioned hashes in the transaction.
+        hashes: usize,
+        /// Blobs in the sidecar.
+        blobs: usize,
+        /// Commitments in the sidecar.
+        commitments: usize,
+        /// Proofs in the sidecar.
+        proofs: usize,
+    },
+    /// A commitment does not hash to the transaction's versioned hash at its index.
+    #[error("blob {index}: computed hash {computed} mismatches transaction one {claimed}")]
+    VersionedHash {
+        /// The blob's index in the transaction.
+        index: usize,
+        /// The versioned hash of the sidecar's commitment.
+        computed: B256,
+        /// The versioned hash the transaction names.
+        claimed: B256,
+    },
+    /// The KZG proofs do not verify the blobs against their commitments (or a commitment or proof is
+    /// not a curve point).
+    #[error("invalid blob proof")]
+    InvalidProof,
+    /// The sidecar carries EIP-7594 cell proofs, which no fork of this chain uses.
+    #[error("blob sidecar with cell proofs is not supported before Osaka")]
+    CellProofs,
 }
 
 /// What the eth JSON-RPC server needs from the engine.
@@ -224,6 +285,9 @@ pub struct BuiltPayload {
     pub fees: U256,
     /// EIP-7685 execution requests (Prague and later), in the order and encoding of `getPayloadV4`.
     pub requests: Option<alloy_eips::eip7685::Requests>,
+    /// The sidecars of the block's blob transactions, in block order: the `blobsBundle` of
+    /// `getPayloadV3/V4`.
+    pub sidecars: Vec<std::sync::Arc<alloy_eips::eip4844::BlobTransactionSidecar>>,
 }
 
 /// An Engine API call the engine refused. Each maps to the spec's JSON-RPC error code.
@@ -297,4 +361,15 @@ pub trait EngineBackend: Clone + Send + Sync + 'static {
         count: u64,
     ) -> impl Future<Output = Result<Vec<Option<alloy_rpc_types_engine::ExecutionPayloadBodyV1>>, EngineError>>
     + Send;
+
+    /// The blobs and proofs of pooled blob transactions by versioned hash (`engine_getBlobsV1`), one
+    /// entry per hash in order, `None` for blobs the backend does not hold. A backend without a blob
+    /// pool holds none.
+    fn blobs_v1(
+        &self,
+        versioned_hashes: Vec<B256>,
+    ) -> impl Future<Output = Result<Vec<Option<alloy_eips::eip4844::BlobAndProofV1>>, EngineError>> + Send
+    {
+        std::future::ready(Ok(vec![None; versioned_hashes.len()]))
+    }
 }

@@ -11,7 +11,7 @@ use alloy_signer::SignerSync;
 use alloy_signer_local::PrivateKeySigner;
 use alys_chainspec::dev::DEV_PRIVATE_KEYS;
 use alys_el_api::PoolError;
-use alys_el_pool::{AccountState, Pool, PoolConfig, intrinsic_gas};
+use alys_el_pool::{AccountState, Pool, PoolConfig, PooledTx, intrinsic_gas};
 
 const CHAIN_ID: u64 = 121_212;
 const GWEI: u128 = 1_000_000_000;
@@ -278,4 +278,197 @@ fn intrinsic_gas_counts_calldata_creation_and_floor() {
             .into_signed(alloy_primitives::Signature::test_signature()),
     );
     assert_eq!(intrinsic_gas(&create, false), 21_000 + 33 * 4 + 32_000 + 2 * 2);
+}
+
+mod blobs {
+    use alloy_consensus::{
+        Signed, TxEip4844, TxEip4844Variant, TxEip4844WithSidecar, transaction::SignerRecoverable as _,
+    };
+    use alloy_eips::{
+        eip4844::{Blob, BlobTransactionSidecar, DATA_GAS_PER_BLOB, env_settings::EnvKzgSettings},
+        eip7594::BlobTransactionSidecarVariant,
+        eip7840::BlobParams,
+    };
+    use alloy_primitives::B256;
+    use alys_el_api::BlobSidecarError;
+
+    use super::*;
+
+    /// A blob whose field elements differ (a constant polynomial's proofs would all be the same).
+    fn blob(seed: u8) -> Blob {
+        let mut blob = Blob::ZERO;
+        for (i, element) in blob.0.chunks_mut(32).enumerate() {
+            element[31] = seed.wrapping_add(i as u8);
+        }
+        blob
+    }
+
+    fn sidecar(seeds: &[u8]) -> BlobTransactionSidecar {
+        let blobs = seeds.iter().map(|seed| blob(*seed)).collect();
+        BlobTransactionSidecar::try_from_blobs_with_settings(blobs, EnvKzgSettings::Default.get()).unwrap()
+    }
+
+    fn blob_tx(nonce: u64, sidecar: &BlobTransactionSidecar) -> TxEip4844 {
+        TxEip4844 {
+            chain_id: CHAIN_ID,
+            nonce,
+            gas_limit: 21_000,
+            max_fee_per_gas: 2 * GWEI,
+            max_priority_fee_per_gas: GWEI,
+            to: TO,
+            blob_versioned_hashes: sidecar.versioned_hashes().collect(),
+            max_fee_per_blob_gas: 10,
+            ..Default::default()
+        }
+    }
+
+    /// The network encoding: the signed transaction with its sidecar.
+    fn network(s: &PrivateKeySigner, tx: TxEip4844, sidecar: BlobTransactionSidecar) -> Vec<u8> {
+        let sig = s.sign_hash_sync(&tx.signature_hash()).unwrap();
+        let with =
+            TxEip4844WithSidecar::from_tx_and_sidecar(tx, BlobTransactionSidecarVariant::Eip4844(sidecar));
+        TxEnvelope::Eip4844(Signed::new_unhashed(TxEip4844Variant::TxEip4844WithSidecar(with), sig))
+            .encoded_2718()
+    }
+
+    fn cancun_pool() -> Pool {
+        let mut pool = pool();
+        pool.set_blob_params(Some(BlobParams::cancun()));
+        pool
+    }
+
+    #[test]
+    fn blob_transactions_are_pooled_with_checked_sidecars() {
+        let s = signer(0);
+        let state = funded(&[&s]);
+        let blobs = sidecar(&[1, 2]);
+        let raw = network(&s, blob_tx(0, &blobs), blobs.clone());
+
+        // Before Cancun there are no blob transactions.
+        assert_eq!(pool().add_raw(&raw, &state, 1), Err(PoolError::TxTypeNotSupported));
+
+        let mut pool = cancun_pool();
+        let hash = pool.add_raw(&raw, &state, 1).unwrap();
+        let pooled = pool.get(&hash).unwrap();
+        // The pool keeps the canonical transaction, as a block carries it, and the sidecar apart.
+        assert!(
+            matches!(&pooled.tx, TxEnvelope::Eip4844(tx) if matches!(tx.tx(), TxEip4844Variant::TxEip4844(_)))
+        );
+        assert_eq!(alloy_primitives::keccak256(&pooled.encoded), hash);
+        assert_eq!(pooled.tx.recover_signer().unwrap(), s.address());
+        assert_eq!(pooled.sidecar.as_deref(), Some(&blobs));
+        let cost = U256::from(21_000 * 2 * GWEI) + U256::from(2 * DATA_GAS_PER_BLOB * 10);
+        assert_eq!(pooled.max_cost(), cost, "blob gas at the blob fee cap counts");
+
+        // engine_getBlobsV1 reads the sidecar by versioned hash.
+        let wanted = [blobs.versioned_hash_for_blob(1).unwrap(), B256::repeat_byte(9)];
+        let found = pool.blobs_v1(&wanted);
+        assert_eq!(*found[0].as_ref().unwrap().blob, blobs.blobs[1]);
+        assert_eq!(found[0].as_ref().unwrap().proof, blobs.proofs[1]);
+        assert!(found[1].is_none());
+        assert_eq!(pool.best_transactions(1, &state).count(), 1);
+    }
+
+    #[test]
+    fn blob_transactions_without_a_valid_sidecar_are_refused() {
+        let s = signer(1);
+        let state = funded(&[&s]);
+        let mut pool = cancun_pool();
+        let blobs = sidecar(&[1]);
+
+        // The canonical encoding lacks the sidecar.
+        let tx = blob_tx(0, &blobs);
+        let sig = s.sign_hash_sync(&tx.signature_hash()).unwrap();
+        let canonical =
+            TxEnvelope::Eip4844(Signed::new_unhashed(TxEip4844Variant::TxEip4844(tx), sig)).encoded_2718();
+        assert_eq!(pool.add_raw(&canonical, &state, 1), Err(PoolError::MissingBlobSidecar));
+
+        let no_blobs = TxEip4844 { blob_versioned_hashes: vec![], ..blob_tx(0, &blobs) };
+        let raw = network(&s, no_blobs, BlobTransactionSidecar::default());
+        assert_eq!(pool.add_raw(&raw, &state, 1), Err(PoolError::NoBlobs));
+
+        let seven = TxEip4844 { blob_versioned_hashes: vec![B256::ZERO; 7], ..blob_tx(0, &blobs) };
+        assert_eq!(
+            pool.add_raw(&network(&s, seven, blobs.clone()), &state, 1),
+            Err(PoolError::TooManyBlobs { have: 7, permitted: 6 })
+        );
+
+        let two_hashes = TxEip4844 {
+            blob_versioned_hashes: vec![blobs.versioned_hash_for_blob(0).unwrap(); 2],
+            ..blob_tx(0, &blobs)
+        };
+        assert_eq!(
+            pool.add_raw(&network(&s, two_hashes, blobs.clone()), &state, 1),
+            Err(BlobSidecarError::Length { hashes: 2, blobs: 1, commitments: 1, proofs: 1 }.into())
+        );
+
+        let mut claimed = blobs.versioned_hash_for_blob(0).unwrap();
+        claimed.0[31] ^= 1;
+        let wrong_hash = TxEip4844 { blob_versioned_hashes: vec![claimed], ..blob_tx(0, &blobs) };
+        let computed = blobs.versioned_hash_for_blob(0).unwrap();
+        assert_eq!(
+            pool.add_raw(&network(&s, wrong_hash, blobs.clone()), &state, 1),
+            Err(BlobSidecarError::VersionedHash { index: 0, computed, claimed }.into())
+        );
+
+        // A proof of another blob does not verify this one.
+        let mut forged = blobs.clone();
+        forged.proofs[0] = sidecar(&[2]).proofs[0];
+        assert_eq!(
+            pool.add_raw(&network(&s, blob_tx(0, &blobs), forged), &state, 1),
+            Err(BlobSidecarError::InvalidProof.into())
+        );
+
+        // The blob fee counts towards the balance the sender needs.
+        let mut poor = State::default();
+        poor.0.insert(s.address(), (0, U256::from(21_000 * 2 * GWEI)));
+        assert!(matches!(
+            pool.add_raw(&network(&s, blob_tx(0, &blobs), blobs.clone()), &poor, 1),
+            Err(PoolError::InsufficientFunds { .. })
+        ));
+        assert!(pool.is_empty());
+    }
+
+    #[test]
+    fn blob_senders_replace_at_double_price_and_keep_to_blobs() {
+        let s = signer(2);
+        let state = funded(&[&s]);
+        let mut pool = cancun_pool();
+        let blobs = sidecar(&[3]);
+        let first = pool.add_raw(&network(&s, blob_tx(0, &blobs), blobs.clone()), &state, 1).unwrap();
+        assert_eq!(pool.add_raw(&eip1559(&s, 1, 2 * GWEI, GWEI), &state, 1), Err(PoolError::AddressReserved));
+
+        let bumped = |fee: u128, blob_fee: u128| TxEip4844 {
+            max_fee_per_gas: fee,
+            max_priority_fee_per_gas: fee / 2,
+            max_fee_per_blob_gas: blob_fee,
+            ..blob_tx(0, &blobs)
+        };
+        let raw = network(&s, bumped(3 * GWEI, 20), blobs.clone());
+        assert_eq!(
+            pool.add_raw(&raw, &state, 1),
+            Err(PoolError::ReplacementUnderpriced),
+            "10 % is not enough"
+        );
+        let raw = network(&s, bumped(4 * GWEI, 19), blobs.clone());
+        assert_eq!(
+            pool.add_raw(&raw, &state, 1),
+            Err(PoolError::ReplacementUnderpriced),
+            "nor is the blob fee"
+        );
+        let second = pool.add_raw(&network(&s, bumped(4 * GWEI, 20), blobs.clone()), &state, 1).unwrap();
+        assert!(pool.get(&first).is_none());
+        assert!(pool.blobs_v1(&[blobs.versioned_hash_for_blob(0).unwrap()])[0].is_some());
+
+        // Included: gone from the pool, its blobs kept; reverted: back with its sidecar from the store.
+        let mined = pool.get(&second).unwrap();
+        let mut after = funded(&[&s]);
+        after.0.get_mut(&s.address()).unwrap().0 = 1;
+        pool.on_canonical_change(Vec::new(), &after);
+        assert!(pool.is_empty());
+        assert!(pool.blobs_v1(&[blobs.versioned_hash_for_blob(0).unwrap()])[0].is_some());
+        let without_sidecar = Arc::new(PooledTx { sidecar: None, ..(*mined).clone() });
+        pool.on_canonical_change(vec![without_sidecar], &state);
+        assert_eq!(pool.get(&second).unwrap().sidecar.as_deref(), Some(&blobs));
+    }
 }

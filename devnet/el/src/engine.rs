@@ -7,10 +7,10 @@ use std::{
 };
 
 use alloy_consensus::{
-    Block, BlockBody, Header, TxEnvelope,
+    Block, BlockBody, Header, Transaction as _, TxEip4844Variant, TxEnvelope,
     transaction::{SignerRecoverable, TxHashRef},
 };
-use alloy_eips::{eip2718::Encodable2718, eip4895::Withdrawals};
+use alloy_eips::{eip2718::Encodable2718, eip4844::BlobAndProofV1, eip4895::Withdrawals};
 use alloy_primitives::{Address, B256, keccak256};
 use alloy_rpc_types_engine::{
     ExecutionPayload, ExecutionPayloadBodyV1, ExecutionPayloadSidecar, ForkchoiceState, ForkchoiceUpdated,
@@ -179,6 +179,7 @@ impl EngineState {
             engine.store = Some(store);
             tracing::info!(target: "el::engine", head = %engine.head_hash(), blocks = engine.blocks.len(), "reopened chain");
         }
+        engine.update_pool_fork();
         Ok(engine)
     }
 
@@ -284,15 +285,20 @@ impl EngineState {
         if hash != claimed {
             return Ok(invalid(format!("block hash mismatch: want {claimed}, got {hash}"), latest_if_known));
         }
-        if sidecar.versioned_hashes().is_some_and(|v| !v.is_empty()) {
-            // The sidecar is not part of the block hash: refuse this call without condemning the block.
-            return Ok(invalid(
-                "blob versioned hashes must be empty: this chain carries no blobs",
-                latest_if_known,
-            ));
+        // Blocks carry blob transactions without their sidecars; the network encoding has no place here.
+        let with_sidecar = |tx: &TxEnvelope| match tx {
+            TxEnvelope::Eip4844(tx) => matches!(tx.tx(), TxEip4844Variant::TxEip4844WithSidecar(_)),
+            _ => false,
+        };
+        if block.body.transactions.iter().any(with_sidecar) {
+            return Ok(invalid("malformed payload: blob transaction with its sidecar", latest_if_known));
         }
-        if block.body.transactions.iter().any(|tx| tx.is_eip4844()) {
-            return Ok(self.mark_invalid(hash, parent_hash, "blob transactions are not supported"));
+        if let Some(given) = sidecar.versioned_hashes() {
+            let body = block.body.transactions.iter().filter_map(|tx| tx.blob_versioned_hashes());
+            if !given.iter().eq(body.flatten()) {
+                // The hashes are not part of the block hash: refuse this call without condemning the block.
+                return Ok(invalid("blob versioned hashes do not match the block's", latest_if_known));
+            }
         }
         let shanghai = self.spec().is_active_at(Fork::Shanghai, block.header.timestamp);
         if block.body.withdrawals.is_some() != shanghai {
@@ -427,9 +433,11 @@ impl EngineState {
                     tx: tx.clone(),
                     encoded: tx.encoded_2718().into(),
                     received: 0,
+                    sidecar: None,
                 })
             })
             .collect();
+        self.update_pool_fork();
         if let Some(state) = self.head().and_then(|n| n.state.clone()) {
             self.pool.on_canonical_change(reinject, &state);
         }
@@ -528,8 +536,13 @@ impl EngineState {
             %id, hash = %built.block.hash, txs = built.block.block.body.transactions.len(), "built payload"
         );
         self.built.insert(built.block.hash, (Arc::clone(&built.block), built.state));
-        self.payloads
-            .insert(id, BuiltPayload { block: built.block, fees: built.fees, requests: built.requests });
+        let payload = BuiltPayload {
+            block: built.block,
+            fees: built.fees,
+            requests: built.requests,
+            sidecars: built.sidecars,
+        };
+        self.payloads.insert(id, payload);
         self.payload_order.push_back(id);
         while self.payload_order.len() > MAX_PAYLOADS {
             if let Some(old) = self.payload_order.pop_front()
@@ -544,6 +557,17 @@ impl EngineState {
     /// `engine_getPayload`.
     pub(crate) fn get_payload(&self, id: PayloadId) -> Result<BuiltPayload, EngineError> {
         self.payloads.get(&id).cloned().ok_or(EngineError::UnknownPayload)
+    }
+
+    /// `engine_getBlobsV1`: blobs of pooled (and recently included) blob transactions.
+    pub(crate) fn blobs_v1(&self, versioned_hashes: &[B256]) -> Vec<Option<BlobAndProofV1>> {
+        self.pool.blobs_v1(versioned_hashes)
+    }
+
+    /// Gives the pool the blob limits of the fork at the head (none before Cancun).
+    pub(crate) fn update_pool_fork(&mut self) {
+        let params = self.head_header().and_then(|h| self.executor.blob_params_at(h.timestamp));
+        self.pool.set_blob_params(params);
     }
 
     fn body(&self, hash: &B256) -> Option<ExecutionPayloadBodyV1> {

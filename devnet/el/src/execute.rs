@@ -12,49 +12,44 @@ use alloy_consensus::{
     transaction::Recovered,
 };
 use alloy_eips::{
-    eip1559::BaseFeeParams,
+    eip4844::BlobTransactionSidecar,
     eip4895::{Withdrawal, Withdrawals},
     eip7685::Requests,
 };
 use alloy_evm::{
-    EvmEnv, EvmFactory,
+    EvmEnv,
     block::{BlockExecutionError, BlockExecutor, BlockValidationError},
-    eth::{EthBlockExecutionCtx, EthBlockExecutor, EthEvmFactory, receipt_builder::AlloyReceiptBuilder},
+    eth::{EthBlockExecutionCtx, EthBlockExecutor, receipt_builder::AlloyReceiptBuilder},
 };
 use alloy_primitives::{Address, B256, Bloom, Bytes, U256};
 use alys_chainspec::{ChainSpec, Fork};
 use alys_el_api::ExecutedBlock;
+use alys_el_consensus::{AlysForks, HeaderError, block_evm, next_excess_blob_gas, next_gas_limit};
 use alys_el_pool::BestTransactions;
 
-use crate::{
-    forks::AlysForks,
-    state::{StateSnapshot, block_db, finish_block_db},
-};
-
-/// The most extra data a header may carry.
-pub(crate) const MAX_EXTRA_DATA: usize = 32;
-/// The smallest gas limit a block may have.
-pub(crate) const MIN_GAS_LIMIT: u64 = 5_000;
-/// Gas limits move by less than `parent / 1024` per block.
-pub(crate) const GAS_LIMIT_BOUND_DIVISOR: u64 = 1024;
+use crate::state::{StateSnapshot, block_db, finish_block_db};
 
 /// Why a block failed execution or validation. The text goes into `PayloadStatus.validationError`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum BlockError {
-    /// A header field is inconsistent with the parent or the fork.
+    /// The parent is unknown or its state was pruned.
     #[error("invalid header: {0}")]
     Header(String),
+    /// A header field is inconsistent with the parent or the fork.
+    #[error("invalid header: {0}")]
+    Rules(#[from] HeaderError),
     /// A transaction could not be executed.
     #[error("execution failed: {0}")]
     Execution(String),
-    /// A computed value differs from the header.
+    /// A computed value differs from the header. As in reth, `got` is what the engine computed from the
+    /// block's body and execution, `expected` what the header claims.
     #[error("{field} mismatch: got {got}, expected {expected}")]
     Mismatch {
         /// Which field.
         field: &'static str,
-        /// The value in the block.
+        /// The value execution (or the body) produced.
         got: String,
-        /// The value execution produced.
+        /// The value in the header.
         expected: String,
     },
 }
@@ -77,6 +72,8 @@ pub(crate) struct Built {
     pub(crate) state: StateSnapshot,
     pub(crate) fees: U256,
     pub(crate) requests: Option<Requests>,
+    /// The sidecars of the block's blob transactions, in block order.
+    pub(crate) sidecars: Vec<Arc<BlobTransactionSidecar>>,
 }
 
 /// The fields of a block to build that do not come from execution.
@@ -90,19 +87,6 @@ pub(crate) struct BuildAttributes {
     pub(crate) extra_data: Bytes,
     /// The gas limit to move towards (by at most `parent / 1024 - 1` per block); `None` keeps the parent's.
     pub(crate) target_gas_limit: Option<u64>,
-}
-
-/// The gas limit of a block whose parent has `parent` and whose builder aims at `target`, moving as far
-/// as the protocol allows in one block (geth's `CalcGasLimit`).
-pub(crate) fn next_gas_limit(parent: u64, target: Option<u64>) -> u64 {
-    let Some(target) = target else { return parent };
-    let step = (parent / GAS_LIMIT_BOUND_DIVISOR).saturating_sub(1);
-    let limit = if target > parent {
-        parent.saturating_add(step).min(target)
-    } else {
-        parent.saturating_sub(step).max(target)
-    };
-    limit.max(MIN_GAS_LIMIT)
 }
 
 /// Executes blocks for one chain spec.
@@ -124,20 +108,15 @@ impl Executor {
 
     /// The base fee of the block after `parent`.
     pub(crate) fn next_base_fee(parent: &Header) -> u64 {
-        parent.next_block_base_fee(BaseFeeParams::ethereum()).unwrap_or_default()
+        alys_el_consensus::next_base_fee(parent)
     }
 
-    /// The excess blob gas of a block after `parent` at `timestamp` (`None` before Cancun).
-    pub(crate) fn next_excess_blob_gas(&self, parent: &Header, timestamp: u64) -> Option<u64> {
-        let params = self.forks.blob_params_at(timestamp)?;
-        Some(parent.next_block_excess_blob_gas(params).unwrap_or_default())
-    }
-
-    /// The EVM environment of a header.
+    /// The blob parameters of the fork at a timestamp (`None` before Cancun).
     pub(crate) fn blob_params_at(&self, timestamp: u64) -> Option<alloy_eips::eip7840::BlobParams> {
         self.forks.blob_params_at(timestamp)
     }
 
+    /// The EVM environment of a header.
     pub(crate) fn evm_env(&self, header: &Header) -> EvmEnv {
         EvmEnv::for_eth_block(
             header,
@@ -149,64 +128,7 @@ impl Executor {
 
     /// Checks a header against its parent and the fork schedule (everything but execution results).
     pub(crate) fn validate_header(&self, header: &Header, parent: &Header) -> Result<(), BlockError> {
-        let fail = |msg: String| Err(BlockError::Header(msg));
-        if header.number != parent.number + 1 {
-            return fail(format!("block number {} does not follow parent {}", header.number, parent.number));
-        }
-        if header.timestamp <= parent.timestamp {
-            return fail(format!("timestamp {} not after parent {}", header.timestamp, parent.timestamp));
-        }
-        if header.gas_used > header.gas_limit {
-            return fail(format!("gas used {} above gas limit {}", header.gas_used, header.gas_limit));
-        }
-        let max_delta = parent.gas_limit / GAS_LIMIT_BOUND_DIVISOR;
-        if header.gas_limit.abs_diff(parent.gas_limit) >= max_delta || header.gas_limit < MIN_GAS_LIMIT {
-            return fail(format!(
-                "gas limit {} invalid for parent gas limit {}",
-                header.gas_limit, parent.gas_limit
-            ));
-        }
-        let base_fee = Self::next_base_fee(parent);
-        if header.base_fee_per_gas != Some(base_fee) {
-            return fail(format!("base fee {:?}, expected {base_fee}", header.base_fee_per_gas));
-        }
-        if header.extra_data.len() > MAX_EXTRA_DATA {
-            return fail(format!("extra data is {} bytes", header.extra_data.len()));
-        }
-        if header.ommers_hash != EMPTY_OMMER_ROOT_HASH
-            || !header.difficulty.is_zero()
-            || !header.nonce.is_zero()
-        {
-            return fail("ommers, difficulty and nonce must be empty after the merge".into());
-        }
-        let ts = header.timestamp;
-        let shanghai = self.spec.is_active_at(Fork::Shanghai, ts);
-        if header.withdrawals_root.is_some() != shanghai {
-            return fail(format!("withdrawals root presence must be {shanghai}"));
-        }
-        let cancun = self.spec.is_active_at(Fork::Cancun, ts);
-        if header.parent_beacon_block_root.is_some() != cancun {
-            return fail(format!("parent beacon block root presence must be {cancun}"));
-        }
-        if cancun {
-            if header.blob_gas_used != Some(0) {
-                return fail(format!(
-                    "blob gas used {:?}: this chain carries no blobs",
-                    header.blob_gas_used
-                ));
-            }
-            let expected = self.next_excess_blob_gas(parent, ts);
-            if header.excess_blob_gas != expected {
-                return fail(format!("excess blob gas {:?}, expected {expected:?}", header.excess_blob_gas));
-            }
-        } else if header.blob_gas_used.is_some() || header.excess_blob_gas.is_some() {
-            return fail("blob gas fields before cancun".into());
-        }
-        let prague = self.spec.is_active_at(Fork::Prague, ts);
-        if header.requests_hash.is_some() != prague {
-            return fail(format!("requests hash presence must be {prague}"));
-        }
-        Ok(())
+        Ok(alys_el_consensus::validate_header(&self.forks, header, parent)?)
     }
 
     fn block_hashes(ancestors: impl Iterator<Item = (u64, B256)>) -> HashMap<u64, B256> {
@@ -222,8 +144,13 @@ impl Executor {
         parent_state: &StateSnapshot,
         ancestors: impl Iterator<Item = (u64, B256)>,
     ) -> Result<Outcome, BlockError> {
+        if let Some(claimed) = header.blob_gas_used {
+            let blob_gas =
+                body.transactions.iter().filter_map(|tx| tx.blob_gas_used()).fold(0u64, u64::saturating_add);
+            check("blob gas used", blob_gas, claimed)?;
+        }
         let db = block_db(parent_state.clone(), Self::block_hashes(ancestors));
-        let evm = EthEvmFactory::default().create_evm(db, self.evm_env(header));
+        let evm = block_evm(db, self.evm_env(header), parent_state.has_storage_only_accounts());
         let ctx = EthBlockExecutionCtx {
             parent_hash: header.parent_hash,
             parent_beacon_block_root: header.parent_beacon_block_root,
@@ -255,13 +182,13 @@ impl Executor {
             state_root,
             logs_bloom,
         };
-        check("gas used", header.gas_used, outcome.gas_used)?;
-        check("receipts root", header.receipts_root, receipts_root)?;
-        check("logs bloom", header.logs_bloom, outcome.logs_bloom)?;
+        check("gas used", outcome.gas_used, header.gas_used)?;
+        check("receipts root", receipts_root, header.receipts_root)?;
+        check("logs bloom", outcome.logs_bloom, header.logs_bloom)?;
         if let Some(requests_hash) = header.requests_hash {
-            check("requests hash", requests_hash, outcome.requests.requests_hash())?;
+            check("requests hash", outcome.requests.requests_hash(), requests_hash)?;
         }
-        check("state root", header.state_root, outcome.state_root)?;
+        check("state root", outcome.state_root, header.state_root)?;
         Ok(outcome)
     }
 
@@ -288,13 +215,12 @@ impl Executor {
             extra_data: attributes.extra_data.clone(),
             mix_hash: attributes.prev_randao,
             base_fee_per_gas: Some(base_fee),
-            blob_gas_used: cancun.then_some(0),
-            excess_blob_gas: self.next_excess_blob_gas(parent, ts),
+            excess_blob_gas: next_excess_blob_gas(&self.forks, parent, ts),
             parent_beacon_block_root: attributes.parent_beacon_block_root,
             ..Default::default()
         };
         let db = block_db(parent_state.clone(), Self::block_hashes(ancestors));
-        let evm = EthEvmFactory::default().create_evm(db, self.evm_env(&header));
+        let evm = block_evm(db, self.evm_env(&header), parent_state.has_storage_only_accounts());
         let ctx = EthBlockExecutionCtx {
             parent_hash,
             parent_beacon_block_root: attributes.parent_beacon_block_root,
@@ -312,8 +238,13 @@ impl Executor {
         let mut senders = Vec::new();
         let mut fees = U256::ZERO;
         let mut cumulative = 0u64;
+        let max_blob_gas = self.forks.blob_params_at(ts).map_or(0, |p| p.max_blob_gas_per_block());
+        let (mut blob_gas_used, mut sidecars) = (0u64, Vec::new());
         while let Some(pooled) = best.next() {
-            if cumulative + pooled.tx.gas_limit() > header.gas_limit {
+            let blob_gas = pooled.tx.blob_gas_used().unwrap_or_default();
+            let blobs_fit =
+                blob_gas == 0 || (pooled.sidecar.is_some() && blob_gas_used + blob_gas <= max_blob_gas);
+            if cumulative + pooled.tx.gas_limit() > header.gas_limit || !blobs_fit {
                 // It does not fit; its sender's later nonces cannot run before it.
                 best.mark_invalid(pooled.sender);
                 continue;
@@ -324,6 +255,8 @@ impl Executor {
                     cumulative += used;
                     let tip = pooled.tx.effective_tip_per_gas(base_fee).unwrap_or_default();
                     fees += U256::from(tip) * U256::from(used);
+                    blob_gas_used += blob_gas;
+                    sidecars.extend(pooled.sidecar.clone());
                     transactions.push(pooled.tx.clone());
                     senders.push(pooled.sender);
                 }
@@ -349,6 +282,7 @@ impl Executor {
         header.receipts_root = receipts_root;
         header.logs_bloom = bloom;
         header.gas_used = result.gas_used;
+        header.blob_gas_used = cancun.then_some(blob_gas_used);
         header.withdrawals_root = attributes.withdrawals.as_deref().map(calculate_withdrawals_root);
         let prague = self.spec.is_active_at(Fork::Prague, ts);
         header.requests_hash = prague.then(|| result.requests.requests_hash());
@@ -364,6 +298,7 @@ impl Executor {
             state,
             fees,
             requests: prague.then_some(result.requests),
+            sidecars,
         })
     }
 }
@@ -401,19 +336,5 @@ fn check<T: PartialEq + std::fmt::Debug>(field: &'static str, got: T, expected: 
         Ok(())
     } else {
         Err(BlockError::Mismatch { field, got: format!("{got:?}"), expected: format!("{expected:?}") })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn gas_limit_moves_towards_target_within_bounds() {
-        assert_eq!(next_gas_limit(30_000_000, None), 30_000_000);
-        assert_eq!(next_gas_limit(30_000_000, Some(60_000_000)), 30_000_000 + 29_295);
-        assert_eq!(next_gas_limit(30_000_000, Some(30_000_100)), 30_000_100);
-        assert_eq!(next_gas_limit(30_000_000, Some(0)), 30_000_000 - 29_295);
-        assert_eq!(next_gas_limit(5_000, Some(0)), 5_000);
     }
 }

@@ -7,7 +7,7 @@
 
 use std::{path::PathBuf, sync::Arc};
 
-use alloy_eips::{BlockId, BlockNumberOrTag};
+use alloy_eips::{BlockId, BlockNumberOrTag, eip4844::BlobAndProofV1};
 use alloy_primitives::{Address, B256, Bytes, U256};
 use alloy_rpc_types_engine::{
     ExecutionPayload, ExecutionPayloadBodyV1, ExecutionPayloadSidecar, ForkchoiceState, ForkchoiceUpdated,
@@ -105,6 +105,7 @@ impl Engine {
         let pool_config =
             config.pool.clone().unwrap_or_else(|| PoolConfig::new(spec.chain_id(), spec.genesis().gas_limit));
         let (notify, _) = broadcast::channel(config.notification_capacity.max(1));
+        let (pending, _) = broadcast::channel(config.notification_capacity.max(1));
         let engine = EngineState::new(Arc::clone(&spec), store, Pool::new(pool_config), notify.clone())?;
         let genesis_hash = engine.genesis_hash;
         let (tx, mut rx) = mpsc::channel::<Message>(config.mailbox.max(1));
@@ -127,7 +128,7 @@ impl Engine {
             }
             .instrument(tracing::info_span!(target: "el::engine", "engine")),
         );
-        Ok(EngineHandle { inner: Arc::new(Shared { spec, genesis_hash, notify }), tx })
+        Ok(EngineHandle { inner: Arc::new(Shared { spec, genesis_hash, notify, pending }), tx })
     }
 }
 
@@ -136,9 +137,12 @@ struct Shared {
     spec: Arc<ChainSpec>,
     genesis_hash: B256,
     notify: broadcast::Sender<ChainNotification>,
+    /// Transactions the pool accepted, for `newPendingTransactions`.
+    pending: broadcast::Sender<Transaction>,
 }
 
-/// A cloneable handle to the engine task. Implements [`EngineBackend`] and [`EthBackend`].
+/// A cloneable handle to the engine task. Implements [`EngineBackend`], [`EthBackend`] and
+/// [`alys_el_api::ToolingBackend`].
 #[derive(Debug, Clone)]
 pub struct EngineHandle {
     inner: Arc<Shared>,
@@ -185,7 +189,12 @@ impl EngineHandle {
         self.inner.notify.subscribe()
     }
 
-    async fn request<T: Send + 'static>(
+    /// Every transaction the pool accepts from now on.
+    pub(crate) fn subscribe_pending(&self) -> broadcast::Receiver<Transaction> {
+        self.inner.pending.subscribe()
+    }
+
+    pub(crate) async fn request<T: Send + 'static>(
         &self,
         name: &'static str,
         f: impl FnOnce(&mut EngineState) -> T + Send + 'static,
@@ -258,6 +267,13 @@ impl EngineBackend for EngineHandle {
     ) -> Result<Vec<Option<ExecutionPayloadBodyV1>>, EngineError> {
         self.request("engine_getPayloadBodiesByRange", move |e| e.bodies_by_range(start, count)).await?
     }
+
+    async fn blobs_v1(
+        &self,
+        versioned_hashes: Vec<B256>,
+    ) -> Result<Vec<Option<BlobAndProofV1>>, EngineError> {
+        Ok(self.request("engine_getBlobsV1", move |e| e.blobs_v1(&versioned_hashes)).await?)
+    }
 }
 
 impl EthBackend for EngineHandle {
@@ -328,7 +344,18 @@ impl EthBackend for EngineHandle {
     }
 
     async fn send_raw_transaction(&self, raw: Bytes) -> Result<B256, PoolError> {
-        self.request("eth_sendRawTransaction", move |e| e.send_raw_transaction(&raw)).await?
+        let announce = self.inner.pending.receiver_count() > 0;
+        let (hash, accepted) = self
+            .request("eth_sendRawTransaction", move |e| {
+                let hash = e.send_raw_transaction(&raw)?;
+                Ok::<_, PoolError>((hash, announce.then(|| e.transaction_by_hash(hash)).flatten()))
+            })
+            .await??;
+        if let Some(tx) = accepted {
+            // No receiver left is fine: nobody is subscribed.
+            let _ = self.inner.pending.send(tx);
+        }
+        Ok(hash)
     }
 
     fn subscribe_chain(&self) -> broadcast::Receiver<ChainNotification> {

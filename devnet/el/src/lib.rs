@@ -4,7 +4,8 @@
 //! with alloy-evm's Ethereum block executor on revm, payload validation and building, fork choice with
 //! reorgs, reth-shaped chain notifications, a transaction pool and persistence in redb. The Engine API and
 //! eth JSON-RPC servers reach it only through [`EngineHandle`], which implements
-//! [`alys_el_api::EngineBackend`] and [`alys_el_api::EthBackend`].
+//! [`alys_el_api::EngineBackend`], [`alys_el_api::EthBackend`] and [`alys_el_api::ToolingBackend`] (proofs,
+//! access lists and debug traces, the last two run by `alys-el-trace`).
 //!
 //! Start one with [`Engine::spawn`]:
 //!
@@ -27,7 +28,12 @@
 //! **Execution.** Blocks run through alloy-evm's `EthBlockExecutor` (revm 43) behind revm's `State`
 //! cache: EIP-2935 and EIP-4788 system calls, the transactions, EIP-7002/7251 request calls and the
 //! withdrawal credits (gwei → wei; this is how peg-ins mint). Building and validation run the same code,
-//! so a block built by one engine validates on another.
+//! so a block built by one engine validates on another. The header rules, the fork schedule and EIP-7610
+//! (creation at an account with storage collides, which revm does not check) are `alys_el_consensus`'s.
+//!
+//! **Blobs.** Blob transactions (EIP-4844) enter the pool with KZG-checked sidecars; the builder fills a
+//! block up to the fork's blob limit and the payload carries the sidecars as its blobs bundle;
+//! `newPayload` checks the versioned hashes against the block's; `engine_getBlobsV1` reads the pool.
 //!
 //! **State.** Every retained block keeps a full state snapshot made of `imbl` persistent maps plus
 //! persistent Merkle-Patricia tries with cached node hashes, so a block's state shares everything it did
@@ -42,15 +48,15 @@
 
 mod engine;
 mod execute;
-mod forks;
 mod genesis;
 mod handle;
 mod rpc;
 mod state;
 mod store;
+mod tooling;
 mod trie;
 
-pub use forks::AlysForks;
+pub use alys_el_consensus::AlysForks;
 pub use handle::{Engine, EngineConfig, EngineGone, EngineHandle, EngineStartError};
 pub use rpc::{DEFAULT_TIP, MAX_LOG_RANGE, MAX_LOG_RESULTS};
 pub use store::StoreError;

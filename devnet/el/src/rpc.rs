@@ -2,7 +2,7 @@
 
 use alloy_consensus::{Transaction as _, transaction::Recovered};
 use alloy_eips::{BlockId, BlockNumberOrTag};
-use alloy_evm::{Evm, EvmFactory, eth::EthEvmFactory};
+use alloy_evm::{Evm, EvmEnv, EvmFactory, eth::EthEvmFactory};
 use alloy_primitives::{Address, B256, Bytes, TxKind, U256};
 use alloy_rpc_types_eth::{
     Block, BlockTransactions, FeeHistory, Filter, FilterBlockOption, Header as RpcHeader, Log, Transaction,
@@ -95,13 +95,15 @@ impl EngineState {
         Ok(B256::from(self.state_at(at)?.storage(&address, &slot)))
     }
 
-    /// Runs a call on the state at `at` with `gas_limit`, without committing.
-    fn run_call(
+    /// The state, EVM environment and transaction of a call at `at` with `gas_limit` (else the request's,
+    /// else the block's), as geth runs calls: free unless the request names a price, with the sender's
+    /// nonce, gas capped at the block's gas limit.
+    pub(crate) fn call_env(
         &self,
         request: &TransactionRequest,
         at: BlockId,
         gas_limit: Option<u64>,
-    ) -> Result<(ExecutionResult, u64), BackendError> {
+    ) -> Result<(SnapshotDb, EvmEnv, TxEnv), BackendError> {
         let executed = self.executed(at)?;
         let state = self.state_at(at)?;
         let header = &executed.block.header;
@@ -125,9 +127,23 @@ impl EngineState {
             ..Default::default()
         };
         let block_hashes = self.ancestors(executed.hash).take(256).collect();
-        let db = SnapshotDb { state: state.clone(), block_hashes };
+        Ok((SnapshotDb { state: state.clone(), block_hashes }, env, tx))
+    }
+
+    /// Runs a call on the state at `at` with `gas_limit`, without committing.
+    fn run_call(
+        &self,
+        request: &TransactionRequest,
+        at: BlockId,
+        gas_limit: Option<u64>,
+    ) -> Result<(ExecutionResult, u64), BackendError> {
+        let (db, env, tx) = self.call_env(request, at, gas_limit)?;
+        let (caller, gas_limit) = (tx.caller, tx.gas_limit);
         let mut evm = EthEvmFactory::default().create_evm(db, env);
-        let result = evm.transact_raw(tx).map_err(|e| BackendError::Execution(e.to_string()))?;
+        // geth's words for a refused call (`insufficient funds for gas * price + value: …`).
+        let result = evm
+            .transact_raw(tx)
+            .map_err(|e| BackendError::Execution(alys_el_trace::geth_error_message(&e, caller)))?;
         Ok((result.result, gas_limit))
     }
 
@@ -225,7 +241,8 @@ impl EngineState {
             history.gas_used_ratio.push(header.gas_used as f64 / header.gas_limit.max(1) as f64);
             if let Some(params) = self.executor.blob_params_at(header.timestamp) {
                 history.base_fee_per_blob_gas.push(header.blob_fee(params).unwrap_or_default());
-                history.blob_gas_used_ratio.push(0.0);
+                let max = params.max_blob_gas_per_block().max(1) as f64;
+                history.blob_gas_used_ratio.push(header.blob_gas_used.unwrap_or_default() as f64 / max);
             }
             if let Some(percentiles) = &percentiles {
                 rewards.push(block_rewards(block, base_fee, percentiles));
@@ -274,7 +291,15 @@ impl EngineState {
     pub(crate) fn transaction_receipt(&self, hash: B256) -> Option<TransactionReceipt> {
         let (block_hash, index) = self.tx_index.get(&hash)?;
         let block = &self.blocks.get(block_hash)?.block;
-        receipt_at(block, *index)
+        let mut receipt = receipt_at(block, *index)?;
+        // A blob transaction's receipt names its blob gas and the block's blob base fee, as reth's does.
+        let header = &block.block.header;
+        receipt.blob_gas_used = block.block.body.transactions.get(*index)?.blob_gas_used();
+        receipt.blob_gas_price = receipt
+            .blob_gas_used
+            .and_then(|_| self.executor.blob_params_at(header.timestamp))
+            .and_then(|params| header.blob_fee(params));
+        Some(receipt)
     }
 
     pub(crate) fn logs(&self, filter: &Filter) -> Result<Vec<Log>, BackendError> {

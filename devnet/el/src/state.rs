@@ -8,6 +8,8 @@
 //! During execution the snapshot is revm's database ([`SnapshotDb`]) behind revm's `State` cache; the
 //! block's net changes are then applied to a copy of the parent snapshot, which becomes the block's state.
 
+mod inspect;
+
 use std::{collections::HashMap, convert::Infallible, sync::Arc};
 
 use crate::trie::Trie;
@@ -76,6 +78,8 @@ pub(crate) struct StateSnapshot {
     trie: Trie,
     /// Accounts changed since the last [`StateSnapshot::state_root`].
     touched: std::collections::HashSet<Address>,
+    /// Accounts with storage but neither code nor nonce, where a contract creation collides (EIP-7610).
+    storage_only: imbl::HashSet<Address>,
 }
 
 impl StateSnapshot {
@@ -103,6 +107,28 @@ impl StateSnapshot {
         }
         self.touched.insert(address);
         self.accounts.insert(address, Arc::new(entry));
+        self.track_storage_only(address);
+    }
+
+    /// Whether the account has storage but neither code nor nonce: a contract creation there collides
+    /// (EIP-7610), which revm's check of nonce and code misses.
+    pub(crate) fn is_storage_only(&self, address: &Address) -> bool {
+        self.storage_only.contains(address)
+    }
+
+    /// Whether any account is [storage-only](Self::is_storage_only). Only a genesis allocation makes one:
+    /// storage is written by code, and an account loses its code or nonce only by being destroyed.
+    pub(crate) fn has_storage_only_accounts(&self) -> bool {
+        !self.storage_only.is_empty()
+    }
+
+    fn track_storage_only(&mut self, address: Address) {
+        let entry = self.accounts.get(&address);
+        if entry.is_some_and(|a| a.nonce == 0 && a.code_hash == KECCAK_EMPTY && !a.storage.is_empty()) {
+            self.storage_only.insert(address);
+        } else {
+            self.storage_only.remove(&address);
+        }
     }
 
     /// An account's balance (zero when it does not exist).
@@ -161,6 +187,7 @@ impl StateSnapshot {
             // EIP-161: accounts left empty are removed, as are destroyed ones.
             let Some(plain) = account.account.filter(|a| !a.info.is_empty()) else {
                 self.accounts.remove(&address);
+                self.storage_only.remove(&address);
                 continue;
             };
             let entry = Arc::make_mut(
@@ -192,7 +219,14 @@ impl StateSnapshot {
                 }
                 entry.dirty_slots.push(slot);
             }
+            self.track_storage_only(address);
         }
+    }
+}
+
+impl alys_el_consensus::StorageOnly for SnapshotDb {
+    fn is_storage_only(&self, address: &Address) -> bool {
+        self.state.is_storage_only(address)
     }
 }
 

@@ -9,10 +9,13 @@
 use std::sync::{Arc, OnceLock};
 
 use alloy_primitives::{B256, keccak256};
+use alloy_rlp::Encodable;
 use alloy_trie::{
     EMPTY_ROOT_HASH, Nibbles, TrieMask,
     nodes::{BranchNodeRef, ExtensionNodeRef, LeafNodeRef, RlpNode},
 };
+
+mod proof;
 
 type Path = Vec<u8>;
 
@@ -161,28 +164,32 @@ fn remove(node: &Arc<Cell>, key: &[u8]) -> Option<Option<Arc<Cell>>> {
 }
 
 fn rlp(cell: &Cell) -> &RlpNode {
-    cell.rlp.get_or_init(|| {
-        let mut buf = Vec::new();
-        match &cell.node {
-            Node::Leaf { path, value } => {
-                LeafNodeRef::new(&Nibbles::from_nibbles_unchecked(path), value).rlp(&mut buf)
-            }
-            Node::Extension { path, child } => {
-                ExtensionNodeRef::new(&Nibbles::from_nibbles_unchecked(path), rlp(child)).rlp(&mut buf)
-            }
-            Node::Branch { children } => {
-                let mut stack = Vec::with_capacity(16);
-                let mut mask = 0u16;
-                for (i, child) in children.iter().enumerate() {
-                    if let Some(child) = child {
-                        stack.push(rlp(child).clone());
-                        mask |= 1 << i;
-                    }
-                }
-                BranchNodeRef::new(&stack, TrieMask::new(mask)).rlp(&mut buf)
-            }
+    cell.rlp.get_or_init(|| RlpNode::from_rlp(&encode(&cell.node)))
+}
+
+/// A node's full RLP encoding, children referenced by their (cached) RLP or hash.
+fn encode(node: &Node) -> Vec<u8> {
+    let mut buf = Vec::new();
+    match node {
+        Node::Leaf { path, value } => {
+            LeafNodeRef::new(&Nibbles::from_nibbles_unchecked(path), value).encode(&mut buf);
         }
-    })
+        Node::Extension { path, child } => {
+            ExtensionNodeRef::new(&Nibbles::from_nibbles_unchecked(path), rlp(child)).encode(&mut buf);
+        }
+        Node::Branch { children } => {
+            let mut stack = Vec::with_capacity(16);
+            let mut mask = 0u16;
+            for (i, child) in children.iter().enumerate() {
+                if let Some(child) = child {
+                    stack.push(rlp(child).clone());
+                    mask |= 1 << i;
+                }
+            }
+            BranchNodeRef::new(&stack, TrieMask::new(mask)).encode(&mut buf);
+        }
+    }
+    buf
 }
 
 /// A Merkle-Patricia trie over 32-byte keys. Cloning is O(1).

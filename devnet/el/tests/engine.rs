@@ -253,7 +253,7 @@ async fn tampered_payloads_are_invalid_with_parent_as_latest_valid() {
     payload.as_v1_mut().block_hash = B256::repeat_byte(6);
     let status = b.new_payload(payload, sidecar).await.unwrap();
     assert!(status.is_invalid());
-    // Blob versioned hashes must be empty.
+    // Blob versioned hashes must be the block's (here: none).
     let (payload, _) = to_payload(&good);
     let sidecar = ExecutionPayloadSidecar::v4(
         alloy_rpc_types_engine::CancunPayloadFields::new(
@@ -829,4 +829,212 @@ async fn restart_after_reorg_keeps_the_new_branch() {
     assert_eq!(balance(&engine, y).await, U256::from(7_000_000_000u64));
     assert!(engine.block(BlockId::Number(BlockNumberOrTag::Number(3)), false).await.unwrap().is_none());
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The devnet genesis with `edit` applied to its JSON.
+fn spec_with(edit: impl FnOnce(&mut serde_json::Value)) -> Arc<ChainSpec> {
+    let mut genesis: serde_json::Value = serde_json::from_str(alys_chainspec::DEVNET_GENESIS_JSON).unwrap();
+    edit(&mut genesis);
+    Arc::new(ChainSpec::from_json(&genesis.to_string()).unwrap())
+}
+
+#[tokio::test]
+async fn gas_used_mismatch_names_the_computed_value_then_the_header_value() {
+    let a = engine();
+    let b = engine();
+    a.send_raw_transaction(transfer(0, 0, Address::repeat_byte(0x44), 1)).await.unwrap();
+    let mut block = build(&a, a.genesis_hash(), vec![]).await.block.block.clone();
+    block.header.gas_used += 1;
+    let (payload, sidecar) = reseal(&block);
+    let status = b.new_payload(payload, sidecar).await.unwrap();
+    // As reth words it: got what execution produced, expected what the header claims.
+    assert_eq!(status.status.validation_error(), Some("gas used mismatch: got 21000, expected 21001"));
+}
+
+#[tokio::test]
+async fn gas_limit_stays_at_most_2_pow_63_minus_1() {
+    const MAX: u64 = 0x7fff_ffff_ffff_ffff;
+    let spec = spec_with(|g| g["gasLimit"] = format!("{MAX:#x}").into());
+    let a = Engine::spawn(EngineConfig::new(Arc::clone(&spec))).unwrap();
+    let b = Engine::spawn(EngineConfig::new(spec)).unwrap();
+    // The builder aims higher but stops at the maximum.
+    let mut attrs = attributes(head_timestamp(&a).await + 2, vec![]);
+    attrs.target_gas_limit = Some(u64::MAX);
+    let updated = a.fork_choice_updated(fcs(a.genesis_hash()), Some(attrs)).await.unwrap();
+    let built = a.get_payload(updated.payload_id.unwrap()).await.unwrap();
+    assert_eq!(built.block.block.header.gas_limit, MAX);
+    let (payload, sidecar) = to_payload(&built.block.block);
+    assert_eq!(b.new_payload(payload, sidecar).await.unwrap().status, PayloadStatusEnum::Valid);
+    // One more is within the 1/1024 step of the parent, but above 2^63 - 1: refused, as reth and geth do.
+    let mut above = built.block.block.clone();
+    above.header.gas_limit = MAX + 1;
+    let (payload, sidecar) = reseal(&above);
+    let status = b.new_payload(payload, sidecar).await.unwrap();
+    assert!(status.is_invalid(), "{status:?}");
+    assert!(status.status.validation_error().unwrap().contains("above the maximum"), "{status:?}");
+}
+
+#[tokio::test]
+async fn creation_at_an_account_with_storage_collides() {
+    // EIP-7610: storage without code or nonce at the address of dev account 0's first creation, and at
+    // the address of a factory's next CREATE.
+    let factory = address!("0x00000000000000000000000000000000000fac70");
+    let by_tx = DEV_ACCOUNTS[0].create(0);
+    let by_opcode = factory.create(1);
+    let slot = serde_json::json!({ format!("{:#066x}", 1): format!("{:#066x}", 7) });
+    let spec = spec_with(|g| {
+        g["alloc"][by_tx.to_string()] = serde_json::json!({ "balance": "0x0", "storage": slot });
+        g["alloc"][by_opcode.to_string()] = serde_json::json!({ "balance": "0x0", "storage": slot });
+        // CREATE(0, 0, 0) and store the result in slot 0.
+        g["alloc"][factory.to_string()] =
+            serde_json::json!({ "balance": "0x0", "nonce": "0x1", "code": "0x600060006000f060005500" });
+    });
+    let a = Engine::spawn(EngineConfig::new(Arc::clone(&spec))).unwrap();
+    let b = Engine::spawn(EngineConfig::new(spec)).unwrap();
+    let deploy = sign(0, 0, TxKind::Create, U256::ZERO, bytes!("60016000f3"), 100_000);
+    let deploy = a.send_raw_transaction(deploy).await.unwrap();
+    // A failed CREATE consumes the gas it forwarded: leave the factory 1/64 enough to store the result.
+    let call = a.send_raw_transaction(sign(1, 0, TxKind::Call(factory), U256::ZERO, Bytes::new(), 400_000));
+    let call = call.await.unwrap();
+    let built = produce(&a, vec![]).await;
+    assert_eq!(built.block.block.body.transactions.len(), 2);
+
+    let receipt = a.transaction_receipt(deploy).await.unwrap().unwrap();
+    assert!(!receipt.status(), "the creating transaction fails");
+    assert_eq!(receipt.gas_used, 100_000, "a collision consumes all gas");
+    assert_eq!(receipt.contract_address, Some(by_tx));
+    assert!(a.code(by_tx, LATEST).await.unwrap().is_empty());
+    assert_eq!(a.transaction_count(by_tx, LATEST).await.unwrap(), 0);
+    assert_eq!(a.transaction_count(DEV_ACCOUNTS[0], LATEST).await.unwrap(), 1, "the sender's nonce is spent");
+    assert_eq!(a.storage_at(by_tx, U256::from(1), LATEST).await.unwrap(), B256::with_last_byte(7));
+
+    assert!(a.transaction_receipt(call).await.unwrap().unwrap().status(), "CREATE fails, the call does not");
+    assert_eq!(a.storage_at(factory, U256::ZERO, LATEST).await.unwrap(), B256::ZERO, "CREATE returned 0");
+    assert_eq!(a.transaction_count(factory, LATEST).await.unwrap(), 2, "the factory's nonce is spent");
+    assert_eq!(a.transaction_count(by_opcode, LATEST).await.unwrap(), 0);
+
+    // Validation runs the same rule.
+    let (payload, sidecar) = to_payload(&built.block.block);
+    assert_eq!(b.new_payload(payload, sidecar).await.unwrap().status, PayloadStatusEnum::Valid);
+}
+
+mod blobs {
+    use alloy_consensus::{Signed, TxEip4844, TxEip4844Variant, TxEip4844WithSidecar};
+    use alloy_eips::{
+        eip4844::{Blob, BlobTransactionSidecar, DATA_GAS_PER_BLOB, env_settings::EnvKzgSettings},
+        eip7594::BlobTransactionSidecarVariant,
+    };
+    use alloy_rpc_types_engine::{CancunPayloadFields, PraguePayloadFields};
+
+    use super::*;
+
+    fn sidecar(seeds: &[u8]) -> BlobTransactionSidecar {
+        let blobs = seeds
+            .iter()
+            .map(|seed| {
+                let mut blob = Blob::ZERO;
+                for (i, element) in blob.0.chunks_mut(32).enumerate() {
+                    element[31] = seed.wrapping_add(i as u8);
+                }
+                blob
+            })
+            .collect();
+        BlobTransactionSidecar::try_from_blobs_with_settings(blobs, EnvKzgSettings::Default.get()).unwrap()
+    }
+
+    /// A blob transaction from dev account `i` in the network encoding, with its sidecar.
+    fn blob_tx(i: usize, nonce: u64, sidecar: &BlobTransactionSidecar) -> Bytes {
+        let mut tx = TxEip4844 {
+            chain_id: alys_chainspec::DEVNET_CHAIN_ID,
+            nonce,
+            gas_limit: 21_000,
+            max_fee_per_gas: 10 * GWEI,
+            max_priority_fee_per_gas: GWEI,
+            to: Address::repeat_byte(0xb1),
+            blob_versioned_hashes: sidecar.versioned_hashes().collect(),
+            max_fee_per_blob_gas: 1_000,
+            ..Default::default()
+        };
+        let signature = signer(i).sign_transaction_sync(&mut tx).unwrap();
+        let with = TxEip4844WithSidecar::from_tx_and_sidecar(
+            tx,
+            BlobTransactionSidecarVariant::Eip4844(sidecar.clone()),
+        );
+        let signed = Signed::new_unhashed(TxEip4844Variant::TxEip4844WithSidecar(with), signature);
+        TxEnvelope::Eip4844(signed).encoded_2718().into()
+    }
+
+    #[tokio::test]
+    async fn blob_transactions_are_built_validated_and_served() {
+        let a = engine();
+        let b = engine();
+        let blobs = sidecar(&[1, 2]);
+        let hash = a.send_raw_transaction(blob_tx(0, 0, &blobs)).await.unwrap();
+        let hashes: Vec<B256> = blobs.versioned_hashes().collect();
+        assert!(a.blobs_v1(hashes.clone()).await.unwrap().iter().all(Option::is_some));
+
+        let built = build(&a, a.genesis_hash(), vec![]).await;
+        let block = &built.block.block;
+        assert_eq!(block.body.transactions.len(), 1);
+        assert_eq!(*block.body.transactions[0].tx_hash(), hash);
+        assert_eq!(block.header.blob_gas_used, Some(2 * DATA_GAS_PER_BLOB));
+        assert_eq!(built.sidecars.len(), 1);
+        assert_eq!(*built.sidecars[0], blobs, "the payload carries the blobs bundle");
+
+        // Validation wants the block's versioned hashes; wrong ones do not condemn the block.
+        let (payload, _) = to_payload(block);
+        let wrong = ExecutionPayloadSidecar::v4(
+            CancunPayloadFields::new(block.header.parent_beacon_block_root.unwrap(), vec![]),
+            PraguePayloadFields::new(block.header.requests_hash.unwrap()),
+        );
+        assert!(b.new_payload(payload, wrong).await.unwrap().is_invalid());
+        let (payload, sidecar) = to_payload(block);
+        assert_eq!(sidecar.versioned_hashes(), Some(&hashes));
+        assert_eq!(b.new_payload(payload, sidecar).await.unwrap().status, PayloadStatusEnum::Valid);
+        b.fork_choice_updated(fcs(built.block.hash), None).await.unwrap();
+        let receipt = b.transaction_receipt(hash).await.unwrap().unwrap();
+        assert!(receipt.status());
+        assert_eq!(receipt.blob_gas_used, Some(2 * DATA_GAS_PER_BLOB));
+        assert_eq!(receipt.blob_gas_price, Some(1), "the minimum blob base fee at zero excess");
+
+        // Included blobs stay readable for a while (getBlobsV1, reorgs).
+        let (payload, sidecar) = to_payload(block);
+        a.new_payload(payload, sidecar).await.unwrap();
+        a.fork_choice_updated(fcs(built.block.hash), None).await.unwrap();
+        assert_eq!(a.pool_size().await.unwrap(), 0);
+        assert!(a.blobs_v1(hashes).await.unwrap().iter().all(Option::is_some));
+    }
+
+    #[tokio::test]
+    async fn blocks_hold_at_most_the_forks_blobs_and_excess_blob_gas_follows() {
+        let a = engine();
+        let b = engine();
+        let one = sidecar(&[9]);
+        for nonce in 0..10 {
+            a.send_raw_transaction(blob_tx(1, nonce, &one)).await.unwrap();
+        }
+        // Prague allows 9 blobs per block (EIP-7691); the tenth waits.
+        let first = produce(&a, vec![]).await;
+        assert_eq!(first.block.block.body.transactions.len(), 9);
+        assert_eq!(first.block.block.header.blob_gas_used, Some(9 * DATA_GAS_PER_BLOB));
+        assert_eq!(a.pool_size().await.unwrap(), 1);
+        let second = produce(&a, vec![]).await;
+        assert_eq!(second.block.block.body.transactions.len(), 1);
+        // 9 blobs over a target of 6 leave 3 blobs of excess.
+        assert_eq!(second.block.block.header.excess_blob_gas, Some(3 * DATA_GAS_PER_BLOB));
+        let history = a.fee_history(2, BlockNumberOrTag::Latest, None).await.unwrap();
+        assert_eq!(history.blob_gas_used_ratio, vec![1.0, 1.0 / 9.0]);
+        for built in [&first, &second] {
+            let (payload, sidecar) = to_payload(&built.block.block);
+            assert_eq!(b.new_payload(payload, sidecar).await.unwrap().status, PayloadStatusEnum::Valid);
+        }
+
+        // A header claiming more blob gas than the body's blobs is refused; so is one over the maximum.
+        for claimed in [8 * DATA_GAS_PER_BLOB, 10 * DATA_GAS_PER_BLOB] {
+            let mut block = first.block.block.clone();
+            block.header.blob_gas_used = Some(claimed);
+            let (payload, sidecar) = reseal(&block);
+            assert!(b.new_payload(payload, sidecar).await.unwrap().is_invalid(), "{claimed}");
+        }
+    }
 }

@@ -46,7 +46,8 @@ pub(crate) enum RpcError {
     /// The payload attributes do not match the method version.
     #[error("{0}")]
     InvalidPayloadAttributes(String),
-    /// A bodies request asked for more than [`MAX_PAYLOAD_BODIES`] blocks.
+    /// A bodies request asked for more than [`MAX_PAYLOAD_BODIES`] blocks, or a blobs request for more
+    /// than [`MAX_BLOB_HASHES`](crate::MAX_BLOB_HASHES) blobs.
     #[error("requested count too large: {0}")]
     TooLargeRequest(u64),
 }

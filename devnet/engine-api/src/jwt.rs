@@ -76,7 +76,7 @@ where
             Ok(()) => Box::pin(self.inner.call(request)),
             Err(err) => {
                 tracing::debug!(target: "engine::auth", %err, "refused unauthenticated request");
-                metrics::counter!("engine_api_auth_failures_total").increment(1);
+                metrics::counter!("alys_devnet_engine_api_auth_failures_total").increment(1);
                 Box::pin(std::future::ready(Ok(unauthorized(&err))))
             }
         }

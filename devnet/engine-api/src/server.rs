@@ -2,7 +2,7 @@
 
 use std::{future::Future, net::SocketAddr, time::Instant};
 
-use alloy_eips::eip7685::Requests;
+use alloy_eips::{eip4844::BlobAndProofV1, eip7685::Requests};
 use alloy_primitives::{B256, Bytes, U64};
 use alloy_rpc_types_engine::{
     BlobsBundleV1, CancunPayloadFields, ClientVersionV1, ExecutionPayloadBodyV1, ExecutionPayloadEnvelopeV2,
@@ -43,7 +43,11 @@ pub const CAPABILITIES: &[&str] = &[
     "engine_getPayloadBodiesByHashV1",
     "engine_getPayloadBodiesByRangeV1",
     "engine_getClientVersionV1",
+    "engine_getBlobsV1",
 ];
+
+/// The most versioned hashes one `engine_getBlobsV1` may ask for (the spec's limit).
+pub const MAX_BLOB_HASHES: usize = 128;
 
 /// The Engine API methods (the macro generates `EngineRpcServer` from this).
 #[rpc(server, namespace = "engine")]
@@ -121,6 +125,10 @@ trait EngineRpc {
         start: U64,
         count: U64,
     ) -> RpcResult<Vec<Option<ExecutionPayloadBodyV1>>>;
+
+    /// `engine_getBlobsV1`: blobs and proofs of pooled blob transactions by versioned hash.
+    #[method(name = "getBlobsV1")]
+    async fn get_blobs_v1(&self, versioned_hashes: Vec<B256>) -> RpcResult<Vec<Option<BlobAndProofV1>>>;
 }
 
 /// Runs one call in a span named after the method, records its latency and outcome, and turns its error
@@ -129,7 +137,7 @@ async fn observe<T>(method: &'static str, call: impl Future<Output = Result<T, R
     let span = tracing::info_span!(target: "engine::rpc", "engine_api", method);
     let started = Instant::now();
     let result = call.instrument(span.clone()).await;
-    metrics::histogram!("engine_api_request_duration_seconds", "method" => method)
+    metrics::histogram!("alys_devnet_engine_api_server_seconds", "method" => method)
         .record(started.elapsed().as_secs_f64());
     let outcome = match &result {
         Ok(_) => "ok",
@@ -138,7 +146,8 @@ async fn observe<T>(method: &'static str, call: impl Future<Output = Result<T, R
             "error"
         }
     };
-    metrics::counter!("engine_api_requests_total", "method" => method, "outcome" => outcome).increment(1);
+    metrics::counter!("alys_devnet_engine_api_requests_total", "method" => method, "outcome" => outcome)
+        .increment(1);
     result.map_err(Into::into)
 }
 
@@ -212,8 +221,7 @@ impl<B: EngineBackend> EngineApi<B> {
         ExecutionPayloadEnvelopeV3 {
             execution_payload: ExecutionPayloadV3::from_block_unchecked(built.block.hash, &built.block.block),
             block_value: built.fees,
-            // Alys pools refuse blob transactions, so no payload carries blobs.
-            blobs_bundle: BlobsBundleV1::empty(),
+            blobs_bundle: BlobsBundleV1::new(built.sidecars.iter().map(|sidecar| (**sidecar).clone())),
             should_override_builder: false,
         }
     }
@@ -230,6 +238,13 @@ impl<B: EngineBackend> EngineApi<B> {
             return Err(RpcError::InvalidParams(format!("invalid start ({start}) or count ({count})")));
         }
         Ok(self.backend.payload_bodies_by_range(start, count).await?)
+    }
+
+    async fn blobs(&self, versioned_hashes: Vec<B256>) -> Result<Vec<Option<BlobAndProofV1>>, RpcError> {
+        if versioned_hashes.len() > MAX_BLOB_HASHES {
+            return Err(RpcError::TooLargeRequest(versioned_hashes.len() as u64));
+        }
+        Ok(self.backend.blobs_v1(versioned_hashes).await?)
     }
 
     async fn bodies_by_hash(
@@ -364,6 +379,10 @@ impl<B: EngineBackend> EngineRpcServer for EngineApi<B> {
         count: U64,
     ) -> RpcResult<Vec<Option<ExecutionPayloadBodyV1>>> {
         observe("engine_getPayloadBodiesByRangeV1", self.bodies_by_range(start.to(), count.to())).await
+    }
+
+    async fn get_blobs_v1(&self, versioned_hashes: Vec<B256>) -> RpcResult<Vec<Option<BlobAndProofV1>>> {
+        observe("engine_getBlobsV1", self.blobs(versioned_hashes)).await
     }
 }
 

@@ -8,7 +8,12 @@ use std::{
 };
 
 use alloy_consensus::{Block, BlockBody, Header};
-use alloy_eips::{eip4895::Withdrawal, eip4895::Withdrawals, eip7685::Requests};
+use alloy_eips::{
+    eip4844::{Blob, BlobAndProofV1, BlobTransactionSidecar, Bytes48},
+    eip4895::Withdrawal,
+    eip4895::Withdrawals,
+    eip7685::Requests,
+};
 use alloy_primitives::{Address, B64, B256, Bytes, U256};
 use alloy_rpc_types_engine::{
     ExecutionPayload, ExecutionPayloadBodyV1, ExecutionPayloadInputV2, ExecutionPayloadSidecar,
@@ -34,6 +39,7 @@ enum Call {
     GetPayload(PayloadId),
     BodiesByHash(Vec<B256>),
     BodiesByRange(u64, u64),
+    Blobs(Vec<B256>),
 }
 
 #[derive(Debug)]
@@ -42,6 +48,7 @@ struct Canned {
     fork_choice: Result<ForkchoiceUpdated, EngineError>,
     get_payload: Result<BuiltPayload, EngineError>,
     bodies: Result<Vec<Option<ExecutionPayloadBodyV1>>, EngineError>,
+    blobs: Vec<Option<BlobAndProofV1>>,
 }
 
 #[derive(Debug, Clone)]
@@ -63,6 +70,7 @@ impl FakeBackend {
                     .with_payload_id(PayloadId::new([1, 2, 3, 4, 5, 6, 7, 8]))),
                 get_payload: Err(EngineError::UnknownPayload),
                 bodies: Ok(vec![]),
+                blobs: vec![],
             })),
         }
     }
@@ -123,6 +131,14 @@ impl EngineBackend for FakeBackend {
     ) -> Result<Vec<Option<ExecutionPayloadBodyV1>>, EngineError> {
         self.record(Call::BodiesByRange(start, count));
         self.canned().bodies.clone()
+    }
+
+    async fn blobs_v1(
+        &self,
+        versioned_hashes: Vec<B256>,
+    ) -> Result<Vec<Option<BlobAndProofV1>>, EngineError> {
+        self.record(Call::Blobs(versioned_hashes));
+        Ok(self.canned().blobs.clone())
     }
 }
 
@@ -368,6 +384,7 @@ fn built_payload(timestamp: u64) -> BuiltPayload {
         }),
         fees: U256::from(1234),
         requests: Some(Requests::new(vec![Bytes::from_static(&[0x00, 0xab])])),
+        sidecars: vec![],
     }
 }
 
@@ -520,6 +537,7 @@ async fn exchange_capabilities_lists_the_methods() {
         "engine_newPayloadV4",
         "engine_getPayloadBodiesByHashV1",
         "engine_getPayloadBodiesByRangeV1",
+        "engine_getBlobsV1",
     ] {
         assert!(listed.iter().any(|m| m == method), "{method}");
         // Each listed method is actually served (a wrong-shaped call is -32602, not -32601).
@@ -977,4 +995,41 @@ fn encode_jwt(secret: &JwtSecret, iat: u64) -> String {
 /// The current UNIX time in seconds.
 fn unix_now() -> u64 {
     alloy_rpc_types_engine::Claims::with_current_timestamp().iat
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Blobs
+
+#[tokio::test]
+async fn built_payloads_carry_their_blobs_and_get_blobs_reads_the_backend() {
+    let h = start(mixed_spec()).await;
+    let sidecar = BlobTransactionSidecar::new(
+        vec![Blob::repeat_byte(0x11)],
+        vec![Bytes48::repeat_byte(0x22)],
+        vec![Bytes48::repeat_byte(0x33)],
+    );
+    let mut built = built_payload(PRAGUE_TS);
+    built.sidecars = vec![Arc::new(sidecar.clone())];
+    h.backend.canned().get_payload = Ok(built);
+    let envelope = h.call("engine_getPayloadV4", json!([PAYLOAD_ID])).await.unwrap();
+    let bundle = &envelope["blobsBundle"];
+    assert_eq!(bundle["commitments"], json!([Bytes48::repeat_byte(0x22)]));
+    assert_eq!(bundle["proofs"], json!([Bytes48::repeat_byte(0x33)]));
+    assert_eq!(bundle["blobs"], json!([Blob::repeat_byte(0x11)]));
+
+    let wanted = vec![B256::repeat_byte(1), B256::repeat_byte(2)];
+    h.backend.canned().blobs = vec![
+        Some(BlobAndProofV1 { blob: Box::new(Blob::repeat_byte(0x11)), proof: Bytes48::repeat_byte(0x33) }),
+        None,
+    ];
+    let blobs = h.call("engine_getBlobsV1", json!([wanted])).await.unwrap();
+    assert_eq!(blobs[0]["proof"], json!(Bytes48::repeat_byte(0x33)));
+    assert_eq!(blobs[0]["blob"], json!(Blob::repeat_byte(0x11)));
+    assert_eq!(blobs[1], Value::Null);
+    assert!(matches!(h.backend.calls().last(), Some(Call::Blobs(hashes)) if *hashes == wanted));
+
+    // More than 128 hashes: -38004, without asking the backend.
+    let calls = h.backend.calls().len();
+    assert_eq!(h.code("engine_getBlobsV1", json!([vec![B256::ZERO; 129]])).await, -38004);
+    assert_eq!(h.backend.calls().len(), calls);
 }

@@ -9,7 +9,7 @@ use alloy_rpc_types_eth::{
     Block, BlockTransactions, FeeHistory, Filter, FilterChanges, Index, Log, Transaction, TransactionReceipt,
     TransactionRequest,
 };
-use alys_el_api::{BackendError, EthBackend};
+use alys_el_api::{BackendError, EthBackend, ToolingBackend};
 use jsonrpsee::{
     RpcModule,
     core::RegisterMethodError,
@@ -20,7 +20,7 @@ use crate::{
     args::{Args, HexOrDecimalU64},
     error::{backend_error, invalid_params, pool_error},
     filters::{FilterId, Filters, normalize},
-    pubsub,
+    pubsub, tooling,
 };
 
 /// The result of one method.
@@ -300,11 +300,21 @@ macro_rules! register {
     };
 }
 
-/// All eth, net and web3 methods and the `eth_subscribe`/`eth_unsubscribe` pair over `backend`.
+/// Registers an async method that forwards its parameters to a function of [`tooling`].
+macro_rules! register_tooling {
+    ($module:ident, $name:literal, $function:ident) => {
+        $module.register_async_method($name, |params, api, _| async move {
+            tooling::$function(api.backend(), params).await
+        })?;
+    };
+}
+
+/// All eth, net, web3, debug, txpool and rpc methods and the `eth_subscribe`/`eth_unsubscribe` pair over
+/// `backend`.
 ///
 /// Merge it into another jsonrpsee server to serve these methods there; [`crate::start`] serves it on its
 /// own HTTP and WebSocket servers.
-pub fn rpc_module<B: EthBackend>(
+pub fn rpc_module<B: ToolingBackend>(
     backend: B,
     client_version: String,
 ) -> Result<RpcModule<EthApi<B>>, RegisterMethodError> {
@@ -374,6 +384,14 @@ pub fn rpc_module<B: EthBackend>(
     register!(module, "eth_getFilterChanges", filter_changes);
     register!(module, "eth_getFilterLogs", filter_logs);
     register!(module, "eth_uninstallFilter", uninstall_filter);
+    register_tooling!(module, "eth_blobBaseFee", blob_base_fee);
+    register_tooling!(module, "eth_getProof", proof);
+    register_tooling!(module, "eth_createAccessList", create_access_list);
+    register_tooling!(module, "debug_traceTransaction", trace_transaction);
+    register_tooling!(module, "debug_traceCall", trace_call);
+    register_tooling!(module, "txpool_content", txpool_content);
+    register_tooling!(module, "txpool_status", txpool_status);
+    register_tooling!(module, "txpool_inspect", txpool_inspect);
 
     module.register_subscription(
         "eth_subscribe",
@@ -381,6 +399,12 @@ pub fn rpc_module<B: EthBackend>(
         "eth_unsubscribe",
         |params, pending, api, _| async move { pubsub::subscribe(params, pending, api).await },
     )?;
+
+    let served = tooling::modules(module.method_names());
+    module.register_method("rpc_modules", move |params, _, _| -> RpcResult<_> {
+        Args::new(&params, 0)?;
+        Ok(served.clone())
+    })?;
 
     Ok(module)
 }

@@ -26,6 +26,8 @@ pub const EXECUTION_REVERTED_CODE: i32 = 3;
 
 /// The message answered for an unknown block in a state read.
 pub const HEADER_NOT_FOUND: &str = "header not found";
+/// The message `debug_traceTransaction` answers (code `-32000`) for a transaction in no canonical block.
+pub const TRANSACTION_NOT_FOUND: &str = "transaction not found";
 
 /// The JSON-RPC error for a backend error.
 pub(crate) fn backend_error(err: &BackendError) -> ErrorObjectOwned {
@@ -57,6 +59,11 @@ pub(crate) fn pool_error(err: &PoolError) -> ErrorObjectOwned {
     }
 }
 
+/// geth's `-32000 transaction not found`.
+pub(crate) fn transaction_not_found() -> ErrorObjectOwned {
+    ErrorObjectOwned::owned(SERVER_ERROR_CODE, TRANSACTION_NOT_FOUND, None::<()>)
+}
+
 /// A `-32602` error with a message.
 pub(crate) fn invalid_params(message: impl Into<String>) -> ErrorObjectOwned {
     ErrorObjectOwned::owned(INVALID_PARAMS_CODE, message, None::<()>)
@@ -83,7 +90,10 @@ mod tests {
     fn pool_errors_keep_geth_messages() {
         let err = pool_error(&PoolError::InsufficientFunds { balance: U256::from(1), cost: U256::from(2) });
         assert_eq!(err.code(), SERVER_ERROR_CODE);
-        assert_eq!(err.message(), "insufficient funds for gas * price + value: balance 1, tx cost 2");
+        assert_eq!(
+            err.message(),
+            "insufficient funds for gas * price + value: balance 1, tx cost 2, overshot 1"
+        );
         assert_eq!(pool_error(&PoolError::Internal("x".into())).code(), INTERNAL_ERROR_CODE);
     }
 

@@ -1,4 +1,5 @@
-//! `eth_subscribe`: `newHeads` and `logs`, fed by the backend's chain notifications.
+//! `eth_subscribe`: `newHeads` and `logs`, fed by the backend's chain notifications, and
+//! `newPendingTransactions`, fed by the pool.
 //!
 //! - `newHeads` sends the header (with its hash) of every committed block, in order; on a reorg, the headers
 //!   of the new branch. Reverts alone send nothing, as in geth.
@@ -6,6 +7,8 @@
 //!   reorg it first sends the matching logs of the removed blocks again with `removed: true` (ascending, as
 //!   they were first sent), then those of the new branch. The filter's block range is ignored, as geth does
 //!   for subscriptions.
+//! - `newPendingTransactions` sends the hash of every transaction the pool accepts from then on, or with
+//!   `true` as its parameter the whole transaction (block fields `null`), as geth does.
 //!
 //! A subscriber that falls behind the broadcast channel (it lagged, so notifications were dropped) is
 //! **closed with an error notification** (`subscription lagged behind the chain ...; subscribe again`) rather
@@ -22,11 +25,12 @@ use std::{
 };
 
 use alloy_consensus::Sealed;
+use alloy_rpc_types_eth::Transaction;
 use alloy_rpc_types_eth::{
     Filter, Header,
     pubsub::{Params as SubscriptionParams, SubscriptionKind},
 };
-use alys_el_api::{ChainNotification, EthBackend, ExecutedBlock};
+use alys_el_api::{ChainNotification, ExecutedBlock, ToolingBackend};
 use jsonrpsee::{
     PendingSubscriptionSink, SubscriptionSink,
     core::{SubscriptionError, traits::IdProvider},
@@ -43,6 +47,10 @@ use crate::{api::EthApi, args::Args, error::invalid_params};
 enum Kind {
     NewHeads,
     Logs(Box<Filter>),
+    /// Pending transactions: whole (`true`) or their hashes.
+    PendingTransactions {
+        full: bool,
+    },
 }
 
 fn parse(params: &Params<'static>) -> Result<Kind, ErrorObjectOwned> {
@@ -63,12 +71,21 @@ fn parse(params: &Params<'static>) -> Result<Kind, ErrorObjectOwned> {
                 Err(err) => Err(invalid_params(format!("invalid argument 1: {err}"))),
             },
         },
+        SubscriptionKind::NewPendingTransactions => match extra {
+            None => Ok(Kind::PendingTransactions { full: false }),
+            Some(value) => match SubscriptionParams::from_json_value(value) {
+                Ok(SubscriptionParams::Bool(full)) => Ok(Kind::PendingTransactions { full }),
+                Ok(SubscriptionParams::None) => Ok(Kind::PendingTransactions { full: false }),
+                Ok(_) => Err(invalid_params("invalid argument 1: expected a boolean")),
+                Err(err) => Err(invalid_params(format!("invalid argument 1: {err}"))),
+            },
+        },
         other => Err(invalid_params(format!("unsupported subscription kind: {other}"))),
     }
 }
 
 /// Handles one `eth_subscribe` call until the client unsubscribes, disconnects, or lags.
-pub(crate) async fn subscribe<B: EthBackend>(
+pub(crate) async fn subscribe<B: ToolingBackend>(
     params: Params<'static>,
     pending: PendingSubscriptionSink,
     api: Arc<EthApi<B>>,
@@ -80,16 +97,32 @@ pub(crate) async fn subscribe<B: EthBackend>(
             return Ok(());
         }
     };
-    // Subscribe before accepting, so nothing committed after the client got its id is missed.
+    // Subscribe before accepting, so nothing committed (or pooled) after the client got its id is missed.
     let notifications = api.backend().subscribe_chain();
+    let pool = matches!(kind, Kind::PendingTransactions { .. })
+        .then(|| api.backend().subscribe_pending_transactions());
     let Ok(sink) = pending.accept().await else {
         // The connection went away before the answer could be sent.
         return Ok(());
     };
     tracing::debug!(target: "eth_rpc::pubsub", id = ?sink.subscription_id(), ?kind, "subscribed");
-    let result = match kind {
-        Kind::NewHeads => pump(&sink, notifications, new_heads).await,
-        Kind::Logs(filter) => pump(&sink, notifications, |n, out| logs(n, &filter, out)).await,
+    let result = match (kind, pool) {
+        (Kind::NewHeads, _) => pump(&sink, notifications, "chain", new_heads).await,
+        (Kind::Logs(filter), _) => pump(&sink, notifications, "chain", |n, out| logs(n, &filter, out)).await,
+        (Kind::PendingTransactions { full }, Some(pool)) => {
+            drop(notifications);
+            pump(
+                &sink,
+                pool,
+                "pool",
+                |tx: &Transaction, out| {
+                    if full { push(out, tx) } else { push(out, tx.inner.tx_hash()) }
+                },
+            )
+            .await
+        }
+        // Never: the pool's feed is taken above for this kind.
+        (Kind::PendingTransactions { .. }, None) => Ok(()),
     };
     if let Err(err) = &result {
         tracing::debug!(target: "eth_rpc::pubsub", id = ?sink.subscription_id(), error = ?err, "subscription closed");
@@ -97,14 +130,17 @@ pub(crate) async fn subscribe<B: EthBackend>(
     result
 }
 
-/// Forwards what `items` makes of each notification until the subscription ends.
-async fn pump<F>(
+/// Forwards what `items` makes of each notification until the subscription ends; `source` names the
+/// channel (`chain`, `pool`) in the lag message.
+async fn pump<T, F>(
     sink: &SubscriptionSink,
-    mut notifications: broadcast::Receiver<ChainNotification>,
+    mut notifications: broadcast::Receiver<T>,
+    source: &str,
     mut items: F,
 ) -> Result<(), SubscriptionError>
 where
-    F: FnMut(&ChainNotification, &mut Vec<Box<RawValue>>),
+    T: Clone,
+    F: FnMut(&T, &mut Vec<Box<RawValue>>),
 {
     let mut out = Vec::new();
     loop {
@@ -127,12 +163,12 @@ where
             Err(RecvError::Lagged(missed)) => {
                 tracing::warn!(target: "eth_rpc::pubsub", id = ?sink.subscription_id(), missed, "subscriber lagged; closing it");
                 return Err(format!(
-                    "subscription lagged behind the chain and missed {missed} notifications; subscribe again"
+                    "subscription lagged behind the {source} and missed {missed} notifications; subscribe again"
                 )
                 .into());
             }
             Err(RecvError::Closed) => {
-                return Err("chain notifications ended: the engine is shutting down".into());
+                return Err(format!("{source} notifications ended: the engine is shutting down").into());
             }
         }
     }

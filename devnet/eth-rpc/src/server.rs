@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use alys_el_api::EthBackend;
+use alys_el_api::ToolingBackend;
 use jsonrpsee::{
     Methods, RpcModule,
     core::RegisterMethodError,
@@ -135,7 +135,7 @@ async fn serve(
 
 /// The methods of an HTTP-only server: subscriptions answer geth's `-32601 notifications not supported`
 /// (jsonrpsee alone would answer `-32603`).
-fn http_methods<B: EthBackend>(mut module: RpcModule<EthApi<B>>) -> Result<Methods, RegisterMethodError> {
+fn http_methods<B: ToolingBackend>(mut module: RpcModule<EthApi<B>>) -> Result<Methods, RegisterMethodError> {
     for method in ["eth_subscribe", "eth_unsubscribe"] {
         module.remove_method(method);
         module.register_method(method, |_, _, _| {
@@ -149,7 +149,7 @@ fn http_methods<B: EthBackend>(mut module: RpcModule<EthApi<B>>) -> Result<Metho
 ///
 /// Returns once the sockets are bound; the servers run on the current tokio runtime until the handle is
 /// stopped or dropped.
-pub async fn start<B: EthBackend>(backend: B, config: EthRpcConfig) -> Result<EthRpcHandle, StartError> {
+pub async fn start<B: ToolingBackend>(backend: B, config: EthRpcConfig) -> Result<EthRpcHandle, StartError> {
     let module = rpc_module(backend, config.client_version.clone())?;
     let mut handle = EthRpcHandle { http_addr: None, ws_addr: None, servers: Vec::new() };
 

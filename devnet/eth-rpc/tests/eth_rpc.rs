@@ -13,12 +13,18 @@ use alloy_consensus::{
     Block as ConsensusBlock, BlockBody, Eip658Value, Header, Receipt, ReceiptEnvelope, SignableTransaction,
     TxEnvelope, TxLegacy, transaction::Recovered,
 };
+use alloy_eips::eip2930::{AccessList, AccessListItem, AccessListResult};
 use alloy_eips::{BlockId, BlockNumberOrTag};
 use alloy_primitives::{Address, B256, Bytes, LogData, Signature, TxKind, U256, address, b256, keccak256};
 use alloy_rpc_types_eth::{
     Block, BlockTransactions, FeeHistory, Filter, Log, Transaction, TransactionReceipt, TransactionRequest,
 };
-use alys_el_api::{BackendError, Chain, ChainNotification, EthBackend, ExecutedBlock, PoolError};
+use alloy_rpc_types_eth::{EIP1186AccountProofResponse, EIP1186StorageProof};
+use alloy_rpc_types_trace::geth::{GethDebugTracingOptions, GethTrace};
+use alloy_rpc_types_txpool::TxpoolContent;
+use alys_el_api::{
+    BackendError, Chain, ChainNotification, EthBackend, ExecutedBlock, PoolError, ToolingBackend,
+};
 use alys_eth_rpc::{EthRpcConfig, EthRpcHandle, error, rpc_header, start};
 use jsonrpsee::core::{
     client::{ClientT, Subscription, SubscriptionClientT},
@@ -32,6 +38,9 @@ use tokio::{
     sync::broadcast,
 };
 
+#[path = "eth_rpc/engine.rs"]
+mod engine;
+
 const CHAIN_ID: u64 = 212121;
 const ALICE: Address = address!("0x00000000000000000000000000000000000a11ce");
 const CONTRACT_A: Address = address!("0x000000000000000000000000000000000000000a");
@@ -43,12 +52,17 @@ const TOPIC_2: B256 = b256!("0x2222222222222222222222222222222222222222222222222
 // Canned chain
 
 fn tx(nonce: u64) -> TxEnvelope {
+    tx_to(nonce, Some(CONTRACT_A))
+}
+
+/// A signed legacy transaction to `to` (`None` creates a contract).
+fn tx_to(nonce: u64, to: Option<Address>) -> TxEnvelope {
     let tx = TxLegacy {
         chain_id: Some(CHAIN_ID),
         nonce,
         gas_price: 1_000_000_007,
         gas_limit: 50_000,
-        to: TxKind::Call(CONTRACT_A),
+        to: to.map_or(TxKind::Create, TxKind::Call),
         value: U256::from(nonce),
         input: Bytes::new(),
     };
@@ -173,6 +187,8 @@ struct Fake {
     /// What the last state read, call or fee-history query was asked, as the backend saw it.
     seen: Arc<Mutex<Vec<String>>>,
     chain: broadcast::Sender<ChainNotification>,
+    /// What `newPendingTransactions` subscribers receive.
+    pending: broadcast::Sender<Transaction>,
 }
 
 impl Fake {
@@ -183,6 +199,7 @@ impl Fake {
             pool: Arc::default(),
             seen: Arc::default(),
             chain: broadcast::channel(capacity).0,
+            pending: broadcast::channel(capacity).0,
         }
     }
 
@@ -340,6 +357,91 @@ impl EthBackend for Fake {
 
     fn subscribe_chain(&self) -> broadcast::Receiver<ChainNotification> {
         self.chain.subscribe()
+    }
+}
+
+/// Tooling answers are canned; traces echo the options the server parsed, so tests see what reached the
+/// backend.
+impl ToolingBackend for Fake {
+    async fn blob_base_fee(&self) -> Result<Option<u128>, BackendError> {
+        Ok(Some(1))
+    }
+
+    async fn proof(
+        &self,
+        address: Address,
+        keys: Vec<B256>,
+        at: BlockId,
+    ) -> Result<EIP1186AccountProofResponse, BackendError> {
+        self.state_at(format!("proof {address} {} {at}", keys.len()), at)?;
+        let storage_proof = keys
+            .into_iter()
+            .map(|key| EIP1186StorageProof {
+                key: key.into(),
+                value: U256::from_be_bytes(key.0) + U256::from(1),
+                proof: vec![Bytes::from_static(&[0xc0])],
+            })
+            .collect();
+        Ok(EIP1186AccountProofResponse {
+            address,
+            balance: U256::from(1000),
+            code_hash: keccak256([]),
+            nonce: 5,
+            storage_hash: B256::repeat_byte(0x55),
+            account_proof: vec![Bytes::from_static(&[0xc1, 0x80])],
+            storage_proof,
+        })
+    }
+
+    async fn create_access_list(
+        &self,
+        request: TransactionRequest,
+        at: BlockId,
+    ) -> Result<AccessListResult, BackendError> {
+        self.state_at(format!("access list {:?} {at}", request.to), at)?;
+        Ok(AccessListResult {
+            access_list: AccessList(vec![AccessListItem {
+                address: CONTRACT_B,
+                storage_keys: vec![B256::with_last_byte(7)],
+            }]),
+            gas_used: U256::from(30_000),
+            error: Some("execution reverted".into()),
+        })
+    }
+
+    async fn trace_transaction(
+        &self,
+        hash: B256,
+        options: GethDebugTracingOptions,
+    ) -> Result<Option<GethTrace>, BackendError> {
+        Ok(self.find_tx(hash).map(|_| GethTrace::JS(serde_json::to_value(options).unwrap())))
+    }
+
+    async fn trace_call(
+        &self,
+        request: TransactionRequest,
+        at: BlockId,
+        options: GethDebugTracingOptions,
+    ) -> Result<GethTrace, BackendError> {
+        self.state_at(format!("trace call {:?} {at}", request.to), at)?;
+        Ok(GethTrace::JS(serde_json::to_value(options).unwrap()))
+    }
+
+    async fn pool_content(&self) -> Result<TxpoolContent<Transaction>, BackendError> {
+        let pooled = |nonce: u64| {
+            let mut tx = rpc_transaction(&self.block(1), 0);
+            tx.inner = Recovered::new_unchecked(tx_to(nonce, None), ALICE);
+            (tx.block_hash, tx.block_number, tx.transaction_index) = (None, None, None);
+            (nonce.to_string(), tx)
+        };
+        let mut content = TxpoolContent::default();
+        content.pending.insert(ALICE, [pooled(5), pooled(6)].into_iter().collect());
+        content.queued.insert(ALICE, [pooled(9)].into_iter().collect());
+        Ok(content)
+    }
+
+    fn subscribe_pending_transactions(&self) -> broadcast::Receiver<Transaction> {
+        self.pending.subscribe()
     }
 }
 
@@ -678,7 +780,7 @@ async fn send_raw_transaction_and_every_pool_error() {
         (
             PoolError::InsufficientFunds { balance: U256::from(10), cost: U256::from(21_000) },
             -32000,
-            "insufficient funds for gas * price + value: balance 10, tx cost 21000",
+            "insufficient funds for gas * price + value: balance 10, tx cost 21000, overshot 20990",
         ),
         (PoolError::Underpriced, -32000, "transaction underpriced"),
         (PoolError::ReplacementUnderpriced, -32000, "replacement transaction underpriced"),
@@ -1089,7 +1191,7 @@ async fn bad_subscriptions_are_refused() {
     let (_fake, handle) = server().await;
     let client = ws(&handle).await;
     for p in [
-        vec![json!("newPendingTransactions")],
+        vec![json!("newPendingTransactions"), json!({"address": CONTRACT_A})],
         vec![json!("nonsense")],
         vec![json!("logs"), json!({"address": "nope"})],
         vec![json!("newHeads"), json!({"address": CONTRACT_A})],
@@ -1108,6 +1210,151 @@ async fn bad_subscriptions_are_refused() {
     assert_eq!(error["message"], json!("notifications not supported"));
     let chain_id: String = client.request("eth_chainId", ArrayParams::new()).await.unwrap();
     assert_eq!(chain_id, hex(CHAIN_ID));
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Tooling: blob fee, proofs, access lists, traces, the pool, modules
+
+#[tokio::test]
+async fn blob_fee_proofs_and_access_lists() {
+    let (fake, handle) = server().await;
+    let addr = http(&handle);
+    assert_eq!(ok(addr, "eth_blobBaseFee", json!([])).await, json!("0x1"));
+
+    // Storage keys come back as the caller wrote them: a quantity stays a quantity, a word a word.
+    let word = B256::with_last_byte(2);
+    let proof = ok(addr, "eth_getProof", json!([ALICE, ["0x1", word], "safe"])).await;
+    assert_eq!(fake.last_seen(), format!("proof {ALICE} 2 safe"));
+    assert_eq!(
+        proof,
+        json!({
+            "address": ALICE,
+            "balance": "0x3e8",
+            "codeHash": keccak256([]),
+            "nonce": "0x5",
+            "storageHash": B256::repeat_byte(0x55),
+            "accountProof": ["0xc180"],
+            "storageProof": [
+                {"key": "0x1", "value": "0x2", "proof": ["0xc0"]},
+                {"key": word, "value": "0x3", "proof": ["0xc0"]},
+            ],
+        })
+    );
+    ok(addr, "eth_getProof", json!([ALICE, []])).await;
+    assert_eq!(fake.last_seen(), format!("proof {ALICE} 0 latest"));
+    let error = err(addr, "eth_getProof", json!([ALICE])).await;
+    assert_eq!(error["message"], json!("missing value for required argument 1"));
+    let error = err(addr, "eth_getProof", json!([ALICE, ["0x1"], "0x63"])).await;
+    assert_eq!((&error["code"], &error["message"]), (&json!(-32001), &json!("header not found")));
+    let too_many: Vec<String> = (0..=alys_eth_rpc::MAX_PROOF_KEYS).map(|i| hex(i as u64)).collect();
+    assert_eq!(err(addr, "eth_getProof", json!([ALICE, too_many])).await["code"], json!(-32602));
+
+    let list = ok(addr, "eth_createAccessList", json!([{"from": ALICE, "to": CONTRACT_A}, "safe"])).await;
+    assert_eq!(fake.last_seen(), format!("access list Some(Call({CONTRACT_A:?})) safe"));
+    assert_eq!(
+        list,
+        json!({
+            "accessList": [{"address": CONTRACT_B, "storageKeys": [B256::with_last_byte(7)]}],
+            "gasUsed": "0x7530",
+            "error": "execution reverted",
+        })
+    );
+}
+
+#[tokio::test]
+async fn traces_read_geth_options() {
+    let (fake, handle) = server().await;
+    let addr = http(&handle);
+    let hash = *fake.block(1).block.body.transactions[0].tx_hash();
+    // The fake echoes the options it was handed.
+    let options = json!({"tracer": "callTracer", "tracerConfig": {"onlyTopCall": true, "withLog": true}});
+    let echoed = ok(addr, "debug_traceTransaction", json!([hash, options])).await;
+    assert_eq!(echoed["tracer"], json!("callTracer"));
+    assert_eq!(echoed["tracerConfig"], json!({"onlyTopCall": true, "withLog": true}));
+    let echoed =
+        ok(addr, "debug_traceTransaction", json!([hash, {"enableMemory": true, "disableStack": true}])).await;
+    assert_eq!((&echoed["enableMemory"], &echoed["disableStack"]), (&json!(true), &json!(true)));
+    assert!(echoed.get("tracer").is_none(), "the struct logger: {echoed}");
+    ok(addr, "debug_traceTransaction", json!([hash])).await;
+    let error = err(addr, "debug_traceTransaction", json!([B256::repeat_byte(3)])).await;
+    assert_eq!((&error["code"], &error["message"]), (&json!(-32000), &json!("transaction not found")));
+
+    let echoed =
+        ok(addr, "debug_traceCall", json!([{"to": CONTRACT_B}, "0x2", {"tracer": "prestateTracer"}])).await;
+    assert_eq!(echoed["tracer"], json!("prestateTracer"));
+    assert_eq!(fake.last_seen(), format!("trace call Some(Call({CONTRACT_B:?})) 0x2"));
+    ok(addr, "debug_traceCall", json!([{"to": CONTRACT_B}])).await;
+    assert_eq!(fake.last_seen(), format!("trace call Some(Call({CONTRACT_B:?})) latest"));
+    for (options, message) in [
+        (
+            json!({"stateOverrides": {ALICE.to_string(): {"balance": "0x1"}}}),
+            "state overrides are not supported",
+        ),
+        (json!({"blockOverrides": {"number": "0x9"}}), "block overrides are not supported"),
+        (json!({"txIndex": "0x0"}), "txIndex is not supported"),
+    ] {
+        let error = err(addr, "debug_traceCall", json!([{"to": CONTRACT_B}, "latest", options])).await;
+        assert_eq!((&error["code"], &error["message"]), (&json!(-32602), &json!(message)));
+    }
+    assert_eq!(
+        err(addr, "debug_traceCall", json!([{"to": CONTRACT_B}, "0x63"])).await["code"],
+        json!(-32001)
+    );
+}
+
+#[tokio::test]
+async fn txpool_and_modules() {
+    let (_fake, handle) = server().await;
+    let addr = http(&handle);
+    let alice = ALICE.to_checksum(None);
+    let content = ok(addr, "txpool_content", json!([])).await;
+    assert_eq!(content["pending"][&alice]["5"]["nonce"], json!("0x5"));
+    assert_eq!(content["pending"][&alice]["6"]["from"], json!(ALICE));
+    assert_eq!(content["pending"][&alice]["6"]["blockHash"], Value::Null);
+    assert_eq!(content["queued"][&alice]["9"]["nonce"], json!("0x9"));
+    assert_eq!(ok(addr, "txpool_status", json!([])).await, json!({"pending": "0x2", "queued": "0x1"}));
+    let inspect = ok(addr, "txpool_inspect", json!([])).await;
+    assert_eq!(
+        inspect,
+        json!({
+            "pending": {&alice: {
+                "5": "contract creation: 5 wei + 50000 gas × 1000000007 wei",
+                "6": "contract creation: 6 wei + 50000 gas × 1000000007 wei",
+            }},
+            "queued": {&alice: {"9": "contract creation: 9 wei + 50000 gas × 1000000007 wei"}},
+        })
+    );
+    assert_eq!(err(addr, "txpool_status", json!([1])).await["code"], json!(-32602));
+    assert_eq!(
+        ok(addr, "rpc_modules", json!([])).await,
+        json!({"debug": "1.0", "eth": "1.0", "net": "1.0", "rpc": "1.0", "txpool": "1.0", "web3": "1.0"})
+    );
+}
+
+#[tokio::test]
+async fn new_pending_transactions_sends_hashes_or_whole_transactions() {
+    let (fake, handle) = server().await;
+    let client = ws(&handle).await;
+    let subscribe =
+        |p: Vec<Value>| client.subscribe::<Value, _>("eth_subscribe", params(p), "eth_unsubscribe");
+    let mut hashes = subscribe(vec![json!("newPendingTransactions")]).await.unwrap();
+    let mut also_hashes = subscribe(vec![json!("newPendingTransactions"), json!(false)]).await.unwrap();
+    let mut full = subscribe(vec![json!("newPendingTransactions"), json!(true)]).await.unwrap();
+    let mut pooled = rpc_transaction(&fake.block(1), 1);
+    (pooled.block_hash, pooled.block_number, pooled.transaction_index) = (None, None, None);
+    let hash = *pooled.inner.tx_hash();
+    fake.pending.send(pooled).unwrap();
+    assert_eq!(next(&mut hashes).await, json!(hash));
+    assert_eq!(next(&mut also_hashes).await, json!(hash));
+    let whole = next(&mut full).await;
+    assert_eq!(
+        (&whole["hash"], &whole["from"], &whole["blockHash"]),
+        (&json!(hash), &json!(ALICE), &Value::Null)
+    );
+    // Chain notifications do not reach them (they do not even listen).
+    let block = executed(4, fake.block(3).hash, 0, vec![]);
+    assert!(fake.chain.send(ChainNotification::Committed { new: chain(vec![block]) }).is_err());
+    assert_quiet(&mut hashes).await;
 }
 
 /// A bare WebSocket client, to read the server's frames exactly as sent.
