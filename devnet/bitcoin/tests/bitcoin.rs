@@ -1,0 +1,454 @@
+//! The regtest node driven over HTTP by `bitcoincore-rpc` (the client the Alys node uses) and by raw
+//! JSON-RPC, on a real server bound to 127.0.0.1:0.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, missing_docs)]
+
+use std::{collections::HashMap, str::FromStr};
+
+use alys_devnet_bitcoin::{BitcoinConfig, BitcoinHandle, start};
+use base64::Engine;
+use bitcoincore_rpc::{
+    Auth, Client, RpcApi,
+    bitcoin::{
+        Address, Amount, EcdsaSighashType, Network, OutPoint, PrivateKey, Sequence, Transaction, TxIn, TxOut,
+        Txid, Witness,
+        absolute::LockTime,
+        consensus::encode::{deserialize, serialize_hex},
+        hex::FromHex,
+        opcodes::all::{OP_CHECKMULTISIG, OP_PUSHNUM_2, OP_PUSHNUM_3},
+        script::Builder,
+        secp256k1::{Message, Secp256k1, SecretKey},
+        sighash::SighashCache,
+        transaction::Version,
+    },
+    json::ScanTxOutRequest,
+};
+use serde_json::{Value, json};
+
+struct Harness {
+    runtime: tokio::runtime::Runtime,
+    handle: Option<BitcoinHandle>,
+    dir: tempfile::TempDir,
+}
+
+impl Harness {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        Self::open(dir)
+    }
+
+    fn open(dir: tempfile::TempDir) -> Self {
+        let runtime =
+            tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let config = BitcoinConfig::new(dir.path())
+            .with_rpc_addr("127.0.0.1:0".parse().unwrap())
+            .with_user_password("alys", "secret");
+        let handle = runtime.block_on(start(config)).unwrap();
+        Self { runtime, handle: Some(handle), dir }
+    }
+
+    fn url(&self) -> String {
+        self.handle.as_ref().unwrap().url()
+    }
+
+    fn client(&self) -> Client {
+        Client::new(&self.url(), Auth::UserPass("alys".into(), "secret".into())).unwrap()
+    }
+
+    /// Stops the server and starts a new one on the same data directory.
+    fn restart(mut self) -> Self {
+        let handle = self.handle.take().unwrap();
+        self.runtime.block_on(handle.stop());
+        let Self { dir, .. } = self;
+        Self::open(dir)
+    }
+
+    fn raw(&self, method: &str, params: Value) -> (i32, Value) {
+        raw_call(&self.url(), Some("alys:secret"), method, params)
+    }
+}
+
+fn raw_call(url: &str, credentials: Option<&str>, method: &str, params: Value) -> (i32, Value) {
+    let body = json!({"jsonrpc": "2.0", "id": "test", "method": method, "params": params}).to_string();
+    let mut request = minreq::post(url).with_header("Content-Type", "text/plain;").with_body(body);
+    if let Some(credentials) = credentials {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(credentials);
+        request = request.with_header("Authorization", format!("Basic {encoded}"));
+    }
+    let response = request.send().unwrap();
+    let value = serde_json::from_slice(response.as_bytes()).unwrap_or(Value::Null);
+    (response.status_code, value)
+}
+
+fn rpc_error(err: bitcoincore_rpc::Error) -> (i32, String) {
+    match err {
+        bitcoincore_rpc::Error::JsonRpc(bitcoincore_rpc::jsonrpc::Error::Rpc(err)) => (err.code, err.message),
+        other => panic!("not an RPC error: {other:?}"),
+    }
+}
+
+fn checked(address: Address<bitcoincore_rpc::bitcoin::address::NetworkUnchecked>) -> Address {
+    address.require_network(Network::Regtest).unwrap()
+}
+
+/// A wallet address with 101 blocks mined to it (one mature coinbase).
+fn funded(client: &Client) -> Address {
+    let address = checked(client.get_new_address(None, None).unwrap());
+    client.generate_to_address(101, &address).unwrap();
+    address
+}
+
+#[test]
+fn cookie_and_user_password_auth() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let config = BitcoinConfig::new(dir.path()).with_rpc_addr("127.0.0.1:0".parse().unwrap());
+    let handle = runtime.block_on(start(config)).unwrap();
+    let cookie = handle.cookie_path().unwrap().to_path_buf();
+    let line = std::fs::read_to_string(&cookie).unwrap();
+    assert!(line.starts_with("__cookie__:") && line.len() == "__cookie__:".len() + 64, "{line}");
+    let client = Client::new(&handle.url(), Auth::CookieFile(cookie.clone())).unwrap();
+    assert_eq!(client.get_block_count().unwrap(), 0);
+    assert_eq!(
+        raw_call(&handle.url(), Some(&line), "getblockcount", json!([])),
+        (200, json!({"jsonrpc": "2.0", "id": "test", "result": 0}))
+    );
+    assert_eq!(raw_call(&handle.url(), Some("__cookie__:wrong"), "getblockcount", json!([])).0, 401);
+    assert_eq!(raw_call(&handle.url(), None, "getblockcount", json!([])).0, 401);
+    runtime.block_on(handle.stop());
+    assert!(!cookie.exists(), "the cookie is removed on shutdown");
+
+    let harness = Harness::new();
+    assert_eq!(harness.raw("getblockcount", json!([])).0, 200);
+    assert_eq!(raw_call(&harness.url(), Some("alys:wrong"), "getblockcount", json!([])).0, 401);
+    let wrong = Client::new(&harness.url(), Auth::UserPass("alys".into(), "nope".into())).unwrap();
+    assert!(wrong.get_block_count().is_err());
+    let (_, unknown) = harness.raw("nosuchmethod", json!([]));
+    assert_eq!(unknown["error"]["code"], -32601);
+}
+
+#[test]
+fn coinbase_matures_after_100_blocks() {
+    let harness = Harness::new();
+    let client = harness.client();
+    let address = checked(client.get_new_address(None, None).unwrap());
+    client.generate_to_address(100, &address).unwrap();
+    assert_eq!(client.get_balance(None, None).unwrap(), Amount::ZERO);
+    assert!(client.list_unspent(None, None, None, None, None).unwrap().is_empty());
+    client.generate_to_address(1, &address).unwrap();
+    assert_eq!(client.get_balance(None, None).unwrap(), Amount::from_int_btc(50));
+    let info = client.get_blockchain_info().unwrap();
+    assert_eq!((info.chain, info.blocks, info.headers), (Network::Regtest, 101, 101));
+    assert_eq!(info.best_block_hash, client.get_best_block_hash().unwrap());
+    assert_eq!(client.get_block_hash(101).unwrap(), info.best_block_hash);
+    assert!(info.difficulty > 4.6e-10 && info.difficulty < 4.7e-10, "{}", info.difficulty);
+    assert_eq!(info.chain_work.last(), Some(&0xcc)); // 102 blocks of work 2
+    let (_, err) = harness.raw("getblockhash", json!([102]));
+    assert_eq!(err["error"]["code"], -8);
+    // The halving: block 150's coinbase pays 25 BTC.
+    client.generate_to_address(49, &address).unwrap();
+    let block = client.get_block(&client.get_block_hash(150).unwrap()).unwrap();
+    assert_eq!(block.txdata[0].output[0].value, Amount::from_sat(2_500_000_000));
+    assert_eq!(block.bip34_block_height().unwrap(), 150);
+}
+
+#[test]
+fn peg_in_flow_and_mempool_rules() {
+    let harness = Harness::new();
+    let client = harness.client();
+    let miner = funded(&client);
+    let federation = checked(client.get_new_address(None, None).unwrap());
+
+    // A plain payment.
+    let paid = client
+        .send_to_address(&federation, Amount::from_int_btc(1), None, None, None, None, None, None)
+        .unwrap();
+    assert!(client.get_raw_mempool().unwrap().contains(&paid));
+    let entry = client.get_mempool_entry(&paid).unwrap();
+    assert!(entry.fees.base >= Amount::from_sat(entry.vsize));
+
+    // The peg-in shape: [{federation: amount}, {data: evm address}], funded, signed, sent.
+    let evm = "f39fd6e51aad88f6f4ce6ab8827279cfffb92266";
+    let hex: String = client
+        .call("createrawtransaction", &[json!([]), json!([{federation.to_string(): 2.5}, {"data": evm}])])
+        .unwrap();
+    let funded_tx = client.fund_raw_transaction(hex.as_str(), None, None).unwrap();
+    assert!(funded_tx.change_position >= 0);
+    let signed = client.sign_raw_transaction_with_wallet(&funded_tx.hex, None, None).unwrap();
+    assert!(signed.complete, "{:?}", signed.errors);
+    let tx: Transaction = deserialize(&signed.hex).unwrap();
+    assert!(client.test_mempool_accept(&[&signed.hex]).unwrap()[0].allowed);
+    let txid = client.send_raw_transaction(&signed.hex).unwrap();
+    assert_eq!(txid, tx.compute_txid());
+
+    // Double spend of the same input: txn-mempool-conflict.
+    let mut conflict = tx.clone();
+    conflict.output[0].value = Amount::from_btc(2.4).unwrap();
+    let signed_conflict = client.sign_raw_transaction_with_wallet(&conflict, None, None).unwrap();
+    let (code, message) = rpc_error(client.send_raw_transaction(&signed_conflict.hex).unwrap_err());
+    assert_eq!((code, message.as_str()), (-26, "txn-mempool-conflict"));
+
+    let hashes = client.generate_to_address(1, &miner).unwrap();
+    assert!(client.get_raw_mempool().unwrap().is_empty());
+    let info = client.get_raw_transaction_info(&txid, None).unwrap();
+    assert_eq!((info.blockhash, info.confirmations), (Some(hashes[0]), Some(1)));
+    assert_eq!(info.vout[1].script_pub_key.hex, Vec::<u8>::from_hex(&format!("6a14{evm}")).unwrap());
+    assert_eq!(info.vout[0].script_pub_key.address.clone().unwrap().assume_checked(), federation);
+    let in_block = client.get_raw_transaction_info(&txid, Some(&hashes[0])).unwrap();
+    assert_eq!(in_block.in_active_chain, Some(true));
+    let (_, block) = harness.raw("getblock", json!([hashes[0].to_string(), 2]));
+    let txs = block["result"]["tx"].as_array().unwrap();
+    let found = txs.iter().find(|t| t["txid"] == txid.to_string()).unwrap();
+    assert_eq!(found["vout"][1]["scriptPubKey"]["type"], "nulldata");
+    assert_eq!(found["vout"][1]["scriptPubKey"]["asm"], format!("OP_RETURN {evm}"));
+    assert_eq!(found["fee"].as_f64().unwrap(), funded_tx.fee.to_btc());
+    assert_eq!(client.get_block_info(&hashes[0]).unwrap().tx.len(), 3);
+    assert_eq!(client.get_received_by_address(&federation, None).unwrap(), Amount::from_btc(3.5).unwrap());
+
+    // Already confirmed: -27; its inputs spent: -25 missing inputs.
+    let (code, _) = rpc_error(client.send_raw_transaction(&signed.hex).unwrap_err());
+    assert_eq!(code, -27);
+    let (code, message) = rpc_error(client.send_raw_transaction(&signed_conflict.hex).unwrap_err());
+    assert_eq!((code, message.as_str()), (-25, "bad-txns-inputs-missingorspent"));
+
+    // gettxout: the federation output is unspent, shaped as Core's.
+    let out = client.get_tx_out(&txid, 0, Some(true)).unwrap().unwrap();
+    assert_eq!((out.value, out.confirmations, out.coinbase), (Amount::from_btc(2.5).unwrap(), 1, false));
+    assert!(
+        client
+            .get_tx_out(&tx.input[0].previous_output.txid, tx.input[0].previous_output.vout, None)
+            .unwrap()
+            .is_none()
+    );
+
+    // The wallet's view.
+    let wallet_tx = client.get_transaction(&txid, None).unwrap();
+    assert_eq!(wallet_tx.info.confirmations, 1);
+    assert_eq!(wallet_tx.fee.unwrap(), -funded_tx.fee.to_signed().unwrap());
+
+    // Below the minimum relay fee.
+    let coin = client.list_unspent(Some(1), None, Some(&[&federation]), None, None).unwrap()[0].clone();
+    let cheap: String = client
+        .call(
+            "createrawtransaction",
+            &[
+                json!([{"txid": coin.txid.to_string(), "vout": coin.vout}]),
+                json!({miner.to_string(): coin.amount.to_btc()}),
+            ],
+        )
+        .unwrap();
+    let cheap = client.sign_raw_transaction_with_wallet(cheap.as_str(), None, None).unwrap();
+    let (code, message) = rpc_error(client.send_raw_transaction(&cheap.hex).unwrap_err());
+    assert_eq!(code, -26);
+    assert!(message.starts_with("min relay fee not met, 0 < "), "{message}");
+}
+
+#[test]
+fn bad_scripts_are_refused_and_multisig_verifies() {
+    let harness = Harness::new();
+    let client = harness.client();
+    let miner = funded(&client);
+    let secp = Secp256k1::new();
+
+    // A signature over other data does not verify (libbitcoinconsensus).
+    let target = checked(client.get_new_address(None, None).unwrap());
+    let txid =
+        client.send_to_address(&target, Amount::from_int_btc(1), None, None, None, None, None, None).unwrap();
+    let raw = client.get_raw_transaction(&txid, None).unwrap();
+    let vout = raw.output.iter().position(|o| o.script_pubkey == target.script_pubkey()).unwrap() as u32;
+    let mut spend = Transaction {
+        version: Version::TWO,
+        lock_time: LockTime::ZERO,
+        input: vec![TxIn { previous_output: OutPoint { txid, vout }, ..Default::default() }],
+        output: vec![TxOut { value: Amount::from_btc(0.999).unwrap(), script_pubkey: miner.script_pubkey() }],
+    };
+    let signed: Transaction =
+        deserialize(&client.sign_raw_transaction_with_wallet(&spend, None, None).unwrap().hex).unwrap();
+    let mut forged = signed.clone();
+    forged.output[0].value = Amount::from_btc(0.998).unwrap();
+    let (code, message) = rpc_error(client.send_raw_transaction(&forged).unwrap_err());
+    assert_eq!(code, -26);
+    assert!(message.starts_with("mandatory-script-verify-flag-failed"), "{message}");
+    spend.input[0].witness = Witness::new();
+    assert!(client.send_raw_transaction(&spend).is_err());
+    client.send_raw_transaction(&signed).unwrap();
+
+    // A P2WSH 2-of-3 multisig: funded by the wallet, spent with two of the three keys.
+    let keys: Vec<SecretKey> = (1u8..=3).map(|i| SecretKey::from_slice(&[i; 32]).unwrap()).collect();
+    let pubkeys: Vec<_> =
+        keys.iter().map(|k| PrivateKey::new(*k, Network::Regtest).public_key(&secp)).collect();
+    let witness_script = Builder::new()
+        .push_opcode(OP_PUSHNUM_2)
+        .push_key(&pubkeys[0])
+        .push_key(&pubkeys[1])
+        .push_key(&pubkeys[2])
+        .push_opcode(OP_PUSHNUM_3)
+        .push_opcode(OP_CHECKMULTISIG)
+        .into_script();
+    let federation = Address::p2wsh(&witness_script, Network::Regtest);
+    let deposit = client
+        .send_to_address(&federation, Amount::from_int_btc(2), None, None, None, None, None, None)
+        .unwrap();
+    client.generate_to_address(1, &miner).unwrap();
+    let deposit_tx = client.get_raw_transaction(&deposit, None).unwrap();
+    let vout = deposit_tx.output.iter().position(|o| o.script_pubkey == federation.script_pubkey()).unwrap();
+    let value = deposit_tx.output[vout].value;
+    let scanned =
+        client.scan_tx_out_set_blocking(&[ScanTxOutRequest::Single(format!("addr({federation})"))]).unwrap();
+    assert_eq!((scanned.unspents.len(), scanned.total_amount), (1, value));
+    let mut spend = Transaction {
+        version: Version::TWO,
+        lock_time: LockTime::ZERO,
+        input: vec![TxIn {
+            previous_output: OutPoint { txid: deposit, vout: vout as u32 },
+            sequence: Sequence::MAX,
+            ..Default::default()
+        }],
+        output: vec![TxOut { value: value - Amount::from_sat(1_000), script_pubkey: miner.script_pubkey() }],
+    };
+    let sighash = SighashCache::new(&spend)
+        .p2wsh_signature_hash(0, &witness_script, value, EcdsaSighashType::All)
+        .unwrap();
+    let sign = |key: &SecretKey| {
+        let sig = secp.sign_ecdsa(&Message::from(sighash), key);
+        bitcoincore_rpc::bitcoin::ecdsa::Signature { signature: sig, sighash_type: EcdsaSighashType::All }
+            .to_vec()
+    };
+    // One signature is not enough.
+    spend.input[0].witness = Witness::from_slice(&[vec![], sign(&keys[0]), witness_script.to_bytes()]);
+    let (code, _) = rpc_error(client.send_raw_transaction(&spend).unwrap_err());
+    assert_eq!(code, -26);
+    spend.input[0].witness =
+        Witness::from_slice(&[vec![], sign(&keys[0]), sign(&keys[2]), witness_script.to_bytes()]);
+    let spent = client.send_raw_transaction(&spend).unwrap();
+    client.generate_to_address(1, &miner).unwrap();
+    assert_eq!(client.get_raw_transaction_info(&spent, None).unwrap().confirmations, Some(1));
+}
+
+#[test]
+fn invalidate_and_reconsider_move_transactions() {
+    let harness = Harness::new();
+    let client = harness.client();
+    let miner = funded(&client);
+    let other = checked(client.get_new_address(None, None).unwrap());
+    let txid =
+        client.send_to_address(&other, Amount::from_int_btc(3), None, None, None, None, None, None).unwrap();
+    let tip = client.generate_to_address(1, &miner).unwrap()[0];
+    assert!(client.get_raw_mempool().unwrap().is_empty());
+
+    client.invalidate_block(&tip).unwrap();
+    assert_eq!(client.get_block_count().unwrap(), 101);
+    assert_eq!(client.get_raw_mempool().unwrap(), vec![txid], "the transaction is back in the mempool");
+    assert_eq!(client.get_block_header_info(&tip).unwrap().confirmations, -1);
+
+    // A longer branch mined meanwhile keeps the active chain when the old tip is reconsidered.
+    let replacement = client.generate_to_address(2, &miner).unwrap();
+    assert!(client.get_raw_mempool().unwrap().is_empty(), "mined again on the new branch");
+    client.reconsider_block(&tip).unwrap();
+    assert_eq!(client.get_best_block_hash().unwrap(), replacement[1], "more work stays active");
+
+    client.invalidate_block(&replacement[0]).unwrap();
+    assert_eq!(client.get_best_block_hash().unwrap(), tip, "the old branch is back");
+    assert_eq!(client.get_raw_transaction_info(&txid, None).unwrap().blockhash, Some(tip));
+    client.reconsider_block(&replacement[0]).unwrap();
+    assert_eq!(client.get_best_block_hash().unwrap(), replacement[1]);
+
+    // A transaction whose input the new branch spends is dropped.
+    let coin = client.list_unspent(Some(1), None, Some(&[&other]), None, None).unwrap()[0].clone();
+    let outputs = HashMap::from([(miner.to_string(), coin.amount - Amount::from_sat(500))]);
+    let input =
+        bitcoincore_rpc::json::CreateRawTransactionInput { txid: coin.txid, vout: coin.vout, sequence: None };
+    let first = client.create_raw_transaction(std::slice::from_ref(&input), &outputs, None, None).unwrap();
+    let first = client.sign_raw_transaction_with_wallet(&first, None, None).unwrap();
+    let first_id = client.send_raw_transaction(&first.hex).unwrap();
+    let mined = client.generate_to_address(1, &miner).unwrap()[0];
+    client.invalidate_block(&mined).unwrap();
+    assert_eq!(client.get_raw_mempool().unwrap(), vec![first_id]);
+    let outputs = HashMap::from([(miner.to_string(), coin.amount - Amount::from_sat(900))]);
+    let second = client.create_raw_transaction(&[input], &outputs, None, None).unwrap();
+    let second = client.sign_raw_transaction_with_wallet(&second, None, None).unwrap();
+    let second_tx: Transaction = deserialize(&second.hex).unwrap();
+    let generated: Value = client
+        .call("generateblock", &[json!(miner.to_string()), json!([serialize_hex(&second_tx)])])
+        .unwrap();
+    let block = generated["hash"].as_str().unwrap().parse().unwrap();
+    assert_eq!(client.get_best_block_hash().unwrap(), block);
+    // The mempool copy of `first` conflicts with `second`, which is now confirmed.
+    assert!(client.get_raw_mempool().unwrap().is_empty(), "the conflicting transaction is dropped");
+}
+
+#[test]
+fn restart_keeps_chain_utxos_and_wallet() {
+    let harness = Harness::new();
+    let client = harness.client();
+    let miner = funded(&client);
+    let kept = checked(client.get_new_address(None, None).unwrap());
+    let txid =
+        client.send_to_address(&kept, Amount::from_int_btc(7), None, None, None, None, None, None).unwrap();
+    let tip = client.generate_to_address(1, &miner).unwrap()[0];
+    client.invalidate_block(&client.get_block_hash(100).unwrap()).unwrap();
+    client.reconsider_block(&client.get_block_hash(99).unwrap()).unwrap();
+    let balance = client.get_balance(None, None).unwrap();
+    let next = checked(client.get_new_address(None, None).unwrap());
+
+    let harness = harness.restart();
+    let client = harness.client();
+    assert_eq!(client.get_best_block_hash().unwrap(), tip);
+    assert_eq!(client.get_block_count().unwrap(), 102);
+    assert_eq!(client.get_balance(None, None).unwrap(), balance);
+    assert!(
+        client.get_tx_out(&txid, 0, None).unwrap().is_some()
+            || client.get_tx_out(&txid, 1, None).unwrap().is_some()
+    );
+    assert_eq!(client.get_received_by_address(&kept, None).unwrap(), Amount::from_int_btc(7));
+    assert_ne!(checked(client.get_new_address(None, None).unwrap()), next, "the key counter survives");
+}
+
+#[test]
+fn core_result_shapes() {
+    let harness = Harness::new();
+    let client = harness.client();
+    let miner = funded(&client);
+    let network = client.get_network_info().unwrap();
+    assert!(network.version >= 250000);
+    let header = client.get_block_header_info(&client.get_block_hash(1).unwrap()).unwrap();
+    assert_eq!((header.height, header.confirmations, header.n_tx), (1, 101, 1));
+    assert_eq!(header.next_block_hash, Some(client.get_block_hash(2).unwrap()));
+    let genesis = client.get_block_header_info(&client.get_block_hash(0).unwrap()).unwrap();
+    assert_eq!(genesis.hash.to_string(), "0f9188f13cb7b2c71f2a335e3a4fc328bf5beb436012afca590b1a11466e2206");
+    assert_eq!(genesis.bits, "207fffff");
+    let raw_header = client.get_block_header(&genesis.hash).unwrap();
+    assert_eq!(raw_header.block_hash(), genesis.hash);
+    let fee = client.estimate_smart_fee(6, None).unwrap();
+    assert!(fee.fee_rate.is_some());
+    let unspent = client.list_unspent(None, None, None, None, None).unwrap();
+    assert_eq!(unspent.len(), 1);
+    assert_eq!(unspent[0].amount, Amount::from_int_btc(50));
+
+    // Core's help examples, as raw calls: decoderawtransaction "hexstring", getblock "hash" 0,
+    // gettxout "txid" 1, getblockheader "hash" false, getmempoolinfo, testmempoolaccept ["hex"].
+    let coinbase = client.get_block(&client.get_block_hash(1).unwrap()).unwrap().txdata[0].clone();
+    let (_, decoded) = harness.raw("decoderawtransaction", json!([serialize_hex(&coinbase)]));
+    let decoded = &decoded["result"];
+    assert_eq!(decoded["txid"], coinbase.compute_txid().to_string());
+    assert!(decoded["vin"][0]["coinbase"].is_string());
+    assert_eq!(decoded["vout"][0]["scriptPubKey"]["type"], "witness_v0_keyhash");
+    assert_eq!(decoded["vout"][0]["scriptPubKey"]["address"], miner.to_string());
+    assert_eq!(decoded["vout"][0]["value"], json!(50.0));
+    let (_, block) = harness.raw("getblock", json!({"blockhash": header.hash.to_string(), "verbosity": 0}));
+    assert!(block["result"].as_str().unwrap().starts_with("00000020"));
+    let (_, out) = harness.raw("gettxout", json!([coinbase.compute_txid().to_string(), 0]));
+    assert_eq!(out["result"]["coinbase"], true);
+    let (_, info) = harness.raw("getmempoolinfo", json!([]));
+    assert_eq!(info["result"]["size"], 0);
+    let (_, missing) =
+        harness.raw("getrawtransaction", json!([Txid::from_str(&"11".repeat(32)).unwrap().to_string()]));
+    assert_eq!(missing["error"]["code"], -5);
+    let (_, bad) = harness.raw("sendrawtransaction", json!(["00ff"]));
+    assert_eq!(bad["error"]["code"], -22);
+    let (_, unknown_block) = harness.raw("getblock", json!(["00".repeat(32)]));
+    assert_eq!(unknown_block["error"]["code"], -5);
+    let (_, low) = harness.raw("sendtoaddress", json!([miner.to_string(), 1_000_000]));
+    assert_eq!(low["error"]["code"], -6);
+    let (_, bad_address) = harness.raw("getreceivedbyaddress", json!(["bc1qnotregtest"]));
+    assert_eq!(bad_address["error"]["code"], -5);
+}
