@@ -11,6 +11,14 @@ use crate::support::{
     raw_call, send, tempdir, until, wait_for_height,
 };
 
+/// Proposals the node refused for a height at or below its head.
+const PAST_PROPOSALS: &str = r#"alys_governance_rejected_total{type="proposal",reason="past_height"}"#;
+/// Federation updates the node refused for a height at or below its head.
+const PAST_ROTATIONS: &str =
+    r#"alys_governance_rejected_total{type="federation_update",reason="past_height"}"#;
+/// Slots this node did not fill because governance paused production.
+const PAUSED_SLOTS: &str = r#"alys_chain_slots_skipped_total{reason="governance_pause"}"#;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_node_reconnects_within_a_second_after_a_ten_second_outage() {
     let service = GovernanceProcess::start(0);
@@ -148,16 +156,18 @@ async fn paused_peg_outs_wait_and_are_released_once_after_the_resume() {
     let node = DevnetProcess::start(dir.path());
     let alys = node.client();
     wait_for_height(&alys, 1, Duration::from_secs(30)).await;
-    let head = alys.sync_status().await.unwrap().head.height;
+    // Above the head (a height whose block exists is refused), then wait until its block is there.
+    let pause = alys.sync_status().await.unwrap().head.height + 2;
     raw_call(
         &node.governance_admin,
         "governance_propose",
-        json!([{ "action": "pause", "scope": "pegouts", "effectiveHeight": head, "reason": "drill" }]),
+        json!([{ "action": "pause", "scope": "pegouts", "effectiveHeight": pause, "reason": "drill" }]),
     )
     .await
     .unwrap();
     until("the pause is in force", Duration::from_secs(10), async || {
-        alys.sync_status().await.unwrap().governance.pegouts_paused
+        let status = alys.sync_status().await.unwrap();
+        status.head.height >= pause && status.governance.pegouts_paused
     })
     .await;
 
@@ -197,4 +207,85 @@ async fn paused_peg_outs_wait_and_are_released_once_after_the_resume() {
     let done = alys.pending_pegouts().await.unwrap();
     assert_eq!(done.released[0].tx_hash, tx_hash);
     assert_eq!(done.released[0].value_sats, Some(2_000_000));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decisions_for_passed_heights_are_refused_and_a_pause_ahead_stops_production_until_resumed() {
+    let dir = tempdir();
+    let node = DevnetProcess::start(dir.path());
+    let alys = node.client();
+    wait_for_height(&alys, 4, Duration::from_secs(30)).await;
+    until("governance connected", Duration::from_secs(20), async || {
+        alys.governance_status().await.is_ok_and(|status| status.connected)
+    })
+    .await;
+    let address = alys.deposit_address().await.unwrap();
+
+    // The reported cases: a pause at height 2 and a rotation at height 3, sent after both blocks exist.
+    let head = alys.sync_status().await.unwrap().head.height;
+    raw_call(
+        &node.governance_admin,
+        "governance_propose",
+        json!([{ "action": "pause", "scope": "production", "effectiveHeight": 2, "reason": "late" }]),
+    )
+    .await
+    .unwrap();
+    raw_call(
+        &node.governance_admin,
+        "governance_rotate",
+        json!([{ "members": 4, "threshold": 3, "effectiveHeight": 3 }]),
+    )
+    .await
+    .unwrap();
+    until("both are refused", Duration::from_secs(10), async || {
+        node.metric(PAST_PROPOSALS).await >= 1.0 && node.metric(PAST_ROTATIONS).await >= 1.0
+    })
+    .await;
+    assert!(node.stderr_contains("proposal refused"), "logged at WARN");
+    assert!(node.stderr_contains("federation update refused"), "logged at WARN");
+    let proposals = alys.proposals().await.unwrap();
+    assert!(proposals.proposals.is_empty(), "not held, not shown in force: {proposals:?}");
+    assert!(!alys.runtime_state(Some(2)).await.unwrap().state.production_paused, "not from its old height");
+    let status = alys.governance_status().await.unwrap();
+    assert_eq!(status.federations.len(), 1, "the rotation is not held: {status:?}");
+    assert_eq!(alys.deposit_address().await.unwrap(), address);
+    // Production goes on.
+    let status = wait_for_height(&alys, head + 3, Duration::from_secs(30)).await;
+    assert!(!status.governance.production_paused, "{status:?}");
+    assert_eq!(node.metric(PAUSED_SLOTS).await, 0.0);
+
+    // A pause three blocks above the head: the chain stops just below it.
+    let refused = node.metric(PAST_PROPOSALS).await;
+    let pause = alys.sync_status().await.unwrap().head.height + 3;
+    let pause_id = raw_call(
+        &node.governance_admin,
+        "governance_propose",
+        json!([{ "action": "pause", "scope": "production", "effectiveHeight": pause, "reason": "drill" }]),
+    )
+    .await
+    .unwrap();
+    wait_for_height(&alys, pause - 1, Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let status = alys.sync_status().await.unwrap();
+    assert_eq!(status.head.height, pause - 1, "no block at the pause's height: {status:?}");
+    assert!(status.governance.production_paused, "{status:?}");
+    assert!(node.metric(PAUSED_SLOTS).await >= 1.0, "the skipped slots are counted");
+
+    // A resume at the height the chain waits at (its head + 1): production goes on from there.
+    let resume_id = raw_call(
+        &node.governance_admin,
+        "governance_propose",
+        json!([{ "action": "resume", "scope": "production", "effectiveHeight": status.head.height + 1 }]),
+    )
+    .await
+    .unwrap();
+    let status = wait_for_height(&alys, pause + 2, Duration::from_secs(30)).await;
+    assert!(!status.governance.production_paused, "{status:?}");
+    let held: Vec<_> =
+        alys.proposals().await.unwrap().proposals.into_iter().map(|p| (p.id, p.in_force)).collect();
+    // The resume lifted the pause: only the resume decides production now.
+    let expected =
+        [(pause_id.as_str().unwrap().to_owned(), false), (resume_id.as_str().unwrap().to_owned(), true)];
+    assert_eq!(held, expected);
+    assert_eq!(node.metric(PAST_PROPOSALS).await, refused, "the pause and the resume ahead were not refused");
 }

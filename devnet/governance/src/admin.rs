@@ -10,6 +10,12 @@
 //!
 //! For example, with foundry's `cast`:
 //! `cast rpc --rpc-url http://127.0.0.1:50062 governance_propose '{"action":"pause","scope":"production","effectiveHeight":40}'`.
+//!
+//! `effectiveHeight` must be above the node's head (`alys_syncStatus`), with a margin of a few blocks:
+//! the node refuses a decision for a height whose block exists (logged at WARN, counted in
+//! `alys_governance_rejected_total{reason="past_height"}`, not in `alys_proposals`), and the id this
+//! service returned then names nothing the node holds. Proposal ids sort in issue order, so a resume
+//! at a pause's height lifts it.
 
 use std::net::SocketAddr;
 

@@ -5,6 +5,13 @@
 //! [`admin`]), requires a bearer token when given one, serves TLS when given a certificate, and injects
 //! faults (drop the stream, delay, duplicate or reorder responses, bad signatures).
 //!
+//! # Effective heights
+//!
+//! The service issues what it is asked for and does not know the nodes' heads: a node refuses a
+//! proposal or a rotation effective at or below its head (the block there exists), logs it at WARN
+//! and counts it in `alys_governance_rejected_total{reason="past_height"}`. Issue decisions a few
+//! blocks above the head (read it with `alys_syncStatus`), and re-issue a refused one higher.
+//!
 //! # Signature responses
 //!
 //! For each requested input, in request order, and for each federation it knows (newest first, so
@@ -248,7 +255,7 @@ impl DevGovernance {
         effective_height: u64,
         reason: &str,
     ) -> Result<ProposalNotification, GovernanceError> {
-        let id = format!("proposal-{}", self.proposals.len() + 1);
+        let id = self.next_proposal_id();
         let data = emergency_data(effective_height, scope, pause, reason);
         self.record(sign_proposal(&id, ProposalType::EmergencyAction, data, &self.governance))
     }
@@ -260,9 +267,15 @@ impl DevGovernance {
         value: &str,
         effective_height: u64,
     ) -> Result<ProposalNotification, GovernanceError> {
-        let id = format!("proposal-{}", self.proposals.len() + 1);
+        let id = self.next_proposal_id();
         let data = parameter_data(effective_height, name, value);
         self.record(sign_proposal(&id, ProposalType::ParameterChange, data, &self.governance))
+    }
+
+    /// `proposal-000001`, `proposal-000002`, …: zero-padded so the ids sort in issue order, and of two
+    /// proposals at one height the later one has the last word (the node applies them by id there).
+    fn next_proposal_id(&self) -> String {
+        format!("proposal-{:06}", self.proposals.len() + 1)
     }
 
     fn record(

@@ -600,7 +600,7 @@ mod stream_actor {
             }
         };
         fail::remove(Commit::Proposal.error());
-        assert_eq!(applied.id, "proposal-1");
+        assert_eq!(applied.id, "proposal-000001");
         assert!(handle.status().reconnects >= 1, "the failed save restarted the session");
         assert!(handle.runtime().state_at(4).pegins_paused);
         assert_eq!(handle.runtime().book().proposals().count(), 1);

@@ -19,6 +19,13 @@
 //! The active members' compressed public keys, sorted as BIP67 sorts them (lexicographically by their
 //! serialization), form `OP_m <keys…> OP_n OP_CHECKMULTISIG` with `m` the update's threshold; the deposit
 //! address is that script's P2WSH. The same members in any order give the same address.
+//!
+//! # Heights already passed
+//!
+//! A rotation effective at or below the node's head is refused ([`FederationError::PastHeight`]): the
+//! blocks from its height on exist, and they were made while the previous federation held the
+//! deposits. The first federation a node learns is accepted at any height. The rule is in the crate's
+//! `decisions` module.
 
 use std::collections::BTreeMap;
 
@@ -61,6 +68,32 @@ pub enum FederationError {
     /// The update takes effect at or below a height already covered by a later federation.
     #[error("update effective at {0} is not after the latest federation")]
     Stale(u64),
+    /// The update takes effect at a height whose block exists already (the rule is in the crate's
+    /// `decisions` module): governance re-issues it at a height above the head.
+    #[error(
+        "federation update effective at {height} is not above the head {head} (the block there exists); \
+         re-issue it at a height above {head}"
+    )]
+    PastHeight {
+        /// The update's effective height.
+        height: u64,
+        /// The node's head when it was refused.
+        head: u64,
+    },
+}
+
+impl FederationError {
+    /// Why, in one word: the `reason` label of [`crate::metrics::REJECTED`].
+    pub const fn reason(&self) -> &'static str {
+        match self {
+            Self::BadSignature => "bad_signature",
+            Self::BadMemberKey(_) => "bad_member_key",
+            Self::DuplicateKey => "duplicate_key",
+            Self::BadThreshold { .. } => "bad_threshold",
+            Self::Stale(_) => "stale",
+            Self::PastHeight { .. } => "past_height",
+        }
+    }
 }
 
 /// One member's key, as it enters the multisig.
@@ -199,6 +232,16 @@ impl FederationHistory {
     /// All federations, oldest first.
     pub fn iter(&self) -> impl Iterator<Item = &Federation> {
         self.by_height.values()
+    }
+
+    /// The federation whose first block is at `height`, if one starts there.
+    pub fn starting_at(&self, height: u64) -> Option<&Federation> {
+        self.by_height.get(&height)
+    }
+
+    /// Whether no federation is known yet.
+    pub fn is_empty(&self) -> bool {
+        self.by_height.is_empty()
     }
 }
 

@@ -17,6 +17,13 @@
 //! order of (effective height, proposal id), an order every node sees the same whatever the arrival
 //! order; every part of the node reads them through a [`RuntimeView`].
 //!
+//! # Only heights above the head
+//!
+//! A decision governs the block at its effective height and those after, so one whose height is at
+//! or below the node's head (the block there exists) is refused, counted and logged, never stored:
+//! governance re-issues it at a height above the head. [`decisions`] has the rule, how it holds while
+//! the head moves, and the log line each decision gets when its first block is committed.
+//!
 //! # Signatures
 //!
 //! To spend federation outputs the node sends a `SignatureRequest` ([`signer`]), stored durably and
@@ -37,6 +44,7 @@
 //! heartbeats, reconnects with backoff, and the routing of responses to requests. Its metrics are named
 //! in [`metrics`].
 
+pub mod decisions;
 pub mod federation;
 pub mod metrics;
 pub mod proposals;
@@ -47,9 +55,10 @@ pub mod store;
 pub mod stream;
 pub mod witness;
 
+pub use decisions::{Decision, Decisions, RuntimeView};
 pub use federation::{Federation, FederationError, FederationHistory, FederationMemberKey, update_digest};
 pub use proposals::{
     PauseScope, Proposal, ProposalAction, ProposalBook, ProposalError, RuntimeParameters, RuntimeState,
-    RuntimeView, proposal_digest,
+    proposal_digest,
 };
 pub use signer::{SignError, apply_response, sign_transaction, signature_request};

@@ -3,8 +3,10 @@
 //!
 //! Labels: `type` is the request kind (`registration`, `heartbeat`, `signature`, `notification`) on
 //! [`REQUEST_SECONDS`] and [`TIMEOUTS`], the message kind (`federation_update`, `proposal`) on
-//! [`REJECTED`], the proposal type on [`PROPOSALS`]; `what` is the commit
-//! (the name of the store commit that failed, e.g. `proposal`) on [`SAVE_FAILURES`].
+//! [`REJECTED`], the proposal type on [`PROPOSALS`]; `reason` on [`REJECTED`] says why (`past_height`:
+//! effective at or below the head; `bad_signature`, `stale`, `conflicting`, … as the error's `reason()`);
+//! `what` is the commit (the name of the store commit that failed, e.g. `proposal`) on
+//! [`SAVE_FAILURES`].
 
 /// Gauge: 1 while the stream to governance is up, else 0.
 pub const CONNECTED: &str = "alys_governance_connected";
@@ -23,7 +25,8 @@ pub const DUPLICATE_RESPONSES: &str = "alys_governance_duplicate_responses_total
 /// Counter: signature answers stored with no caller waiting (late, or after a restart); they wait in
 /// the store for their consumer.
 pub const UNCLAIMED_RESPONSES: &str = "alys_governance_unclaimed_responses_total";
-/// Counter (label `type`): federation updates and proposals refused (bad signature, stale, conflicting).
+/// Counter (labels `type`, `reason`): federation updates and proposals refused (`past_height`: effective
+/// at or below the head; `bad_signature`, `stale`, `conflicting`, …). Nothing refused is stored.
 pub const REJECTED: &str = "alys_governance_rejected_total";
 /// Counter (label `type`): proposals accepted.
 pub const PROPOSALS: &str = "alys_governance_proposals_total";
@@ -55,7 +58,11 @@ pub fn describe() {
         UNCLAIMED_RESPONSES,
         "Signature answers stored with no caller waiting; kept until a consumer takes them"
     );
-    metrics::describe_counter!(REJECTED, "Federation updates and proposals refused, by type");
+    metrics::describe_counter!(
+        REJECTED,
+        "Federation updates and proposals refused and not stored, by type and reason \
+         (past_height: effective at or below the node's head; governance must re-issue them higher)"
+    );
     metrics::describe_counter!(PROPOSALS, "Proposals accepted, by proposal type");
     metrics::describe_counter!(
         SAVE_FAILURES,

@@ -43,6 +43,14 @@
 //! of governance: the node keeps the first it accepted and refuses the other
 //! ([`ProposalError::Conflicting`]), counted and logged.
 //!
+//! # Heights already passed
+//!
+//! A proposal effective at or below the node's head is refused ([`ProposalError::PastHeight`]): the
+//! block at its height exists and was made without it. Governance re-issues it, under a new id, at a
+//! height above the head. The rule, and how it holds while the head moves, are in the crate's
+//! `decisions` module. A production pause at `p` stops the chain at `p - 1`; the resume that lifts it
+//! is effective at `p` (the head + 1) with an id that sorts after the pause's.
+//!
 //! # Parameters governance may change
 //!
 //! | name | type | range | default | used by |
@@ -55,7 +63,7 @@
 //! Everything else (authorities, slot length, chain id, AuxPow difficulty rules, reward split) is a
 //! consensus rule every node must agree on from genesis and is not changeable by proposal.
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::collections::BTreeMap;
 
 use alys_proto::governance::v1::{
     EmergencyScope, ProposalData, ProposalNotification, ProposalType, proposal_data,
@@ -66,7 +74,6 @@ use bitcoin::{
 };
 use prost::Message as _;
 use serde::Serialize;
-use tokio::sync::watch;
 
 /// Domain tag of the signed digest.
 const DOMAIN: &[u8] = b"alys-proposal-v1";
@@ -108,6 +115,35 @@ pub enum ProposalError {
     /// The proposal id is empty or longer than 128 bytes.
     #[error("proposal id must be 1..=128 bytes")]
     BadId,
+    /// The proposal takes effect at a height whose block exists already (the rule is in the crate's
+    /// `decisions` module): governance re-issues it at a height above the head.
+    #[error(
+        "proposal effective at {height} is not above the head {head} (the block there exists); re-issue \
+         it at a height above {head}"
+    )]
+    PastHeight {
+        /// The proposal's effective height.
+        height: u64,
+        /// The node's head when it was refused.
+        head: u64,
+    },
+}
+
+impl ProposalError {
+    /// Why, in one word: the `reason` label of [`crate::metrics::REJECTED`].
+    pub const fn reason(&self) -> &'static str {
+        match self {
+            Self::Malformed(_) => "malformed",
+            Self::BadSignature => "bad_signature",
+            Self::TypeMismatch { .. } => "type_mismatch",
+            Self::NoScope => "no_scope",
+            Self::UnknownParameter(_) => "unknown_parameter",
+            Self::BadValue { .. } => "bad_value",
+            Self::Conflicting(_) => "conflicting",
+            Self::BadId => "bad_id",
+            Self::PastHeight { .. } => "past_height",
+        }
+    }
 }
 
 /// A pausable part of the node.
@@ -373,6 +409,38 @@ impl ProposalBook {
         self.proposals.values()
     }
 
+    /// The proposals whose effective height is `height`, in the order they apply there (by id).
+    pub fn effective_at(&self, height: u64) -> impl Iterator<Item = &Proposal> {
+        self.proposals
+            .range((height, String::new())..)
+            .take_while(move |((effective, _), _)| *effective == height)
+            .map(|(_, proposal)| proposal)
+    }
+
+    /// The ids of the proposals that decide the state at `height`: for each pause scope and each
+    /// parameter, the last one that applies at or below `height` (an earlier pause a later resume
+    /// lifted is not in force); records are in force from their height on.
+    pub fn in_force_at(&self, height: u64) -> std::collections::HashSet<&str> {
+        let mut deciding: BTreeMap<String, &str> = BTreeMap::new();
+        let mut records = std::collections::HashSet::new();
+        let effective = self.proposals.iter().take_while(|((effective, _), _)| *effective <= height);
+        for proposal in effective.map(|(_, p)| p) {
+            match &proposal.action {
+                ProposalAction::Emergency { scope, .. } => {
+                    deciding.insert(format!("pause:{scope:?}"), proposal.id.as_str());
+                }
+                ProposalAction::Parameter { name, .. } => {
+                    deciding.insert(format!("parameter:{name}"), proposal.id.as_str());
+                }
+                ProposalAction::Record { .. } => {
+                    records.insert(proposal.id.as_str());
+                }
+            }
+        }
+        records.extend(deciding.into_values());
+        records
+    }
+
     /// The state at `height`.
     pub fn state_at(&self, height: u64) -> RuntimeState {
         let mut state = RuntimeState {
@@ -400,34 +468,6 @@ impl ProposalBook {
     }
 }
 
-/// A read-only view of the latest proposal book, shared by message passing (a `watch` channel): the
-/// stream actor publishes, the chain actor, the peg-out source and RPC read their own copy.
-#[derive(Debug, Clone)]
-pub struct RuntimeView(watch::Receiver<Arc<ProposalBook>>);
-
-impl RuntimeView {
-    /// A view over `receiver`.
-    pub const fn new(receiver: watch::Receiver<Arc<ProposalBook>>) -> Self {
-        Self(receiver)
-    }
-
-    /// A view that never changes (a node without governance).
-    pub fn fixed(defaults: RuntimeParameters) -> Self {
-        let (_, receiver) = watch::channel(Arc::new(ProposalBook::new(defaults)));
-        Self(receiver)
-    }
-
-    /// The state at `height`.
-    pub fn state_at(&self, height: u64) -> RuntimeState {
-        self.0.borrow().state_at(height)
-    }
-
-    /// The current book.
-    pub fn book(&self) -> Arc<ProposalBook> {
-        Arc::clone(&self.0.borrow())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, reason = "test code")]
@@ -441,6 +481,24 @@ mod tests {
 
     fn defaults() -> RuntimeParameters {
         RuntimeParameters::with_max_blocks_without_pow(10)
+    }
+
+    #[test]
+    fn a_pause_lifted_by_a_resume_is_no_longer_in_force() {
+        let (sk, pk) = keys();
+        let mut book = ProposalBook::new(defaults());
+        for (id, height, pause) in [("p1", 10, true), ("p2", 12, false)] {
+            let signed = sign_proposal(
+                id,
+                ProposalType::EmergencyAction,
+                emergency_data(height, EmergencyScope::BlockProduction, pause, "drill"),
+                &sk,
+            );
+            book.insert(Proposal::from_notification(&signed, &pk).unwrap()).unwrap();
+        }
+        assert!(book.in_force_at(9).is_empty());
+        assert_eq!(book.in_force_at(10), ["p1"].into_iter().collect());
+        assert_eq!(book.in_force_at(12), ["p2"].into_iter().collect(), "the resume decides from 12");
     }
 
     #[test]

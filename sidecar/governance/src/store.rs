@@ -8,8 +8,12 @@
 //!
 //! | message | verified | saved ([`Commit`]) | then |
 //! |---|---|---|---|
-//! | `FederationUpdate` | signature, multisig, after the latest federation | `federation_updates` | history updated, `GovernanceEvent::Federation` |
-//! | `ProposalNotification` | signature, action, id not reused | `proposals` | book updated, `RuntimeView`s see it, `GovernanceEvent::Proposal` |
+//! | `FederationUpdate` | signature, multisig, after the latest federation, above the head | `federation_updates` | history updated, `RuntimeView`s see it, `GovernanceEvent::Federation` |
+//! | `ProposalNotification` | signature, action, id not reused, above the head | `proposals` | book updated, `RuntimeView`s see it, `GovernanceEvent::Proposal` |
+//!
+//! "Above the head" is checked on arrival and again inside the saving transaction, against the head
+//! committed there (the crate's `decisions` module has the rule); a decision that fails it is refused
+//! and the transaction is dropped without a commit.
 //! | `SignatureResponse` | a request with its id is pending | request removed and answer stored, one commit | waiting callers answered |
 //!
 //! A save that fails is not applied: it is counted ([`crate::metrics::SAVE_FAILURES`]), logged with its

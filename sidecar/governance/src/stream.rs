@@ -38,9 +38,17 @@
 //!
 //! # Federation updates and proposals
 //!
-//! Verified against the governance key, saved, and only then applied and published (to the
-//! [`RuntimeView`]s and to subscribers); a failed save is not applied, and the session is restarted so
-//! governance sends it again ([`crate::store`] has the rule and the commit points).
+//! Verified against the governance key, checked against the node's head (one effective at or below
+//! the head is refused: the block there exists; [`crate::decisions`] has the rule), saved, and only
+//! then applied and published (to the [`RuntimeView`]s and to subscribers); a failed save is not
+//! applied, and the session is restarted so governance sends it again ([`crate::store`] has the rule
+//! and the commit points).
+//!
+//! The head is the one the chain actor publishes ([`StreamConfig::with_heads`]) when the message
+//! arrives, and the one committed in the node's database inside the transaction that saves it, so a
+//! block committed in between is seen. A refusal is counted in [`crate::metrics::REJECTED`] with its
+//! reason and logged at WARN; `governance.v1` has no message to tell governance, which re-issues the
+//! decision at a height above the head.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -48,12 +56,13 @@ use std::{
     time::Duration,
 };
 
+use alys_primitives::ChainHeads;
 use alys_proto::governance::v1::{
     FederationUpdate, Heartbeat, NodeInfo, NodeRegistration, ProposalNotification, RequestMetadata,
     SignatureRequest, SignatureResponse, StreamRequest, StreamResponse,
     governance_stream_client::GovernanceStreamClient, stream_request, stream_response,
 };
-use alys_storage::{GovernanceRead, Storage, StorageError, WriteTx};
+use alys_storage::{ChainRead, GovernanceRead, Storage, StorageError, WriteTx};
 use backon::{BackoffBuilder, ExponentialBuilder};
 use bitcoin::{Network, secp256k1};
 use prost::Message as _;
@@ -62,9 +71,10 @@ use tokio_stream::{StreamExt, wrappers::ReceiverStream};
 use tracing::Instrument as _;
 
 use crate::{
-    federation::{Federation, FederationHistory},
+    decisions::{self, Decisions, RuntimeView},
+    federation::{Federation, FederationError, FederationHistory},
     metrics as m,
-    proposals::{Proposal, ProposalBook, RuntimeParameters, RuntimeView},
+    proposals::{Proposal, ProposalBook, ProposalError, RuntimeParameters},
     store::{self, Commit, StoreError},
 };
 
@@ -108,6 +118,10 @@ pub struct StreamConfig {
     pub heartbeat_timeout: Duration,
     /// The parameter values before any proposal.
     pub parameters: RuntimeParameters,
+    /// Where the chain stands (the chain actor's heads channel): decisions effective at or below its
+    /// head are refused. Without it (tests, tools without a chain) only the head committed in the
+    /// database counts.
+    pub heads: Option<watch::Receiver<ChainHeads>>,
 }
 
 impl StreamConfig {
@@ -130,7 +144,14 @@ impl StreamConfig {
             registration_timeout: Duration::from_secs(10),
             heartbeat_timeout: Duration::from_secs(30),
             parameters: RuntimeParameters::with_max_blocks_without_pow(10),
+            heads: None,
         }
+    }
+
+    /// Follows the chain's heads: decisions effective at or below the head are refused.
+    pub fn with_heads(mut self, heads: watch::Receiver<ChainHeads>) -> Self {
+        self.heads = Some(heads);
+        self
     }
 }
 
@@ -362,7 +383,7 @@ struct StreamActor {
     storage: Arc<Storage>,
     federations: FederationHistory,
     proposals: ProposalBook,
-    runtime: watch::Sender<Arc<ProposalBook>>,
+    runtime: watch::Sender<Arc<Decisions>>,
     /// Callers waiting for the answer to a request id (several may wait for one id).
     waiting: HashMap<String, Vec<Reply<SignatureResponse>>>,
     /// When each request of this session was sent, by id, with its type (latency and timeouts).
@@ -416,11 +437,12 @@ impl StreamActor {
                     .and_then(|n| Proposal::from_notification(&n, &config.governance_key).ok())
                     .map(|proposal| proposals.insert(proposal));
                 if !matches!(loaded, Some(Ok(_))) {
-                    tracing::warn!(target: "alys::governance", id, "saved proposal refused");
+                    tracing::warn!(target: "alys::governance", %id, "saved proposal refused");
                 }
             }
         }
-        let (runtime_tx, runtime_rx) = watch::channel(Arc::new(proposals.clone()));
+        let decisions = Decisions::new(proposals.clone(), federations.clone());
+        let (runtime_tx, runtime_rx) = watch::channel(Arc::new(decisions));
         let (commands, rx) = mpsc::channel(256);
         let (events, _) = broadcast::channel(64);
         let (status_tx, status) = watch::channel(StreamStatus::default());
@@ -878,66 +900,139 @@ impl StreamActor {
         Ok(())
     }
 
-    /// Verifies, saves, then applies and publishes a federation update; refused ones are counted and
-    /// logged, never saved or applied.
+    /// The node's head as the chain actor last published it (0 without a chain to follow).
+    fn head(&self) -> u64 {
+        self.config.heads.as_ref().map_or(0, |heads| heads.borrow().head.height)
+    }
+
+    /// Publishes the decisions held to the [`RuntimeView`]s.
+    fn publish(&self) {
+        let decisions = Decisions::new(self.proposals.clone(), self.federations.clone());
+        self.runtime.send_replace(Arc::new(decisions));
+    }
+
+    /// Verifies, checks against the head, saves, then applies and publishes a federation update;
+    /// refused ones are counted and logged, never saved or applied.
     fn accept_federation(&mut self, update: &FederationUpdate) -> Result<(), SaveFailed> {
+        let head = self.head();
         let checked = Federation::from_update(update, &self.config.governance_key, self.config.network)
-            .and_then(|federation| Ok((self.federations.check(&federation)?, federation)));
+            .and_then(|federation| {
+                Ok((decisions::check_federation(&self.federations, &federation, head)?, federation))
+            });
         let federation = match checked {
             Ok((true, federation)) => federation,
             // Already known: governance announces every federation to each new session.
             Ok((false, _)) => return Ok(()),
             Err(error) => {
-                metrics::counter!(m::REJECTED, "type" => "federation_update").increment(1);
-                tracing::warn!(target: "alys::governance", %error, "federation update refused");
+                refuse_federation(update.effective_height, &error);
                 return Ok(());
             }
         };
         let height = federation.effective_height;
+        // The first federation is accepted at any height (see `decisions`).
+        let first = self.federations.is_empty();
+        let mut passed = None;
         self.save(Commit::FederationUpdate, |tx| {
+            let head = committed_head(tx)?.max(self.head());
+            if !first && decisions::is_past(height, head) {
+                passed = Some(head);
+                return Ok(None);
+            }
             tx.put_federation_update(height, &update.encode_to_vec()).map(Some)
         })
         .map_err(|source| SaveFailed { commit: Commit::FederationUpdate, source })?;
+        if let Some(head) = passed {
+            refuse_federation(height, &FederationError::PastHeight { height, head });
+            return Ok(());
+        }
         // Saved: from here on it holds, in memory as after a restart.
         if let Err(error) = self.federations.insert(federation.clone()) {
             // Checked above and nothing else changes the history meanwhile; logged should it ever happen.
             tracing::error!(target: "alys::governance", %error, height, "saved federation update not applied");
             return Ok(());
         }
-        tracing::info!(target: "alys::governance", height, address = %federation.address, "federation update");
+        tracing::info!(target: "alys::governance", height, head, address = %federation.address, "federation update");
+        self.publish();
         let _ = self.events.send(GovernanceEvent::Federation(federation));
         Ok(())
     }
 
-    /// Verifies, saves, then applies and publishes a proposal; refused ones are counted and logged,
-    /// never saved or applied.
+    /// Verifies, checks against the head, saves, then applies and publishes a proposal; refused ones
+    /// are counted and logged, never saved or applied.
     fn accept_proposal(&mut self, notification: &ProposalNotification) -> Result<(), SaveFailed> {
-        let checked = Proposal::from_notification(notification, &self.config.governance_key)
-            .and_then(|proposal| Ok((self.proposals.check(&proposal)?, proposal)));
+        let id = notification.proposal_id.as_str();
+        let head = self.head();
+        let checked =
+            Proposal::from_notification(notification, &self.config.governance_key).and_then(|proposal| {
+                Ok((decisions::check_proposal(&self.proposals, &proposal, head)?, proposal))
+            });
         let proposal = match checked {
             Ok((true, proposal)) => proposal,
             Ok((false, _)) => return Ok(()),
             Err(error) => {
-                metrics::counter!(m::REJECTED, "type" => "proposal").increment(1);
-                tracing::warn!(target: "alys::governance", id = %notification.proposal_id, %error, "proposal refused");
+                refuse_proposal(id, &error);
                 return Ok(());
             }
         };
+        let height = proposal.effective_height;
+        let mut passed = None;
         self.save(Commit::Proposal, |tx| {
+            // Again against the head committed in the database: a block committed since the check
+            // (published or not yet) is seen here, and none can be committed before this save is.
+            let head = committed_head(tx)?.max(self.head());
+            if decisions::is_past(height, head) {
+                passed = Some(head);
+                return Ok(None);
+            }
             tx.put_proposal(&proposal.id, &notification.encode_to_vec()).map(Some)
         })
         .map_err(|source| SaveFailed { commit: Commit::Proposal, source })?;
+        if let Some(head) = passed {
+            refuse_proposal(id, &ProposalError::PastHeight { height, head });
+            return Ok(());
+        }
         // Saved: from here on it holds, in memory as after a restart.
         if let Err(error) = self.proposals.insert(proposal.clone()) {
             tracing::error!(target: "alys::governance", %error, "saved proposal not applied");
             return Ok(());
         }
-        tracing::info!(target: "alys::governance", id = %proposal.id, height = proposal.effective_height,
+        tracing::info!(target: "alys::governance", id = %proposal.id, height, head,
             action = ?proposal.action, "proposal accepted");
         metrics::counter!(m::PROPOSALS, "type" => proposal.proposal_type.clone()).increment(1);
-        self.runtime.send_replace(Arc::new(self.proposals.clone()));
+        self.publish();
         let _ = self.events.send(GovernanceEvent::Proposal(proposal));
         Ok(())
+    }
+}
+
+/// The head committed in the node's database (0 before any block), read inside the transaction that
+/// saves a decision.
+fn committed_head(tx: &WriteTx) -> Result<u64, StorageError> {
+    Ok(tx.head()?.map_or(0, |head| head.height))
+}
+
+/// Counts and logs a refused proposal.
+fn refuse_proposal(id: &str, error: &ProposalError) {
+    metrics::counter!(m::REJECTED, "type" => "proposal", "reason" => error.reason()).increment(1);
+    match error {
+        ProposalError::PastHeight { height, head } => tracing::warn!(target: "alys::governance", %id,
+            height, head, "proposal refused: effective at or below the head, whose block exists; \
+            governance must re-issue it at a height above the head"),
+        _ => {
+            tracing::warn!(target: "alys::governance", %id, reason = %error.reason(), %error, "proposal refused")
+        }
+    }
+}
+
+/// Counts and logs a refused federation update.
+fn refuse_federation(height: u64, error: &FederationError) {
+    metrics::counter!(m::REJECTED, "type" => "federation_update", "reason" => error.reason()).increment(1);
+    match error {
+        FederationError::PastHeight { height, head } => tracing::warn!(target: "alys::governance", height,
+            head, "federation update refused: effective at or below the head, whose block exists; \
+            governance must re-issue it at a height above the head"),
+        _ => tracing::warn!(target: "alys::governance", height, reason = %error.reason(), %error,
+            "federation update refused"),
     }
 }
 
@@ -1040,6 +1135,90 @@ mod tests {
         let (actor, handle, _commands) = StreamActor::load(config, Arc::clone(storage)).unwrap();
         (actor, handle)
     }
+
+    /// Like [`actor`], following a chain whose published head the test moves with the returned sender.
+    fn actor_following(
+        storage: &Arc<Storage>,
+        head: u64,
+    ) -> (StreamActor, StreamHandle, watch::Sender<ChainHeads>) {
+        let key = secp256k1::PublicKey::from_secret_key(&Secp256k1::new(), &governance());
+        let (heads_tx, heads) = watch::channel(heads_at(head));
+        let config = StreamConfig::new("http://127.0.0.1:1", key).with_heads(heads);
+        let (actor, handle, _commands) = StreamActor::load(config, Arc::clone(storage)).unwrap();
+        (actor, handle, heads_tx)
+    }
+
+    fn heads_at(height: u64) -> ChainHeads {
+        ChainHeads {
+            head: alys_primitives::BlockRef { height, hash: Default::default() },
+            head_execution_hash: Default::default(),
+            finalized: None,
+        }
+    }
+
+    /// Commits blocks 1..=`height` to `storage` as the chain actor would, the last one the head.
+    fn commit_chain(storage: &Storage, height: u64) {
+        let mut parent = Default::default();
+        for h in 1..=height {
+            let block = alys_primitives::SignedBlock {
+                header: alys_primitives::ConsensusHeader {
+                    parent_hash: parent,
+                    height: h,
+                    slot: h,
+                    author: 0,
+                    execution_block_hash: Default::default(),
+                    pegins: Vec::new(),
+                    auxpow: Default::default(),
+                },
+                execution_block: Default::default(),
+                execution_requests: Vec::new(),
+                author_signature: Default::default(),
+                approvals: alys_primitives::Approvals {
+                    signers: Default::default(),
+                    signature: Default::default(),
+                },
+            };
+            let tx = storage.write().unwrap();
+            parent = tx.set_head(&block).unwrap().hash;
+            tx.commit().unwrap();
+        }
+    }
+
+    /// Counters recorded through it, by `name{label=value,…}` (labels in the order given).
+    #[derive(Default)]
+    struct Counters(std::sync::Mutex<HashMap<String, Arc<std::sync::atomic::AtomicU64>>>);
+
+    impl Counters {
+        fn get(&self, series: &str) -> u64 {
+            self.0.lock().unwrap().get(series).map_or(0, |c| c.load(std::sync::atomic::Ordering::Relaxed))
+        }
+    }
+
+    impl metrics::Recorder for Counters {
+        fn describe_counter(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
+        fn describe_gauge(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
+        fn describe_histogram(
+            &self,
+            _: metrics::KeyName,
+            _: Option<metrics::Unit>,
+            _: metrics::SharedString,
+        ) {
+        }
+        fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
+            let labels: Vec<String> = key.labels().map(|l| format!("{}={}", l.key(), l.value())).collect();
+            let series = format!("{}{{{}}}", key.name(), labels.join(","));
+            metrics::Counter::from_arc(Arc::clone(self.0.lock().unwrap().entry(series).or_default()))
+        }
+        fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+            metrics::Gauge::noop()
+        }
+        fn register_histogram(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Histogram {
+            metrics::Histogram::noop()
+        }
+    }
+
+    const PAST_PROPOSAL: &str = "alys_governance_rejected_total{type=proposal,reason=past_height}";
+    const PAST_FEDERATION: &str = "alys_governance_rejected_total{type=federation_update,reason=past_height}";
 
     fn message(request_id: &str, payload: stream_response::Payload) -> StreamResponse {
         let metadata = ResponseMetadata { request_id: request_id.into(), ..Default::default() };
@@ -1217,5 +1396,122 @@ mod tests {
         assert!(matches!(rx.await.unwrap(), Err(StreamError::Store(_))));
         assert!(actor.waiting.is_empty());
         assert!(storage.read().unwrap().signature_requests().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_proposal_at_or_below_the_head_is_refused_counted_and_not_stored() {
+        let _scenario = fail_scenario();
+        let storage = Arc::new(Storage::in_memory().unwrap());
+        let (mut actor, handle, _heads) = actor_following(&storage, 41);
+        let mut events = handle.subscribe();
+        let counters = Counters::default();
+        metrics::with_local_recorder(&counters, || {
+            // The reported case (a pause at 2 sent at head 41), and both sides of the boundary.
+            for (id, height) in [("at-2", 2), ("below", 40), ("at-head", 41)] {
+                actor.route(message("", pause_proposal(id, height))).unwrap();
+            }
+            assert_eq!(counters.get(PAST_PROPOSAL), 3);
+            assert!(storage.read().unwrap().proposals().unwrap().is_empty(), "nothing refused is stored");
+            assert_eq!(actor.proposals.proposals().count(), 0, "nor applied");
+            assert_eq!(handle.runtime().book().proposals().count(), 0, "nor published");
+            assert!(!handle.runtime().state_at(42).pegouts_paused);
+            assert!(events.try_recv().is_err(), "nor announced");
+
+            actor.route(message("", pause_proposal("next", 42))).unwrap();
+            assert_eq!(counters.get(PAST_PROPOSAL), 3, "head + 1 is ahead");
+            assert_eq!(storage.read().unwrap().proposals().unwrap().len(), 1);
+            assert!(
+                handle.runtime().state_at(42).pegouts_paused && !handle.runtime().state_at(41).pegouts_paused
+            );
+            assert!(matches!(events.try_recv(), Ok(GovernanceEvent::Proposal(p)) if p.id == "next"));
+        });
+    }
+
+    #[test]
+    fn a_held_proposal_announced_again_after_its_height_is_not_refused() {
+        let _scenario = fail_scenario();
+        let storage = Arc::new(Storage::in_memory().unwrap());
+        let (mut actor, handle, heads) = actor_following(&storage, 3);
+        let counters = Counters::default();
+        metrics::with_local_recorder(&counters, || {
+            actor.route(message("", pause_proposal("p", 5))).unwrap();
+            // Every new session hears every proposal again, long after its height.
+            heads.send_replace(heads_at(20));
+            actor.route(message("", pause_proposal("p", 5))).unwrap();
+            assert_eq!(counters.get(PAST_PROPOSAL), 0);
+        });
+        assert_eq!(storage.read().unwrap().proposals().unwrap().len(), 1);
+        assert!(handle.runtime().state_at(5).pegouts_paused);
+        // A restart reads it back without asking the head.
+        let (restarted, _handle, _heads) = actor_following(&storage, 20);
+        assert_eq!(restarted.proposals.proposals().count(), 1);
+    }
+
+    #[test]
+    fn a_rotation_at_or_below_the_head_is_refused_counted_and_not_stored() {
+        let _scenario = fail_scenario();
+        let storage = Arc::new(Storage::in_memory().unwrap());
+        let (mut actor, handle, heads) = actor_following(&storage, 46);
+        let counters = Counters::default();
+        metrics::with_local_recorder(&counters, || {
+            // The first federation holds from its height whatever the head: nothing depended on one.
+            actor.route(message("", federation_update(0))).unwrap();
+            assert_eq!(actor.federations.iter().count(), 1);
+            let mut events = handle.subscribe();
+            // The reported case (a rotation at 3 sent at head 46), and the boundary.
+            for height in [3, 45, 46] {
+                actor.route(message("", federation_update(height))).unwrap();
+            }
+            assert_eq!(counters.get(PAST_FEDERATION), 3);
+            assert_eq!(storage.read().unwrap().federation_updates().unwrap().len(), 1, "not stored");
+            assert_eq!(actor.federations.iter().count(), 1, "nor applied");
+            assert!(events.try_recv().is_err(), "nor announced");
+
+            actor.route(message("", federation_update(47))).unwrap();
+            assert_eq!(counters.get(PAST_FEDERATION), 3, "head + 1 is ahead");
+            assert_eq!(storage.read().unwrap().federation_updates().unwrap().len(), 2);
+            assert_eq!(actor.federations.at(46).map(|f| f.effective_height), Some(0));
+            assert_eq!(actor.federations.at(47).map(|f| f.effective_height), Some(47));
+            assert!(
+                matches!(events.try_recv(), Ok(GovernanceEvent::Federation(f)) if f.effective_height == 47)
+            );
+            let published = handle.runtime().taking_effect_at(47);
+            assert!(
+                matches!(published.as_slice(), [crate::Decision::Federation(f)] if f.effective_height == 47)
+            );
+
+            // Announced again on a later session, past its height: known, not refused.
+            heads.send_replace(heads_at(100));
+            actor.route(message("", federation_update(47))).unwrap();
+            actor.route(message("", federation_update(0))).unwrap();
+            assert_eq!(counters.get(PAST_FEDERATION), 3);
+        });
+    }
+
+    #[test]
+    fn a_block_committed_after_the_check_is_seen_when_saving() {
+        // The chain committed blocks the published head does not show yet (it is published after the
+        // commit, or the node just started): the save's own transaction reads the committed head.
+        let _scenario = fail_scenario();
+        let storage = Arc::new(Storage::in_memory().unwrap());
+        let (mut actor, handle, _heads) = actor_following(&storage, 0);
+        actor.route(message("", federation_update(0))).unwrap();
+        commit_chain(&storage, 6);
+        let counters = Counters::default();
+        metrics::with_local_recorder(&counters, || {
+            actor.route(message("", pause_proposal("late", 6))).unwrap();
+            actor.route(message("", federation_update(5))).unwrap();
+            assert_eq!(counters.get(PAST_PROPOSAL), 1);
+            assert_eq!(counters.get(PAST_FEDERATION), 1);
+            actor.route(message("", pause_proposal("ahead", 7))).unwrap();
+            actor.route(message("", federation_update(7))).unwrap();
+        });
+        let read = storage.read().unwrap();
+        let ids: Vec<_> = read.proposals().unwrap().into_iter().map(|(id, _)| id).collect();
+        assert_eq!(ids, ["ahead"]);
+        let heights: Vec<_> = read.federation_updates().unwrap().into_iter().map(|(h, _)| h).collect();
+        assert_eq!(heights, [0, 7]);
+        assert!(!handle.runtime().state_at(6).pegouts_paused, "never in force over block 6");
+        assert!(handle.runtime().state_at(7).pegouts_paused);
     }
 }

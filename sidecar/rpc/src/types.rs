@@ -284,7 +284,8 @@ pub struct ProposalInfo {
     pub effective_height: u64,
     /// What it does.
     pub action: ProposalAction,
-    /// Whether it holds at the next block.
+    /// Whether it decides the state at the next block: the last pause/resume of its scope, or the last
+    /// change of its parameter, at or below that height (a pause a later resume lifted is not).
     pub in_force: bool,
 }
 

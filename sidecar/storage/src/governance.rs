@@ -2,6 +2,10 @@
 //! by effective height, and accepted proposals. Values are the protobuf messages as governance sent them
 //! (the governance crate verifies them again when it loads them: a database is outside data too).
 //!
+//! A federation update or proposal is written only in a transaction that has read the chain's head
+//! ([`crate::ChainRead::head`]) and found it below the decision's effective height: write transactions
+//! run one at a time, so no block at or above that height existed when the decision was committed.
+//!
 //! # A signature request's life
 //!
 //! ```text
