@@ -1,11 +1,12 @@
-//! Merged mining end to end: the reference miner finalizes batches, miners are paid, production stops
-//! without proofs and resumes when one arrives, and the mining RPC refuses bad input.
+//! Merged mining end to end: the reference miner finalizes batches, miners are paid, the difficulty
+//! retarget keeps the finality lag bounded, production stops without proofs and resumes when one
+//! arrives, and the mining RPC refuses bad input.
 
 use std::time::Duration;
 
 use alloy_primitives::{B256, Bytes, U256, hex};
 use alys_chainspec::dev::{DEV_ACCOUNT_BALANCE, DEV_ACCOUNTS, DEV_PRIVATE_KEYS};
-use alys_miner::{Round, mine_once};
+use alys_miner::{Miner, Round};
 use alys_rpc::{ChainApiClient, ErrorCode, MiningApiClient};
 use serde_json::json;
 
@@ -59,6 +60,44 @@ async fn the_devnet_miner_finalizes_blocks_and_is_paid() {
         height -= 1;
     }
     assert!(carried, "some block carries an auxpow");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_devnet_retargets_and_keeps_the_finality_lag_bounded() {
+    // The devnet: 1 s slots here, a proof wanted every 10 s, a 100 s half-life, the embedded miner
+    // starting at the pow limit, which a CPU meets at once. Before ASERT, each early proof made the
+    // target 4x harder until the miner's try budget ran dry and the lag grew without end.
+    let dir = tempdir();
+    let node = DevnetProcess::start(dir.path());
+    let alys = node.client();
+    wait_for_height(&alys, 1, Duration::from_secs(30)).await;
+    let first = alys.sync_status().await.unwrap();
+    assert_eq!(first.pow_bits, 0x207f_ffff, "the first proof meets the pow limit");
+    let start = tokio::time::Instant::now();
+    let mut lags = Vec::new();
+    let mut last = first.clone();
+    while start.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        last = alys.sync_status().await.unwrap();
+        lags.push(last.head.height - last.finalized.map_or(0, |f| f.height));
+    }
+    let max = lags.iter().max().copied().unwrap_or_default();
+    let mean = lags.iter().sum::<u64>() as f64 / lags.len() as f64;
+    // Far ahead of the schedule at first, proofs finalize nearly every block: the lag stays within one
+    // spacing's worth of blocks, with room for a loaded machine.
+    assert!(max <= 15, "finality lag up to {max} blocks (mean {mean:.1}): {lags:?}");
+    let finalized = last.finalized.map_or(0, |f| f.height);
+    assert!(finalized >= first.head.height + 30, "finalized only reached {finalized}: {last:?}");
+    // Proofs ahead of the schedule made the target harder than the limit, and the node exports it.
+    let target = |bits: u32| alloy_primitives::U256::from_le_bytes(alys_auxpow::pow::target_le_bytes(bits));
+    assert!(target(last.pow_bits) < target(0x207f_ffff), "powBits {:08x} never moved", last.pow_bits);
+    let difficulty = node.metric("alys_auxpow_difficulty").await;
+    let expected = alys_auxpow::retarget::difficulty(last.pow_bits, 0x207f_ffff);
+    assert!(difficulty > 1.0, "alys_auxpow_difficulty {difficulty}");
+    // The series and the status may straddle a proof: equal, or one proof's step apart.
+    assert!((difficulty / expected).log2().abs() < 0.2, "metric {difficulty}, powBits give {expected}");
+    let bits_metric = node.metric("alys_auxpow_bits").await;
+    assert!(bits_metric > 0.0 && bits_metric < f64::from(0x207f_ffffu32), "alys_auxpow_bits {bits_metric}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -120,10 +159,10 @@ async fn production_stops_without_proofs_and_resumes_with_one() {
     assert_eq!(other.unwrap(), false);
 
     // A real proof: the next block carries it, finalizes height 3, and production resumes.
-    let miner = alys_miner::client(&node.rpc).unwrap();
-    assert_eq!(
-        mine_once(&miner, DEV_ACCOUNTS[2], 1_000_000).await.unwrap(),
-        Round::Submitted { height: 3, accepted: true }
+    let mut miner = Miner::new(alys_miner::client(&node.rpc).unwrap(), DEV_ACCOUNTS[2]);
+    assert!(
+        matches!(miner.round().await.unwrap(), Round::Submitted { height: 3, accepted: true, .. }),
+        "a proof for the batch ending at 3"
     );
     let resumed = wait_for_height(&alys, 5, Duration::from_secs(30)).await;
     assert_eq!(resumed.finalized.map(|f| f.height), Some(3), "{resumed:?}");

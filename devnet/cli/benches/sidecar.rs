@@ -70,6 +70,7 @@ fn chain(
             chain_id: 0x2121,
             pow_limit_bits: 0x207f_ffff,
             target_spacing_secs: 60,
+            target_half_life_secs: 1_200,
             split: alys_auxpow::RewardSplit { miner_percent: 80, federation: Default::default() },
         },
         runtime: alys_governance::RuntimeView::fixed(

@@ -23,9 +23,17 @@
 //! fields above, the compact target the proof met, and the serialized CAuxPow. Every node recomputes the
 //! hash, checks the proof against it (all of Namecoin's rules, `alys-auxpow`), checks that `finalized` is
 //! its finalized block and `head` an ancestor of the new block, and then finalizes `head`.
+//!
+//! # The target
+//!
+//! The compact target a proof must meet follows an absolute schedule of one proof per spacing
+//! (ASERT, [`retarget`]): every half-life the proofs run ahead of the schedule halves the target, every
+//! half-life behind doubles it, never easier than the pow limit. Each node computes it from the
+//! timestamps of the blocks that carried proofs, so all agree on the bits a proof must meet.
 
 mod commitment;
 pub mod pow;
+pub mod retarget;
 mod reward;
 
 pub use commitment::{AUX_DOMAIN, AuxPowHeader, aux_hash};
@@ -40,6 +48,19 @@ pub struct MiningParams {
     pub pow_limit_bits: u32,
     /// Wanted time between proofs, in seconds.
     pub target_spacing_secs: u64,
+    /// Seconds off the proof schedule that halve or double the target (ASERT's half-life).
+    pub target_half_life_secs: u64,
     /// How a finalized batch's fees are shared.
     pub split: RewardSplit,
+}
+
+impl MiningParams {
+    /// The difficulty retarget's parameters.
+    pub const fn retarget(&self) -> retarget::RetargetParams {
+        retarget::RetargetParams {
+            pow_limit_bits: self.pow_limit_bits,
+            spacing_secs: self.target_spacing_secs,
+            half_life_secs: self.target_half_life_secs,
+        }
+    }
 }

@@ -1,5 +1,6 @@
 //! The merged-mining proof itself: the standard serialized CAuxPow, Namecoin's validation rules (plus
-//! Alys's output placement of the commitment), and time-based retargeting.
+//! Alys's output placement of the commitment), the compact target, and grinding a proof
+//! ([`Grinder`], for the reference miner and tests). The difficulty retarget is the `retarget` module.
 //!
 //! # Where the commitment may be
 //!
@@ -267,11 +268,14 @@ pub fn check_serialized(proof: &[u8], aux_hash: B256, chain_id: u32, bits: u32) 
     check(&decode_auxpow(proof)?, aux_hash, chain_id, bits)
 }
 
-/// The target of a compact `bits`, refusing negative, zero and overflowing encodings.
+/// The target of a compact `bits`, refused as Bitcoin's `CheckProofOfWork` refuses it: negative, zero
+/// (after the shift of a small exponent) or overflowing 256 bits.
 pub fn target_of(bits: u32) -> Result<Target, AuxPowError> {
-    let mantissa = bits & 0x007f_ffff;
     let exponent = bits >> 24;
-    if bits & 0x0080_0000 != 0 || mantissa == 0 || exponent > 34 {
+    let mantissa = bits & 0x007f_ffff;
+    let word = if exponent <= 3 { mantissa >> (8 * (3 - exponent)) } else { mantissa };
+    let overflows = exponent > 34 || (word > 0xff && exponent > 33) || (word > 0xffff && exponent > 32);
+    if bits & 0x0080_0000 != 0 || word == 0 || overflows {
         return Err(AuxPowError::InvalidTarget(bits));
     }
     Ok(Target::from_compact(CompactTarget::from_consensus(bits)))
@@ -282,78 +286,129 @@ pub fn target_le_bytes(bits: u32) -> [u8; 32] {
     target_of(bits).map(|t| t.to_le_bytes()).unwrap_or([0xff; 32])
 }
 
-/// The next compact target after a proof, from the time since the previous one:
-/// `new = old × actual / spacing`, with `actual` clamped to `[spacing/4, spacing×4]` so one adjustment
-/// moves the difficulty at most 4× either way, and never easier than `pow_limit_bits`.
-pub fn next_bits(bits: u32, elapsed_secs: u64, spacing_secs: u64, pow_limit_bits: u32) -> u32 {
-    use alloy_primitives::U256;
-    let spacing = spacing_secs.max(1);
-    let actual = elapsed_secs.clamp(spacing / 4, spacing.saturating_mul(4)).max(1);
-    let (Ok(old), Ok(limit)) = (target_of(bits), target_of(pow_limit_bits)) else { return pow_limit_bits };
-    let old = U256::from_le_bytes(old.to_le_bytes());
-    let limit = U256::from_le_bytes(limit.to_le_bytes());
-    // An overflowing product is far past any limit.
-    let new = old.checked_mul(U256::from(actual)).map_or(limit, |product| product / U256::from(spacing));
-    let new = if new > limit || new.is_zero() { limit } else { new };
-    let compact = Target::from_le_bytes(new.to_le_bytes()).to_compact_lossy().to_consensus();
-    // Compact rounding can land a hair above the limit: clamp in compact space too.
-    if target_of(compact).map(|t| U256::from_le_bytes(t.to_le_bytes()) > limit).unwrap_or(true) {
-        pow_limit_bits
-    } else {
-        compact
+/// Builds a proof for `aux_hash` by grinding the parent header's nonce, from nonce 0 (tests and
+/// benches): [`Grinder`] for at most `max_tries` headers. `None` when none met `bits` or `bits` is not a
+/// valid target. The proof's chain merkle tree has height 0, which suits every chain id, so the chain
+/// id (kept for symmetry with [`check`]) does not change it.
+pub fn mine(aux_hash: B256, _chain_id: u32, bits: u32, max_tries: u32) -> Option<Vec<u8>> {
+    Grinder::new(aux_hash, bits).ok()?.grind(max_tries)
+}
+
+/// A parent block being ground for a proof of one committed hash: how the reference miner and the tests
+/// make proofs.
+///
+/// The parent coinbase commits to the hash in its input script (Namecoin placement, with the magic,
+/// chain merkle tree of height 0); the header's nonce is searched from 0, and each time the nonce space
+/// wraps the header's `time` (which Alys does not check) moves on, so the search never runs dry. The
+/// first 64 bytes of the header never change while grinding, so their SHA-256 midstate is computed once
+/// and each try hashes only the last 16 bytes (two compressions instead of three).
+#[derive(Clone)]
+pub struct Grinder {
+    coinbase: Transaction,
+    parent: Header,
+    target: Target,
+    midstate: bitcoin::hashes::sha256::HashEngine,
+    tries: u64,
+}
+
+impl std::fmt::Debug for Grinder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Grinder")
+            .field("parent", &self.parent)
+            .field("target", &self.target)
+            .field("tries", &self.tries)
+            .finish_non_exhaustive()
     }
 }
 
-/// Builds a proof for `aux_hash` by grinding the parent header's nonce (reference miner and tests):
-/// a parent coinbase with the commitment in its input script (Namecoin placement, with the magic).
-/// Gives up after `max_tries` and returns `None`.
-pub fn mine(aux_hash: B256, chain_id: u32, bits: u32, max_tries: u32) -> Option<Vec<u8>> {
-    use bitcoin::{
-        Amount, OutPoint, ScriptBuf, Sequence, TxIn, TxOut, Witness, absolute::LockTime, block::Version,
-        consensus::serialize, transaction,
-    };
-    let target = target_of(bits).ok()?;
-    let mut script = vec![0x03, 0x01, 0x00, 0x00]; // height push, as a real coinbase starts
-    script.extend_from_slice(&MERGED_MINING_MAGIC);
-    script.extend_from_slice(aux_hash.as_slice());
-    script.extend_from_slice(&1u32.to_le_bytes()); // merkle size 2^0
-    script.extend_from_slice(&0u32.to_le_bytes()); // nonce: expected index 0 for a height-0 tree
-    let coinbase = Transaction {
-        version: transaction::Version::ONE,
-        lock_time: LockTime::ZERO,
-        input: vec![TxIn {
-            previous_output: OutPoint::null(),
-            script_sig: ScriptBuf::from_bytes(script),
-            sequence: Sequence::MAX,
-            witness: Witness::new(),
-        }],
-        output: vec![TxOut { value: Amount::from_sat(0), script_pubkey: ScriptBuf::new() }],
-    };
-    let merkle_root = TxMerkleNode::from_byte_array(coinbase.compute_txid().to_byte_array());
-    let mut parent = Header {
-        version: Version::from_consensus(0x2000_0000),
-        prev_blockhash: bitcoin::BlockHash::all_zeros(),
-        merkle_root,
-        time: 0,
-        bits: CompactTarget::from_consensus(0x1d00_ffff),
-        nonce: 0,
-    };
-    let found = (0..max_tries).any(|nonce| {
-        parent.nonce = nonce;
-        target.is_met_by(parent.block_hash())
-    });
-    if !found {
-        return None;
+impl Grinder {
+    /// A grinder for `aux_hash` against the compact target `bits`. The proof suits any chain id: with
+    /// one aux chain the chain merkle tree has height 0 and every chain's expected index is 0.
+    pub fn new(aux_hash: B256, bits: u32) -> Result<Self, AuxPowError> {
+        use bitcoin::{
+            Amount, OutPoint, ScriptBuf, Sequence, TxIn, TxOut, Witness, absolute::LockTime, block::Version,
+            hashes::HashEngine, transaction,
+        };
+        let target = target_of(bits)?;
+        let mut script = vec![0x03, 0x01, 0x00, 0x00]; // height push, as a real coinbase starts
+        script.extend_from_slice(&MERGED_MINING_MAGIC);
+        script.extend_from_slice(aux_hash.as_slice());
+        script.extend_from_slice(&1u32.to_le_bytes()); // merkle size 2^0
+        script.extend_from_slice(&0u32.to_le_bytes()); // nonce: expected index 0 for a height-0 tree
+        let coinbase = Transaction {
+            version: transaction::Version::ONE,
+            lock_time: LockTime::ZERO,
+            input: vec![TxIn {
+                previous_output: OutPoint::null(),
+                script_sig: ScriptBuf::from_bytes(script),
+                sequence: Sequence::MAX,
+                witness: Witness::new(),
+            }],
+            output: vec![TxOut { value: Amount::from_sat(0), script_pubkey: ScriptBuf::new() }],
+        };
+        let merkle_root = TxMerkleNode::from_byte_array(coinbase.compute_txid().to_byte_array());
+        let parent = Header {
+            version: Version::from_consensus(0x2000_0000),
+            prev_blockhash: bitcoin::BlockHash::all_zeros(),
+            merkle_root,
+            time: 0,
+            bits: CompactTarget::from_consensus(0x1d00_ffff),
+            nonce: 0,
+        };
+        let header = encode::serialize(&parent);
+        let mut midstate = bitcoin::hashes::sha256::HashEngine::default();
+        midstate.input(header.get(..64).unwrap_or_default());
+        Ok(Self { coinbase, parent, target, midstate, tries: 0 })
     }
-    let mut out = serialize(&coinbase);
-    out.extend_from_slice(&[0u8; 32]); // legacy parent hash
-    out.push(0); // empty coinbase branch
-    out.extend_from_slice(&0i32.to_le_bytes());
-    out.push(0); // empty chain branch
-    let index = i32::try_from(expected_index(0, chain_id, 0)).ok()?;
-    out.extend_from_slice(&index.to_le_bytes());
-    out.extend_from_slice(&serialize(&parent));
-    Some(out)
+
+    /// Hashes up to `tries` more headers and returns the serialized CAuxPow of the first one that meets
+    /// the target; the next call continues after it.
+    pub fn grind(&mut self, tries: u32) -> Option<Vec<u8>> {
+        use bitcoin::hashes::{HashEngine, sha256};
+        // Bytes 64..80 of the header: the merkle root's last 4 bytes, time, bits, nonce.
+        let root = self.parent.merkle_root.to_byte_array();
+        let mut tail = [0u8; 16];
+        tail[..4].copy_from_slice(root.get(28..).unwrap_or_default());
+        tail[8..12].copy_from_slice(&self.parent.bits.to_consensus().to_le_bytes());
+        for _ in 0..tries {
+            tail[4..8].copy_from_slice(&self.parent.time.to_le_bytes());
+            tail[12..].copy_from_slice(&self.parent.nonce.to_le_bytes());
+            let mut engine = self.midstate.clone();
+            engine.input(&tail);
+            let first = sha256::Hash::from_engine(engine);
+            let hash = bitcoin::BlockHash::from_byte_array(
+                sha256::Hash::hash(first.as_byte_array()).to_byte_array(),
+            );
+            self.tries += 1;
+            let found = self.target.is_met_by(hash).then(|| self.proof());
+            self.parent.nonce = self.parent.nonce.wrapping_add(1);
+            if self.parent.nonce == 0 {
+                self.parent.time = self.parent.time.wrapping_add(1);
+            }
+            if found.is_some() {
+                return found;
+            }
+        }
+        None
+    }
+
+    /// Headers hashed so far.
+    pub const fn tries(&self) -> u64 {
+        self.tries
+    }
+
+    /// The serialized CAuxPow of the current header.
+    fn proof(&self) -> Vec<u8> {
+        let mut out = encode::serialize(&self.coinbase);
+        out.extend_from_slice(&[0u8; 32]); // legacy parent hash
+        out.push(0); // empty coinbase branch
+        out.extend_from_slice(&0i32.to_le_bytes());
+        out.push(0); // empty chain branch
+        // In a chain merkle tree of height 0 every chain's expected index is 0.
+        out.extend_from_slice(&0i32.to_le_bytes());
+        out.extend_from_slice(&encode::serialize(&self.parent));
+        out
+    }
 }
 
 #[cfg(test)]
@@ -616,24 +671,62 @@ mod tests {
     }
 
     #[test]
-    fn retarget_follows_elapsed_time_clamped_and_capped() {
-        let limit = EASY;
-        let base = 0x1e10_0000; // an even mantissa, so halving and doubling are exact in compact form
-        let t = |bits: u32| alloy_primitives::U256::from_le_bytes(target_of(bits).unwrap().to_le_bytes());
-        // On time: unchanged (up to compact rounding).
-        assert_eq!(next_bits(base, 60, 60, limit), base);
-        // Twice as fast: target halves (harder); twice as slow: doubles.
-        assert!(t(next_bits(base, 30, 60, limit)) < t(base));
-        assert_eq!(t(next_bits(base, 30, 60, limit)), t(base) / alloy_primitives::U256::from(2u64));
-        assert_eq!(t(next_bits(base, 120, 60, limit)), t(base) * alloy_primitives::U256::from(2u64));
-        // Clamped to 4x per adjustment both ways.
-        assert_eq!(next_bits(base, 1, 60, limit), next_bits(base, 15, 60, limit));
-        assert_eq!(next_bits(base, 10_000, 60, limit), next_bits(base, 240, 60, limit));
-        // Never easier than the limit.
-        assert_eq!(next_bits(limit, 10_000, 60, limit), limit);
-        // Bad input falls back to the limit rather than panicking.
-        assert_eq!(next_bits(0, 60, 60, limit), limit);
-        assert_eq!(next_bits(base, 60, 0, limit), next_bits(base, 4, 1, limit), "spacing 0 counts as 1 s");
+    fn compact_targets_are_refused_as_bitcoin_refuses_them() {
+        for bits in [EASY, 0x1d00_ffff, 0x0101_0000, 0x0300_0001, 0x2100_ffff, 0x2200_00ff] {
+            assert!(target_of(bits).is_ok(), "{bits:#x}");
+        }
+        // Negative, zero (also after a small exponent's shift) and overflowing encodings.
+        for bits in [
+            0x0080_0001,
+            0x1d80_0000,
+            0x0000_0000,
+            0x1d00_0000,
+            0x0100_0001,
+            0x0200_00ff,
+            0x2201_0000,
+            0x2101_0000,
+            0x2300_0001,
+        ] {
+            assert_eq!(target_of(bits), Err(AuxPowError::InvalidTarget(bits)), "{bits:#x}");
+        }
+    }
+
+    #[test]
+    fn the_grinder_finds_what_mine_finds_and_hashes_as_bitcoin_does() {
+        // A target about 1 in 256 headers meets.
+        let bits = 0x2000_ffff;
+        let mut grinder = Grinder::new(aux(), bits).unwrap();
+        let first = grinder.grind(100_000).unwrap();
+        assert_eq!(Some(first.clone()), mine(aux(), CHAIN, bits, 100_000));
+        let proof = decode_auxpow(&first).unwrap();
+        check(&proof, aux(), CHAIN, bits).unwrap();
+        assert_eq!(grinder.tries(), u64::from(proof.parent.nonce) + 1);
+        // The midstate hash is the header's hash: the found header meets the target by Bitcoin's rules.
+        assert!(target_of(bits).unwrap().is_met_by(proof.parent.block_hash()));
+        // The next call continues after the found nonce.
+        let second = decode_auxpow(&grinder.grind(100_000).unwrap()).unwrap();
+        assert!(second.parent.nonce > proof.parent.nonce);
+        check(&second, aux(), CHAIN, bits).unwrap();
+        // An exhausted nonce space moves the time on instead of repeating headers.
+        grinder.parent.nonce = u32::MAX - 2;
+        let mut wrapped = None;
+        for _ in 0..1_000 {
+            if let Some(found) = grinder.grind(10) {
+                wrapped = Some(decode_auxpow(&found).unwrap());
+                if wrapped.as_ref().is_some_and(|p| p.parent.time == 1) {
+                    break;
+                }
+            }
+        }
+        let wrapped = wrapped.unwrap();
+        assert_eq!(wrapped.parent.time, 1);
+        check(&wrapped, aux(), CHAIN, bits).unwrap();
+        // A budget of 0 hashes nothing; an invalid target is refused up front.
+        let tries = grinder.tries();
+        assert_eq!(grinder.grind(0), None);
+        assert_eq!(grinder.tries(), tries);
+        assert_eq!(Grinder::new(aux(), 0).unwrap_err(), AuxPowError::InvalidTarget(0));
+        assert_eq!(mine(aux(), CHAIN, 0x1d00_ffff, 100), None);
     }
 
     #[test]

@@ -1,12 +1,25 @@
 //! The ChainActor's merged-mining duties: work templates, proof submission, proofs in blocks,
 //! finalization, difficulty, and stopping production when proofs stop coming.
+//!
+//! # Difficulty
+//!
+//! The bits a proof must meet follow the ASERT schedule of [`alys_auxpow::retarget`]: the chain starts
+//! anchored at the pow limit at the genesis timestamp, and every committed proof advances the schedule
+//! by the execution timestamp of the block that carries it. That schedule ([`PowState`]) is written in
+//! the transaction that commits the block, with the finality the proof brings, so the bits in memory,
+//! on disk and at every node that imported the same blocks are the same, and a block whose proof met
+//! other bits is refused ([`ProofError::WrongBits`]).
 
 use std::collections::HashMap;
 
 use alloy_eips::eip4895::Withdrawal;
 use alloy_primitives::{Address, B256, Bytes, U256};
 
-use alys_auxpow::{AuxPowHeader, batch_fees, pow, reward_withdrawals};
+use alys_auxpow::{
+    AuxPowHeader, MiningParams, batch_fees, pow,
+    retarget::{self, Schedule},
+    reward_withdrawals,
+};
 use alys_consensus::decode_execution_block;
 use alys_primitives::BlockRef;
 use alys_storage::{ChainRead, PowState, StorageError, WriteTx};
@@ -81,12 +94,12 @@ pub enum ProofError {
 }
 
 /// Merged-mining state of the chain.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct MiningState {
-    /// The current compact target.
+    /// The compact target the next proof must meet: [`Self::schedule`]'s next bits.
     pub(crate) bits: u32,
-    /// Execution timestamp of the block that carried the last proof (genesis time before any).
-    pub(crate) last_proof_secs: u64,
+    /// The retarget schedule after the last committed proof.
+    pub(crate) schedule: Schedule,
     /// A valid proof waiting for the next block this node authors.
     pub(crate) queued: Option<AuxPowHeader>,
     /// Templates handed out for the current finalized block.
@@ -97,22 +110,19 @@ pub(crate) struct MiningState {
 }
 
 impl MiningState {
-    /// Loads the state from the database, or starts at the pow limit at genesis time.
+    /// Loads the state from the database, or starts anchored at the pow limit at genesis time.
     pub(crate) fn load(
         read: &impl ChainRead,
-        pow_limit_bits: u32,
+        params: &MiningParams,
         genesis_secs: u64,
     ) -> Result<Self, StorageError> {
-        let state =
-            read.pow_state()?.unwrap_or(PowState { bits: pow_limit_bits, last_proof_secs: genesis_secs });
+        let schedule = read
+            .pow_state()?
+            .map_or_else(|| Schedule::anchored_at(params.pow_limit_bits, genesis_secs), schedule_of);
+        let bits = schedule.next_bits(&params.retarget());
+        record_difficulty(bits, params.pow_limit_bits);
         let queued = read.queued_proof()?.and_then(|bytes| AuxPowHeader::decode(&bytes).ok());
-        Ok(Self {
-            bits: state.bits,
-            last_proof_secs: state.last_proof_secs,
-            queued,
-            templates: TemplateCache::default(),
-            fees: HashMap::new(),
-        })
+        Ok(Self { bits, schedule, queued, templates: TemplateCache::default(), fees: HashMap::new() })
     }
 }
 
@@ -304,13 +314,12 @@ impl ChainActor {
         proof: &AuxPowHeader,
         block_timestamp: u64,
     ) -> Result<Finalization, ImportError> {
-        let params = self.config.auxpow;
-        let elapsed = block_timestamp.saturating_sub(self.mining.last_proof_secs);
-        let bits =
-            pow::next_bits(self.mining.bits, elapsed, params.target_spacing_secs, params.pow_limit_bits);
+        let retarget = self.config.auxpow.retarget();
+        let schedule = self.mining.schedule.after_proof(block_timestamp, &retarget);
+        let bits = schedule.next_bits(&retarget);
         let finalized = BlockRef { height: proof.head_height, hash: proof.head };
         tx.set_finalized(finalized)?;
-        tx.set_pow_state(PowState { bits, last_proof_secs: block_timestamp })?;
+        tx.set_pow_state(stored(schedule))?;
         let finalized_block = tx.block(&proof.head)?.ok_or(StorageError::UnknownBlock(proof.head))?;
         // A queued proof for the batch that just got finalized can never be included any more.
         let drop_queued = self.mining.queued.as_ref().is_some_and(|q| q.finalized != finalized.hash);
@@ -322,7 +331,7 @@ impl ChainActor {
             finalized_slot: finalized_block.header.slot,
             execution_hash: finalized_block.header.execution_block_hash,
             bits,
-            last_proof_secs: block_timestamp,
+            schedule,
             drop_queued,
         })
     }
@@ -331,7 +340,7 @@ impl ChainActor {
     pub(crate) fn apply_finalization(&mut self, f: Finalization) {
         self.finalized_execution_hash = f.execution_hash;
         self.mining.bits = f.bits;
-        self.mining.last_proof_secs = f.last_proof_secs;
+        self.mining.schedule = f.schedule;
         self.mining.templates.clear();
         self.mining.fees.clear();
         if f.drop_queued {
@@ -341,9 +350,11 @@ impl ChainActor {
         self.equivocations.prune_below(f.finalized_slot);
         self.publish_heads_with(Some(f.finalized));
         metrics::gauge!("alys_chain_head_height", "head" => "finalized").set(f.finalized.height as f64);
-        metrics::gauge!("alys_auxpow_bits").set(f64::from(f.bits));
+        let difficulty = record_difficulty(f.bits, self.config.auxpow.pow_limit_bits);
         tracing::info!(target: "alys::auxpow", height = f.finalized.height, hash = %f.finalized.hash,
-            bits = format!("{:#x}", f.bits), "batch finalized");
+            bits = format!("{:#010x}", f.bits), difficulty,
+            schedule_lag_secs = f.schedule.lag_secs(self.config.auxpow.target_spacing_secs) as i64,
+            "batch finalized");
     }
 }
 
@@ -354,6 +365,104 @@ pub(crate) struct Finalization {
     finalized_slot: u64,
     execution_hash: B256,
     bits: u32,
-    last_proof_secs: u64,
+    schedule: Schedule,
     drop_queued: bool,
+}
+
+/// The stored form of a schedule.
+const fn stored(schedule: Schedule) -> PowState {
+    PowState {
+        anchor_bits: schedule.anchor_bits,
+        anchor_secs: schedule.anchor_secs,
+        proofs_since_anchor: schedule.proofs_since_anchor,
+        last_proof_secs: schedule.last_proof_secs,
+    }
+}
+
+/// The schedule a stored record holds.
+const fn schedule_of(state: PowState) -> Schedule {
+    Schedule {
+        anchor_bits: state.anchor_bits,
+        anchor_secs: state.anchor_secs,
+        proofs_since_anchor: state.proofs_since_anchor,
+        last_proof_secs: state.last_proof_secs,
+    }
+}
+
+/// Sets the `alys_auxpow_bits` and `alys_auxpow_difficulty` gauges; returns the difficulty.
+fn record_difficulty(bits: u32, pow_limit_bits: u32) -> f64 {
+    let difficulty = retarget::difficulty(bits, pow_limit_bits);
+    metrics::gauge!("alys_auxpow_bits").set(f64::from(bits));
+    metrics::gauge!("alys_auxpow_difficulty").set(difficulty);
+    difficulty
+}
+
+#[cfg(test)]
+mod tests {
+    use alys_auxpow::RewardSplit;
+    use alys_storage::Storage;
+
+    use super::*;
+
+    const LIMIT: u32 = 0x207f_ffff;
+    const PARAMS: MiningParams = MiningParams {
+        chain_id: 0x2121,
+        pow_limit_bits: LIMIT,
+        target_spacing_secs: 10,
+        target_half_life_secs: 100,
+        split: RewardSplit { miner_percent: 80, federation: Address::ZERO },
+    };
+    const GENESIS: u64 = 1_700_000_000;
+
+    fn load(store: &Storage) -> MiningState {
+        MiningState::load(&store.read().unwrap(), &PARAMS, GENESIS).unwrap()
+    }
+
+    fn commit(store: &Storage, state: PowState) {
+        let tx = store.write().unwrap();
+        tx.set_pow_state(state).unwrap();
+        tx.commit().unwrap();
+    }
+
+    #[test]
+    fn a_new_chain_starts_anchored_at_the_pow_limit_at_genesis() {
+        let state = load(&Storage::in_memory().unwrap());
+        assert_eq!(state.bits, LIMIT);
+        assert_eq!(state.schedule, Schedule::anchored_at(LIMIT, GENESIS));
+    }
+
+    #[test]
+    fn the_stored_schedule_gives_every_node_the_same_bits_after_a_restart() {
+        // Five proofs, one per 2 s slot: 8 s ahead of the 10 s schedule each.
+        let retarget = PARAMS.retarget();
+        let schedule = (1..=5u64)
+            .fold(Schedule::anchored_at(LIMIT, GENESIS), |s, n| s.after_proof(GENESIS + 2 * n, &retarget));
+        let store = Storage::in_memory().unwrap();
+        commit(&store, stored(schedule));
+        let state = load(&store);
+        assert_eq!(state.schedule, schedule);
+        assert_eq!(schedule_of(stored(schedule)), schedule);
+        assert_eq!(state.bits, schedule.next_bits(&retarget));
+        // 40 s ahead with a 100 s half-life: 2^-0.4 of the limit, harder than it.
+        let ratio = retarget::difficulty(state.bits, LIMIT);
+        assert!((ratio - 2f64.powf(0.4)).abs() < 1e-3, "{ratio}");
+        // Another node that imported the same proofs loads the same bits.
+        let other = Storage::in_memory().unwrap();
+        commit(&other, stored(schedule));
+        assert_eq!(load(&other).bits, state.bits);
+    }
+
+    #[test]
+    fn a_database_from_before_asert_keeps_the_bits_it_had_set() {
+        let store = Storage::in_memory().unwrap();
+        commit(&store, PowState::from_legacy(0x1f00_ffff, GENESIS + 600));
+        let state = load(&store);
+        assert_eq!(state.bits, 0x1f00_ffff);
+        assert_eq!(state.schedule, Schedule::anchored_at(0x1f00_ffff, GENESIS + 600));
+        // The next proof, on time, keeps them; an early one hardens them.
+        let retarget = PARAMS.retarget();
+        assert_eq!(state.schedule.after_proof(GENESIS + 610, &retarget).next_bits(&retarget), 0x1f00_ffff);
+        let early = state.schedule.after_proof(GENESIS + 602, &retarget).next_bits(&retarget);
+        assert!(retarget::difficulty(early, LIMIT) > retarget::difficulty(0x1f00_ffff, LIMIT));
+    }
 }

@@ -200,9 +200,15 @@ pub struct AuxPowSection {
     /// The easiest target allowed, compact form (e.g. "0x207fffff" for devnets).
     #[serde(default = "default_pow_limit", deserialize_with = "hex_u32")]
     pub pow_limit_bits: u32,
-    /// Wanted time between proofs (whole seconds); the target is retargeted on the elapsed time.
-    #[serde(default = "default_spacing", with = "humantime_serde")]
+    /// Wanted time between proofs (whole seconds, at least one): the difficulty retarget (ASERT)
+    /// schedules one proof per spacing.
+    #[serde(default = "default_spacing", deserialize_with = "whole_seconds")]
     pub target_spacing: Duration,
+    /// ASERT's half-life (whole seconds, at least one): proofs running this far ahead of the schedule
+    /// halve the target, this far behind double it. Longer is steadier, shorter follows hash rate
+    /// changes faster.
+    #[serde(default = "default_half_life", deserialize_with = "whole_seconds")]
+    pub target_half_life: Duration,
     /// Production stops after this many blocks without a proof, until one arrives.
     #[serde(default = "default_max_without_pow")]
     pub max_blocks_without_pow: u64,
@@ -220,6 +226,7 @@ impl Default for AuxPowSection {
             chain_id: default_aux_chain_id(),
             pow_limit_bits: default_pow_limit(),
             target_spacing: default_spacing(),
+            target_half_life: default_half_life(),
             max_blocks_without_pow: default_max_without_pow(),
             miner_share_percent: default_miner_share(),
             federation_fee_address: Address::ZERO,
@@ -237,6 +244,26 @@ const fn default_pow_limit() -> u32 {
 
 const fn default_spacing() -> Duration {
     Duration::from_secs(60)
+}
+
+/// Twenty spacings of the default spacing: the target's spread at a steady hash rate stays near ±15 %
+/// (one standard deviation), a tenfold rise in hash rate is met within about 20 minutes and a tenfold
+/// drop within about an hour.
+const fn default_half_life() -> Duration {
+    Duration::from_secs(20 * 60)
+}
+
+/// A humantime duration (`"60s"`, `"20m"`) of at least one second; fractions of a second are dropped,
+/// as the retarget counts whole seconds.
+fn whole_seconds<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    let duration: Duration = humantime_serde::deserialize(deserializer)?;
+    if duration.as_secs() == 0 {
+        return Err(serde::de::Error::custom(format!(
+            "{} is shorter than one second",
+            humantime_serde::re::humantime::format_duration(duration)
+        )));
+    }
+    Ok(Duration::from_secs(duration.as_secs()))
 }
 
 const fn default_max_without_pow() -> u64 {
@@ -388,6 +415,8 @@ mod tests {
         assert!(config.authority.is_some());
         assert_eq!(config.governance.unwrap().network, BitcoinNetwork::Regtest);
         assert_eq!(config.chain.slot_duration, Duration::from_secs(2));
+        assert_eq!(config.auxpow.target_spacing, Duration::from_secs(60));
+        assert_eq!(config.auxpow.target_half_life, Duration::from_secs(20 * 60));
         assert_eq!(
             config.pegout,
             Some(PegoutSection::Exex {
@@ -406,6 +435,30 @@ mod tests {
         let unknown = "[chain]\ngenesis = 'g'\nauthorities = []\ncolour = 1\n[storage]\ndata_dir='d'\n[engine]\nurl='u'\njwt_secret='j'\n";
         assert!(NodeConfig::from_toml(unknown).is_err());
         assert!(NodeConfig::load("/nonexistent/alys.toml").is_err());
+    }
+
+    #[test]
+    fn the_retarget_durations_are_whole_seconds_of_at_least_one() {
+        let base = "[chain]\ngenesis = 'g'\nauthorities = []\n[storage]\ndata_dir='d'\n[engine]\nurl='u'\njwt_secret='j'\n";
+        let defaults = NodeConfig::from_toml(base).unwrap().auxpow;
+        assert_eq!(defaults.target_spacing, Duration::from_secs(60));
+        assert_eq!(defaults.target_half_life, Duration::from_secs(1_200));
+        let set = NodeConfig::from_toml(&format!(
+            "{base}[auxpow]\ntarget_spacing = '10s'\ntarget_half_life = '1m 40s 500ms'\n"
+        ))
+        .unwrap()
+        .auxpow;
+        assert_eq!(set.target_spacing, Duration::from_secs(10));
+        assert_eq!(set.target_half_life, Duration::from_secs(100));
+        for bad in [
+            "target_half_life = '0s'",
+            "target_half_life = '900ms'",
+            "target_spacing = '0s'",
+            "target_half_life = 'soon'",
+        ] {
+            let error = NodeConfig::from_toml(&format!("{base}[auxpow]\n{bad}\n")).unwrap_err().to_string();
+            assert!(error.contains("target_"), "{bad}: {error}");
+        }
     }
 
     #[test]

@@ -20,6 +20,7 @@ const FINALIZED: &str = "finalized";
 const POW_STATE: &str = "pow_state";
 const QUEUED_POW: &str = "queued_pow";
 const PAUSED: &str = "production_paused";
+const GENESIS: &str = "genesis_hash";
 
 pub(crate) fn create_tables(tx: &WriteTransaction) -> Result<(), StorageError> {
     tx.open_table(BLOCKS)?;
@@ -28,13 +29,59 @@ pub(crate) fn create_tables(tx: &WriteTransaction) -> Result<(), StorageError> {
     Ok(())
 }
 
-/// The merged-mining difficulty state: the compact target and when the last proof landed.
+/// The merged-mining difficulty schedule (ASERT, `alys_auxpow::retarget`): an anchor, the proofs since
+/// it, and when the last one landed. The bits the next proof must meet follow from these and the
+/// configured spacing, half-life and pow limit, so they are not stored.
+///
+/// Stored as the RLP list `[anchor_bits, anchor_secs, proofs_since_anchor, last_proof_secs]`. A database
+/// written before ASERT holds `[bits, last_proof_secs]` ([`PowState::from_legacy`]): it still opens, the
+/// schedule anchored at that last proof with those bits, so the next proof must meet the bits the old
+/// node had set, and the next write stores the new record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, RlpEncodable, RlpDecodable)]
 pub struct PowState {
-    /// The current compact target.
-    pub bits: u32,
-    /// Execution timestamp of the block that carried the last proof (genesis time before any).
+    /// The anchor's compact target.
+    pub anchor_bits: u32,
+    /// The anchor's time: execution timestamp of the block that carried the anchor proof (genesis time
+    /// for the genesis anchor).
+    pub anchor_secs: u64,
+    /// Proofs committed after the anchor.
+    pub proofs_since_anchor: u64,
+    /// Execution timestamp of the block that carried the last proof (the anchor's time before any).
     pub last_proof_secs: u64,
+}
+
+/// The record written before ASERT: the next proof's bits and the last proof's time.
+#[derive(RlpDecodable)]
+struct LegacyPowState {
+    bits: u32,
+    last_proof_secs: u64,
+}
+
+impl PowState {
+    /// The schedule a pre-ASERT record stands for: anchored at the last proof, whose successor must meet
+    /// `bits`.
+    pub const fn from_legacy(bits: u32, last_proof_secs: u64) -> Self {
+        Self { anchor_bits: bits, anchor_secs: last_proof_secs, proofs_since_anchor: 0, last_proof_secs }
+    }
+
+    /// Decodes a stored record, current or pre-ASERT; trailing bytes are refused.
+    fn decode_stored(bytes: &[u8]) -> Result<Self, alloy_rlp::Error> {
+        use alloy_rlp::Decodable;
+        let current = Self::decode_exact(bytes, <Self as Decodable>::decode);
+        current.or_else(|error| {
+            Self::decode_exact(bytes, <LegacyPowState as Decodable>::decode)
+                .map(|old| Self::from_legacy(old.bits, old.last_proof_secs))
+                .map_err(|_| error)
+        })
+    }
+
+    fn decode_exact<T>(
+        mut bytes: &[u8],
+        decode: impl FnOnce(&mut &[u8]) -> Result<T, alloy_rlp::Error>,
+    ) -> Result<T, alloy_rlp::Error> {
+        let value = decode(&mut bytes)?;
+        if bytes.is_empty() { Ok(value) } else { Err(alloy_rlp::Error::UnexpectedLength) }
+    }
 }
 
 fn encode_ref(block: BlockRef) -> [u8; 40] {
@@ -104,12 +151,12 @@ pub trait ChainRead: Tables {
         }
     }
 
-    /// The merged-mining difficulty state, if a proof was ever committed.
+    /// The merged-mining difficulty schedule, if a proof was ever committed (a pre-ASERT record is
+    /// converted, [`PowState`]).
     fn pow_state(&self) -> Result<Option<PowState>, StorageError> {
         let meta = self.open(META)?;
         let Some(bytes) = meta.get(POW_STATE)? else { return Ok(None) };
-        let mut slice = bytes.value();
-        let state = <PowState as alloy_rlp::Decodable>::decode(&mut slice)
+        let state = PowState::decode_stored(bytes.value())
             .map_err(|source| StorageError::Decode { table: "chain_meta", source })?;
         Ok(Some(state))
     }
@@ -117,6 +164,11 @@ pub trait ChainRead: Tables {
     /// The proof waiting for the next block this node authors, as stored.
     fn queued_proof(&self) -> Result<Option<Vec<u8>>, StorageError> {
         Ok(self.open(META)?.get(QUEUED_POW)?.map(|v| v.value().to_vec()))
+    }
+
+    /// The execution genesis hash this database's chain was started from (recorded at first start).
+    fn genesis_hash(&self) -> Result<Option<B256>, StorageError> {
+        Ok(self.open(META)?.get(GENESIS)?.and_then(|v| <[u8; 32]>::try_from(v.value()).ok()).map(B256::from))
     }
 
     /// Whether an operator paused block production (`alys_pauseProduction`), across restarts.
@@ -196,6 +248,12 @@ impl WriteTx {
     /// Records the merged-mining difficulty state.
     pub fn set_pow_state(&self, state: PowState) -> Result<(), StorageError> {
         self.table(META)?.insert(POW_STATE, alloy_rlp::encode(state).as_slice())?;
+        Ok(())
+    }
+
+    /// Records the execution genesis hash the chain in this database starts from.
+    pub fn set_genesis_hash(&self, hash: B256) -> Result<(), StorageError> {
+        self.table(META)?.insert(GENESIS, hash.as_slice())?;
         Ok(())
     }
 
@@ -331,7 +389,12 @@ mod tests {
         let store = Storage::in_memory().unwrap();
         let a = chain(&store, B256::ZERO, 1..=2, 0);
         let b3 = block(a[1], 3, 3);
-        let state = PowState { bits: 0x1d00_ffff, last_proof_secs: 42 };
+        let state = PowState {
+            anchor_bits: 0x1d00_ffff,
+            anchor_secs: 40,
+            proofs_since_anchor: 1,
+            last_proof_secs: 42,
+        };
         {
             let tx = store.write().unwrap();
             tx.set_head(&b3).unwrap();
@@ -373,6 +436,56 @@ mod tests {
         assert_eq!(read.head().unwrap().unwrap(), BlockRef { height: 3, hash: hashes[2] });
         assert_eq!(read.finalized().unwrap().unwrap().hash, hashes[0]);
         assert_eq!(read.block_by_height(3).unwrap().unwrap().header.hash(), hashes[2]);
+    }
+
+    #[test]
+    fn a_pre_asert_pow_state_still_opens_as_an_anchor_at_the_last_proof() {
+        #[derive(alloy_rlp::RlpEncodable)]
+        struct Legacy {
+            bits: u32,
+            last_proof_secs: u64,
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("alys.redb");
+        {
+            let store = Storage::open(&path).unwrap();
+            let tx = store.write().unwrap();
+            let legacy = alloy_rlp::encode(Legacy { bits: 0x1e0f_ffff, last_proof_secs: 1_700_000_123 });
+            tx.table(META).unwrap().insert(POW_STATE, legacy.as_slice()).unwrap();
+            tx.commit().unwrap();
+        }
+        let store = Storage::open(&path).unwrap();
+        let state = store.read().unwrap().pow_state().unwrap().unwrap();
+        assert_eq!(state, PowState::from_legacy(0x1e0f_ffff, 1_700_000_123));
+        assert_eq!(
+            state,
+            PowState {
+                anchor_bits: 0x1e0f_ffff,
+                anchor_secs: 1_700_000_123,
+                proofs_since_anchor: 0,
+                last_proof_secs: 1_700_000_123
+            }
+        );
+        // The next write stores the current record, which reads back as written.
+        let next = PowState { proofs_since_anchor: 1, last_proof_secs: 1_700_000_180, ..state };
+        let tx = store.write().unwrap();
+        tx.set_pow_state(next).unwrap();
+        tx.commit().unwrap();
+        assert_eq!(store.read().unwrap().pow_state().unwrap(), Some(next));
+        // Anything else is a corrupt record, not a silent default.
+        let tx = store.write().unwrap();
+        tx.table(META).unwrap().insert(POW_STATE, [0xc3, 0x01, 0x02, 0x03].as_slice()).unwrap();
+        tx.commit().unwrap();
+        assert!(matches!(
+            store.read().unwrap().pow_state(),
+            Err(StorageError::Decode { table: "chain_meta", .. })
+        ));
+        let mut trailing = alloy_rlp::encode(next);
+        trailing.push(0);
+        let tx = store.write().unwrap();
+        tx.table(META).unwrap().insert(POW_STATE, trailing.as_slice()).unwrap();
+        tx.commit().unwrap();
+        assert!(store.read().unwrap().pow_state().is_err());
     }
 
     #[test]
