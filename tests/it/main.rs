@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, reason = "test code")]
 
+mod bitcoin;
 mod blobs;
 mod crash;
 mod el_cast;

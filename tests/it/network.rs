@@ -269,6 +269,75 @@ async fn a_plaintext_burn_feed_off_loopback_is_refused_at_launch() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_genesis_other_than_the_execution_clients_or_the_data_directorys_is_refused() {
+    let ours = alys_chainspec::ChainSpec::devnet().unwrap().genesis_hash();
+    let shanghai = root().join("etc/genesis/shanghai.json");
+    let other_el = ElProcess::start_with(0, &["--chain", shanghai.to_str().unwrap()], None);
+    assert_ne!(other_el.genesis_hash, ours);
+
+    // The execution client started from another genesis: refused at start, naming both hashes and
+    // the file (before, the node said ready and failed every slot with -38005).
+    let dir = tempdir();
+    let stderr = NodeProcess::builder(dir.path(), &other_el).refused();
+    assert!(stderr.contains("has another genesis"), "{stderr}");
+    assert!(stderr.contains(&other_el.genesis_hash.to_string()), "names the client's block 0: {stderr}");
+    assert!(stderr.contains(&ours.to_string()) && stderr.contains("devnet.json"), "names ours: {stderr}");
+
+    // A data directory whose chain started from the other genesis, pointed at a devnet client.
+    let node = NodeProcess::builder(dir.path(), &other_el).with_genesis(&shanghai).start();
+    wait_for_height(&node.client(), 1, Duration::from_secs(30)).await;
+    drop(node);
+    let el = ElProcess::start();
+    let stderr = NodeProcess::builder(dir.path(), &el).refused();
+    assert!(stderr.contains("holds a chain started from genesis"), "{stderr}");
+    assert!(
+        stderr.contains(&other_el.genesis_hash.to_string()) && stderr.contains(&ours.to_string()),
+        "{stderr}"
+    );
+    // With its own genesis it starts again.
+    let node = NodeProcess::builder(dir.path(), &other_el).with_genesis(&shanghai).start();
+    wait_for_height(&node.client(), 2, Duration::from_secs(30)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_metric_has_help_text_and_latencies_are_histograms() {
+    let dir = tempdir();
+    let node = DevnetProcess::start(dir.path());
+    let alys = node.client();
+    // Blocks, proofs and a burn-feed round: most series exist by then.
+    until("a proof finalized a block", Duration::from_secs(60), async || {
+        alys.sync_status().await.is_ok_and(|s| s.finalized.is_some_and(|f| f.height >= 2))
+    })
+    .await;
+    let page = node.metrics_text().await;
+    let mut undescribed = Vec::new();
+    let mut families = std::collections::BTreeSet::new();
+    for line in page.lines().filter(|l| l.starts_with("alys_")) {
+        let name = line.split(['{', ' ']).next().unwrap_or_default();
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|suffix| name.strip_suffix(suffix))
+            .filter(|base| page.contains(&format!("# TYPE {base} histogram")))
+            .unwrap_or(name);
+        if families.insert(family.to_owned()) && !page.contains(&format!("# HELP {family} ")) {
+            undescribed.push(family.to_owned());
+        }
+    }
+    assert!(families.len() > 20, "the node exports its metrics: {families:?}");
+    assert!(undescribed.is_empty(), "metrics without help text: {undescribed:?}");
+    // Latencies are histograms (Grafana aggregates buckets across nodes), not summaries.
+    for histogram in ["alys_engine_request_seconds", "alys_actor_handle_seconds"] {
+        assert!(page.contains(&format!("# TYPE {histogram} histogram")), "{histogram} is a histogram");
+        assert!(page.contains(&format!("{histogram}_bucket{{")), "{histogram} has buckets");
+    }
+    assert!(!page.contains("summary"), "no summaries left");
+    // The Engine API latency is exported once under the node's name; the embedded engine's own
+    // server-side series has its own name.
+    assert!(!page.contains("engine_api_request_duration_seconds"), "no unprefixed duplicate");
+    assert!(page.contains("alys_auxpow_difficulty "), "difficulty beside the compact bits");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peg_outs_are_listed_page_by_page() {
     let dir = tempdir();
     let node = DevnetProcess::start(dir.path());

@@ -311,6 +311,8 @@ impl Producer {
 pub(crate) struct NodeBuilder {
     dir: PathBuf,
     engine_url: String,
+    eth_rpc_url: String,
+    genesis: Option<PathBuf>,
     max_blocks_without_pow: Option<u64>,
     governance: Option<(String, String)>,
     metrics: Option<SocketAddr>,
@@ -319,6 +321,12 @@ pub(crate) struct NodeBuilder {
 }
 
 impl NodeBuilder {
+    /// Starts from the genesis file `path` (the devnet's otherwise).
+    pub(crate) fn with_genesis(mut self, path: &Path) -> Self {
+        self.genesis = Some(path.to_owned());
+        self
+    }
+
     /// Production stops after `blocks` blocks without AuxPow.
     pub(crate) const fn with_max_blocks_without_pow(mut self, blocks: u64) -> Self {
         self.max_blocks_without_pow = Some(blocks);
@@ -363,13 +371,14 @@ impl NodeBuilder {
         let mut text = format!(
             "[chain]\ngenesis = {genesis}\nslot_duration = \"1s\"\nfuture_tolerance = \"500ms\"\n\
              authorities = [{authority}]\n\n[authority]\nkey_file = {key}\n\n[storage]\ndata_dir = {data}\n\n\
-             [engine]\nurl = {engine}\njwt_secret = {jwt}\n\n[rpc]\nlisten = \"127.0.0.1:0\"\n\n\
+             [engine]\nurl = {engine}\njwt_secret = {jwt}\neth_rpc_url = {eth}\n\n[rpc]\nlisten = \"127.0.0.1:0\"\n\n\
              [metrics]\nlisten = {metrics}\n",
-            genesis = path(&etc.join("genesis/devnet.json")),
+            genesis = path(self.genesis.as_deref().unwrap_or(&etc.join("genesis/devnet.json"))),
             authority = quoted(authority_public_key()),
             key = path(&private_devnet_key(&self.dir)),
             data = path(&self.dir.join("alys")),
             engine = quoted(&self.engine_url),
+            eth = quoted(&self.eth_rpc_url),
             jwt = path(&etc.join("jwt/jwt.hex")),
             metrics = quoted(&metrics),
         );
@@ -468,6 +477,8 @@ impl NodeProcess {
         NodeBuilder {
             dir: dir.to_owned(),
             engine_url: el.authrpc.clone(),
+            eth_rpc_url: el.http.clone(),
+            genesis: None,
             max_blocks_without_pow: None,
             governance: None,
             metrics: None,
@@ -490,6 +501,9 @@ pub(crate) struct DevnetProcess {
     pub(crate) rpc: String,
     pub(crate) burn_feed: String,
     pub(crate) governance_admin: String,
+    /// The devnet's Bitcoin regtest node (bitcoind JSON-RPC) and its cookie file.
+    pub(crate) bitcoin_rpc: String,
+    pub(crate) bitcoin_cookie: PathBuf,
     metrics: SocketAddr,
 }
 
@@ -512,6 +526,7 @@ impl DevnetProcess {
             .args(["--authrpc.addr", "127.0.0.1:0", "--rpc.addr", "127.0.0.1:0"])
             .args(["--metrics.addr", &metrics.to_string(), "--feed.addr", "127.0.0.1:0"])
             .args(["--governance.addr", "127.0.0.1:0", "--governance.admin-addr", "127.0.0.1:0"])
+            .args(["--bitcoin.addr", "127.0.0.1:0"])
             .arg("--datadir")
             .arg(datadir);
         if let Some(actions) = failpoints {
@@ -524,6 +539,8 @@ impl DevnetProcess {
             rpc: field(&ready, "rpc"),
             burn_feed: field(&ready, "burnFeed"),
             governance_admin: field(&ready, "governanceAdmin"),
+            bitcoin_rpc: field(&ready, "bitcoinRpc"),
+            bitcoin_cookie: field(&ready, "bitcoinCookie").into(),
             metrics,
         }
     }
@@ -542,6 +559,11 @@ impl DevnetProcess {
     /// Whether the process wrote `needle` to its stderr.
     pub(crate) fn stderr_contains(&self, needle: &str) -> bool {
         std::fs::read_to_string(self.process.log.path()).is_ok_and(|log| log.contains(needle))
+    }
+
+    /// The node's whole `/metrics` page.
+    pub(crate) async fn metrics_text(&self) -> String {
+        metrics_text(self.metrics).await
     }
 
     /// The value of a Prometheus series of the node (0 when absent).
@@ -653,14 +675,20 @@ pub(crate) async fn until(what: &str, timeout: Duration, mut check: impl AsyncFn
 
 /// The value of the Prometheus sample `series` (name and labels, as exposed) at `addr`, 0 when absent.
 pub(crate) async fn metric(addr: SocketAddr, series: &str) -> f64 {
+    metrics_text(addr)
+        .await
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .map_or(0.0, |value| value.trim().parse().unwrap())
+}
+
+/// The whole `/metrics` page served at `addr` (HTTP headers included).
+pub(crate) async fn metrics_text(addr: SocketAddr) -> String {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\nConnection: close\r\n\r\n").await.unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).await.unwrap();
     response
-        .lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-        .map_or(0.0, |value| value.trim().parse().unwrap())
 }
 
 /// `cast send --json` from `key` to `to` with `args` (a signature and its arguments, `--value` …); checks

@@ -5,6 +5,7 @@
 //! geth: an Engine API (JWT) for a consensus client and an eth JSON-RPC for dApps and tools.
 //! `alys-devnet governance` runs the devnet governance service on its own.
 
+mod bitcoin;
 mod el;
 mod exex;
 mod governance;

@@ -33,8 +33,8 @@ pub(crate) struct UpArgs {
     /// Directory holding the genesis, JWT and devnet key files.
     #[arg(long, default_value = "etc")]
     etc: PathBuf,
-    /// Aura slot length in milliseconds.
-    #[arg(long, default_value_t = 2_000)]
+    /// Aura slot length in milliseconds (at least 100: the execution client needs time to build).
+    #[arg(long, default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(100..))]
     slot_ms: u64,
     /// eth JSON-RPC over HTTP.
     #[arg(long = "http.addr", default_value = "127.0.0.1:8545")]
@@ -63,6 +63,12 @@ pub(crate) struct UpArgs {
     /// Prometheus metrics.
     #[arg(long = "metrics.addr", default_value = "127.0.0.1:9101")]
     metrics_addr: SocketAddr,
+    /// The Bitcoin regtest node's JSON-RPC (bitcoind's `-rpcport`; cookie in `<datadir>/bitcoin/.cookie`).
+    #[arg(long = "bitcoin.addr", default_value = "127.0.0.1:18443")]
+    bitcoin_addr: SocketAddr,
+    /// Seconds between the Bitcoin blocks the devnet mines (0: mine only on request, `generatetoaddress`).
+    #[arg(long = "bitcoin.block-secs", default_value_t = 5)]
+    bitcoin_block_secs: u64,
 }
 
 pub(crate) async fn run(args: UpArgs) -> eyre::Result<()> {
@@ -79,6 +85,7 @@ pub(crate) async fn run(args: UpArgs) -> eyre::Result<()> {
         Arc::new(ChainSpec::from_file(&genesis).wrap_err_with(|| format!("loading {}", genesis.display()))?);
     node::install_metrics(args.metrics_addr)?;
     alys_exex::metrics::describe();
+    alys_engine_api::describe_metrics();
 
     let engine = Engine::spawn(EngineConfig::new(Arc::clone(&spec)).with_datadir(args.datadir.join("el")))
         .wrap_err("starting the execution engine")?;
@@ -142,9 +149,13 @@ pub(crate) async fn run(args: UpArgs) -> eyre::Result<()> {
                 alloy_primitives::hex::encode(governance_key.serialize()),
             )
         }),
-        // Devnet proofs come from the embedded miner: aim for one every 10 s.
+        // Devnet proofs come from the embedded miner: aim for one every 10 s. The pow limit lets any CPU
+        // mine, so a fresh devnet starts some 2^22 times too easy for one core; a half-life of 10
+        // spacings (the short end of what keeps the target steady, about ±20 % at equilibrium) brings
+        // it to the core's hash rate in ten to fifteen minutes of proofs every slot.
         auxpow: AuxPowSection {
             target_spacing: std::time::Duration::from_secs(10),
+            target_half_life: std::time::Duration::from_secs(100),
             federation_fee_address: alys_chainspec::dev::DEVNET_FEDERATION_FEES,
             ..Default::default()
         },
@@ -157,6 +168,13 @@ pub(crate) async fn run(args: UpArgs) -> eyre::Result<()> {
         }),
     };
     let node = node::launch(config).await?;
+    let (bitcoin, bitcoin_miner) = crate::bitcoin::start(
+        &args.datadir.join("bitcoin"),
+        args.bitcoin_addr,
+        std::time::Duration::from_secs(args.bitcoin_block_secs),
+    )
+    .await?;
+    let bitcoin_cookie = bitcoin.cookie_path().map(|p| p.display().to_string()).unwrap_or_default();
 
     let ready = serde_json::json!({
         "event": "ready",
@@ -172,27 +190,46 @@ pub(crate) async fn run(args: UpArgs) -> eyre::Result<()> {
         "federationFees": alys_chainspec::dev::DEVNET_FEDERATION_FEES,
         "governance": format!("http://{governance_addr}"),
         "governanceAdmin": format!("http://{}", governance_admin.addr),
+        "bitcoinRpc": bitcoin.url(),
+        "bitcoinCookie": bitcoin_cookie,
     });
     println!("{ready}");
     eprintln!(
-        "\nAlys devnet is up (chain id {}).\n  eth JSON-RPC  {}\n  WebSocket     {}\n  Alys RPC      http://{}\n  metrics       http://{}/metrics\n  governance    http://{} (admin RPC http://{})\n  funded dev account 0: {} (key in chainspec/src/dev.rs; public, devnet only)\n",
-        spec.chain_id(),
-        eth.http_url().unwrap_or_default(),
-        eth.ws_url().unwrap_or_default(),
-        node.rpc.local_addr(),
-        args.metrics_addr,
-        governance_addr,
-        governance_admin.addr,
-        DEV_ACCOUNTS[0],
+        "\nAlys devnet is up (chain id {chain_id}).\n\
+         \x20 eth JSON-RPC      {http}\n\
+         \x20 WebSocket         {ws}\n\
+         \x20 Alys RPC          http://{rpc} (alys_*, getheadblock, …)\n\
+         \x20 mining RPC        http://{rpc} (createauxblock, submitauxblock; the built-in miner pays {payout})\n\
+         \x20 Engine API        {authrpc} (JWT etc/jwt/jwt.hex)\n\
+         \x20 burn feed         http://{feed} (gRPC alys.burnfeed.v1, token etc/keys/devnet-feed.token)\n\
+         \x20 metrics           http://{metrics}/metrics\n\
+         \x20 governance        http://{governance} (admin JSON-RPC http://{admin})\n\
+         \x20 Bitcoin regtest   {bitcoin} (bitcoind JSON-RPC, cookie {cookie})\n\
+         \x20 funded dev account 0: {account} (key in chainspec/src/dev.rs; public, devnet only)\n\
+         \x20 the JSON line above has every endpoint; block lines below show execution blocks as they land\n",
+        chain_id = spec.chain_id(),
+        http = eth.http_url().unwrap_or_default(),
+        ws = eth.ws_url().unwrap_or_default(),
+        rpc = node.rpc.local_addr(),
+        payout = DEV_ACCOUNTS[1],
+        authrpc = engine_api.http_url(),
+        feed = exex.feed_addr,
+        metrics = args.metrics_addr,
+        governance = governance_addr,
+        admin = governance_admin.addr,
+        bitcoin = bitcoin.url(),
+        cookie = bitcoin_cookie,
+        account = DEV_ACCOUNTS[0],
     );
 
-    let feed = tokio::spawn(show_blocks(engine.subscribe_notifications()));
-    // The reference miner talks to the node's RPC like any pool; it pays dev account 1.
+    let feed = tokio::spawn(show_blocks(engine.subscribe_notifications(), node.heads.clone()));
+    // The reference miner talks to the node's RPC like any pool; it pays dev account 1. It grinds on a
+    // blocking thread and looks for new work every 250 ms.
     let miner = (!args.no_miner).then(|| {
         tokio::spawn(alys_miner::run(
             format!("http://{}", node.rpc.local_addr()),
             DEV_ACCOUNTS[1],
-            std::time::Duration::from_secs(2),
+            alys_miner::DEFAULT_POLL,
         ))
     });
     alys_node::shutdown_signal().await;
@@ -208,6 +245,10 @@ pub(crate) async fn run(args: UpArgs) -> eyre::Result<()> {
     engine_api.stopped().await;
     exex.stop().await;
     governance_task.abort();
+    if let Some(miner) = bitcoin_miner {
+        miner.abort();
+    }
+    bitcoin.stop().await;
     governance_admin.stop();
     Ok(())
 }
@@ -226,8 +267,12 @@ fn install_devnet_key(public_key_file: &std::path::Path, datadir: &std::path::Pa
     Ok(installed)
 }
 
-/// Prints each canonical block as it lands, one line each, for a person watching the terminal.
-async fn show_blocks(mut notifications: tokio::sync::broadcast::Receiver<alys_el_api::ChainNotification>) {
+/// Prints each canonical execution block as it lands, one line each, for a person watching the
+/// terminal, with the consensus chain's finalized height beside it.
+async fn show_blocks(
+    mut notifications: tokio::sync::broadcast::Receiver<alys_el_api::ChainNotification>,
+    heads: tokio::sync::watch::Receiver<alys_primitives::ChainHeads>,
+) {
     use alys_el_api::ChainNotification;
     use tokio::sync::broadcast::error::RecvError;
     loop {
@@ -245,16 +290,36 @@ async fn show_blocks(mut notifications: tokio::sync::broadcast::Receiver<alys_el
         if let ChainNotification::Committed { new } | ChainNotification::Reorged { new, .. } = &notification {
             for block in new.blocks() {
                 let header = &block.block.header;
-                let base_fee = header.base_fee_per_gas.unwrap_or_default() as f64 / 1e9;
+                let finalized = heads.borrow().finalized.map_or(0, |f| f.height);
                 eprintln!(
-                    "  block {:>6}  {}  {:>3} tx  {:>10} gas  base fee {:.3} gwei",
+                    "  block {:>6}  execution {}  {:>3} tx  {:>10} gas  base fee {}  finalized {}",
                     header.number,
                     block.hash,
                     block.block.body.transactions.len(),
                     header.gas_used,
-                    base_fee,
+                    format_wei(header.base_fee_per_gas.unwrap_or_default()),
+                    finalized,
                 );
             }
         }
+    }
+}
+
+/// A fee per gas for a person: gwei with three decimals from 1 Mwei up, wei below (a devnet's base fee
+/// decays to a few wei when blocks are empty, which `0.000 gwei` hid).
+fn format_wei(wei: u64) -> String {
+    if wei >= 1_000_000 { format!("{:.3} gwei", wei as f64 / 1e9) } else { format!("{wei} wei") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::format_wei;
+
+    #[test]
+    fn small_base_fees_are_readable() {
+        assert_eq!(format_wei(7), "7 wei");
+        assert_eq!(format_wei(999_999), "999999 wei");
+        assert_eq!(format_wei(1_000_000), "0.001 gwei");
+        assert_eq!(format_wei(1_000_000_000), "1.000 gwei");
     }
 }

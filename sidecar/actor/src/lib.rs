@@ -14,6 +14,24 @@
 
 mod supervisor;
 
+/// Registers the help text of the supervisor's per-actor metrics (label `actor`) with the installed
+/// recorder.
+pub fn describe_metrics() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_gauge!("alys_actor_mailbox_depth", "Messages waiting in an actor's mailbox");
+    describe_histogram!(
+        "alys_actor_handle_seconds",
+        Unit::Seconds,
+        "Time an actor takes to handle one message"
+    );
+    describe_counter!("alys_actor_restarts_total", "Times the supervisor rebuilt an actor after a failure");
+    describe_counter!("alys_actor_failures_total", "Messages whose handling failed (an error or a panic)");
+    describe_gauge!(
+        "alys_actor_stopped",
+        "1 when the supervisor gave up restarting the actor (the node reports unhealthy), else 0"
+    );
+}
+
 pub use supervisor::{RestartPolicy, SupervisorStatus, spawn};
 
 use std::future::Future;

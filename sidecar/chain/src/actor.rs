@@ -237,8 +237,7 @@ impl ChainActor {
             None => config.genesis_hash,
         };
         metrics::gauge!("alys_chain_head_height", "head" => "head").set(head.block.height as f64);
-        let mining =
-            mining::MiningState::load(&read, config.auxpow.pow_limit_bits, config.genesis_timestamp)?;
+        let mining = mining::MiningState::load(&read, &config.auxpow, config.genesis_timestamp)?;
         let paused = read.production_paused()?;
         drop(read);
         heads.send_replace(ChainHeads {
@@ -492,6 +491,8 @@ impl ChainActor {
                 None => self.publish_heads(),
             }
             metrics::gauge!("alys_chain_head_height", "head" => "head").set(head.height as f64);
+            // Governance decisions whose first block this is: logged once, as a height is the head once.
+            self.config.runtime.log_in_force(head.height);
             // Then the execution client. If this fails, the committed head stands: the client is
             // brought up to it (`sync_engine`) before the next block is built on it.
             let state = self.forkchoice(header.execution_block_hash);
@@ -637,8 +638,9 @@ impl ChainActor {
         }
         self.apply(block, hash, Execution { block: execution, payload: Some(built.payload) }).await?;
         metrics::counter!("alys_chain_blocks_produced_total").increment(1);
-        tracing::info!(target: "alys::chain", height = self.head.block.height, slot, %hash,
-            execution = %execution_hash, "produced block");
+        let finalized = self.heads.borrow().finalized.map_or(0, |f| f.height);
+        tracing::info!(target: "alys::chain", height = self.head.block.height, slot, consensus_hash = %hash,
+            execution_hash = %execution_hash, finalized, "produced block");
         Ok(true)
     }
 }

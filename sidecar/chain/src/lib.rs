@@ -18,6 +18,7 @@
 //! commit.
 
 mod actor;
+pub mod metrics;
 pub mod mining;
 mod templates;
 

@@ -241,6 +241,20 @@ impl EngineClient {
         }
     }
 
+    /// The hash of the execution client's block `number` by `eth_getBlockByNumber`, which reth and geth
+    /// also serve on the Engine API port (`None` if it has no such block). Clients that serve only
+    /// `engine_*` there answer "method not found".
+    pub async fn block_hash_by_number(&self, number: u64) -> Result<Option<B256>, EngineClientError> {
+        #[derive(serde::Deserialize)]
+        struct HashOnly {
+            hash: B256,
+        }
+        let number = format!("{number:#x}");
+        let block: Option<HashOnly> =
+            self.call("eth_getBlockByNumber", || rpc_params![number.clone(), false]).await?;
+        Ok(block.map(|b| b.hash))
+    }
+
     /// `engine_getPayloadBodiesByHashV1`: which of `hashes` the execution client has (`None` = unknown).
     pub async fn payload_bodies_by_hash(
         &self,

@@ -5,6 +5,7 @@ use std::{
     sync::Arc,
 };
 
+use alloy_primitives::B256;
 use alloy_rpc_types_engine::{JwtError, JwtSecret};
 use alys_actor::{Handle, RestartPolicy};
 use alys_bridge::source::{self, BurnSourceConfig};
@@ -17,7 +18,7 @@ use alys_governance::{
     stream::{StreamConfig, StreamError, StreamHandle, StreamTls, reconnect_backoff},
 };
 use alys_primitives::{AuthorityKey, AuthorityPublicKey, ChainHeads, KeyError, KeyFileError};
-use alys_storage::{Storage, StorageError};
+use alys_storage::{ChainRead as _, Storage, StorageError};
 use tokio::{sync::watch, task::JoinHandle};
 
 use crate::{
@@ -93,6 +94,44 @@ pub enum LaunchError {
         url: String,
         /// The methods it did not list.
         missing: Vec<&'static str>,
+    },
+    /// The slot duration is too short for the execution client to build a block.
+    #[error("[chain].slot_duration is {0:?}; it must be at least 100ms")]
+    SlotTooShort(std::time::Duration),
+    /// The execution client's genesis is not the configured one.
+    #[error(
+        "the execution client at {url} has another genesis: block 0 there is {}, while {} gives {ours}; \
+         start the execution client from the same genesis file (reth/geth: --chain / init), or point \
+         [chain].genesis at the one it uses",
+        theirs.map_or_else(|| "unknown (it does not have our genesis block)".to_owned(), |h| h.to_string()),
+        genesis_file.display()
+    )]
+    GenesisMismatchEngine {
+        /// The configured execution client.
+        url: String,
+        /// `[chain].genesis`.
+        genesis_file: PathBuf,
+        /// The hash of the configured genesis.
+        ours: B256,
+        /// The execution client's block 0, when it says.
+        theirs: Option<B256>,
+    },
+    /// The data directory holds a chain started from another genesis.
+    #[error(
+        "{} holds a chain started from genesis {stored}, while {} gives {ours}; use the genesis this data \
+         directory was made with, or a fresh data directory",
+        data_dir.display(),
+        genesis_file.display()
+    )]
+    GenesisMismatchData {
+        /// `[storage].data_dir`.
+        data_dir: PathBuf,
+        /// `[chain].genesis`.
+        genesis_file: PathBuf,
+        /// The hash of the configured genesis.
+        ours: B256,
+        /// The genesis the stored chain starts from.
+        stored: B256,
     },
     /// The engine client could not be built.
     #[error("engine: {0}")]
@@ -232,14 +271,33 @@ pub fn install_metrics(addr: std::net::SocketAddr) -> Result<(), MetricsError> {
     // Bind first: the exporter binds in the background, where a taken port only logs.
     let listener = std::net::TcpListener::bind(addr).map_err(|source| MetricsError::Bind { addr, source })?;
     drop(listener);
-    metrics_exporter_prometheus::PrometheusBuilder::new().with_http_listener(addr).install()?;
+    metrics_exporter_prometheus::PrometheusBuilder::new()
+        .with_http_listener(addr)
+        // Latencies are histograms (not summaries), so Grafana can aggregate them across nodes.
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Suffix("_seconds".into()),
+            LATENCY_BUCKETS,
+        )?
+        .install()?;
     describe_metrics();
     tracing::info!(target: "alys::node", %addr, "Prometheus metrics at /metrics");
     Ok(())
 }
 
+/// Histogram buckets of every `*_seconds` metric: 1 ms to 30 s, dense where Engine API calls and actor
+/// messages live.
+const LATENCY_BUCKETS: &[f64] =
+    &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+
 /// Gives every metric the node exports its help text (and unit), once the recorder is installed.
 fn describe_metrics() {
+    alys_actor::describe_metrics();
+    alys_chain::metrics::describe();
+    alys_engine_client::describe_metrics();
+    metrics::describe_counter!(
+        "alys_rpc_timeouts_total",
+        "Alys RPC calls answered with the timeout error (-32003)"
+    );
     alys_burns::metrics::describe();
     alys_bridge::metrics::describe();
     alys_governance::metrics::describe();
@@ -268,6 +326,9 @@ pub fn open_storage(data_dir: &Path) -> Result<Arc<Storage>, LaunchError> {
 /// Starts a node from its configuration.
 pub async fn launch(config: NodeConfig) -> Result<NodeHandle, LaunchError> {
     let spec = Arc::new(ChainSpec::from_file(&config.chain.genesis)?);
+    if config.chain.slot_duration < MIN_SLOT_DURATION {
+        return Err(LaunchError::SlotTooShort(config.chain.slot_duration));
+    }
     let slot_ms = u64::try_from(config.chain.slot_duration.as_millis()).unwrap_or(u64::MAX);
     let tolerance_ms = u64::try_from(config.chain.future_tolerance.as_millis()).unwrap_or(u64::MAX);
     let aura = Aura::new(authorities(&config.chain.authorities)?, slot_ms, tolerance_ms)?;
@@ -284,15 +345,23 @@ pub async fn launch(config: NodeConfig) -> Result<NodeHandle, LaunchError> {
         .map_err(|source| LaunchError::Jwt { path: config.engine.jwt_secret.clone(), source })?;
     let engine = EngineClient::new(&config.engine.url, secret, Arc::clone(&spec))?;
     check_engine(&engine, &config.engine).await?;
+    check_engine_genesis(&engine, &config, spec.genesis_hash()).await?;
     let storage = open_storage(&config.storage.data_dir)?;
+    check_stored_genesis(&storage, &config, spec.genesis_hash())?;
     let admin_token = config.rpc.admin_token_file.as_deref().map(read_token).transpose()?;
 
+    // Where the chain stands, published by the chain actor; governance refuses decisions at or below it.
+    let (heads_tx, heads) = watch::channel(ChainHeads {
+        head: alys_primitives::BlockRef::new(0, spec.genesis_hash()),
+        head_execution_hash: spec.genesis_hash(),
+        finalized: None,
+    });
     // Governance first: the chain actor reads its proposals (pauses, parameters) from the start.
     let parameters = RuntimeParameters::with_max_blocks_without_pow(config.auxpow.max_blocks_without_pow);
     let mut tasks = Vec::new();
     let governance = match &config.governance {
         Some(section) => {
-            let (handle, task) = start_governance(section, parameters, Arc::clone(&storage))?;
+            let (handle, task) = start_governance(section, parameters, Arc::clone(&storage), heads.clone())?;
             tasks.push(task);
             Some(handle)
         }
@@ -309,6 +378,7 @@ pub async fn launch(config: NodeConfig) -> Result<NodeHandle, LaunchError> {
             chain_id: config.auxpow.chain_id,
             pow_limit_bits: config.auxpow.pow_limit_bits,
             target_spacing_secs: config.auxpow.target_spacing.as_secs(),
+            target_half_life_secs: config.auxpow.target_half_life.as_secs(),
             split: alys_auxpow::RewardSplit {
                 miner_percent: config.auxpow.miner_share_percent,
                 federation: config.auxpow.federation_fee_address,
@@ -318,11 +388,6 @@ pub async fn launch(config: NodeConfig) -> Result<NodeHandle, LaunchError> {
     };
     tracing::info!(target: "alys::node", chain_id = spec.chain_id(), genesis = %chain_config.genesis_hash,
         authorities = aura.authorities().len(), "starting node");
-    let (heads_tx, heads) = watch::channel(ChainHeads {
-        head: alys_primitives::BlockRef::new(0, chain_config.genesis_hash),
-        head_execution_hash: chain_config.genesis_hash,
-        finalized: None,
-    });
     let chain_storage = Arc::clone(&storage);
     let (chain, chain_task) = alys_actor::spawn(
         move || {
@@ -392,6 +457,83 @@ async fn check_engine(engine: &EngineClient, section: &EngineSection) -> Result<
     }
 }
 
+/// The shortest slot the node accepts: the execution client needs time to build and the authority to
+/// sign within one.
+const MIN_SLOT_DURATION: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Refuses an execution client that started from another genesis than `[chain].genesis` (it would
+/// answer every slot with `-38005 Unsupported fork` or an unknown parent). The verdict uses only the
+/// Engine API: the client either has our genesis block or not; its own block 0 is asked for (by
+/// `eth_getBlockByNumber` on the Engine API port, then on `[engine].eth_rpc_url`) only to name it.
+async fn check_engine_genesis(
+    engine: &EngineClient,
+    config: &NodeConfig,
+    ours: B256,
+) -> Result<(), LaunchError> {
+    let url = config.engine.url.clone();
+    let known = engine
+        .payload_bodies_by_hash(vec![ours])
+        .await
+        .map_err(|error| LaunchError::EngineError { url: url.clone(), error })?;
+    if known.first().is_some_and(Option::is_some) {
+        return Ok(());
+    }
+    let mut theirs = engine.block_hash_by_number(0).await.ok().flatten();
+    if theirs.is_none()
+        && let Some(eth) = &config.engine.eth_rpc_url
+    {
+        theirs = eth_genesis_hash(eth).await;
+    }
+    if theirs == Some(ours) {
+        return Ok(());
+    }
+    Err(LaunchError::GenesisMismatchEngine { url, genesis_file: config.chain.genesis.clone(), ours, theirs })
+}
+
+/// Block 0's hash from an execution client's eth JSON-RPC, if it answers.
+async fn eth_genesis_hash(url: &str) -> Option<B256> {
+    use jsonrpsee::core::client::ClientT as _;
+    #[derive(serde::Deserialize)]
+    struct HashOnly {
+        hash: B256,
+    }
+    let client = jsonrpsee::http_client::HttpClientBuilder::default()
+        .request_timeout(std::time::Duration::from_secs(5))
+        .build(url)
+        .ok()?;
+    let block: Option<HashOnly> =
+        client.request("eth_getBlockByNumber", jsonrpsee::rpc_params!["0x0", false]).await.ok()?;
+    block.map(|b| b.hash)
+}
+
+/// Refuses a data directory whose chain started from another genesis; records the genesis on first
+/// start (or, for a database from before the record existed, checks its first block's parent).
+fn check_stored_genesis(storage: &Storage, config: &NodeConfig, ours: B256) -> Result<(), LaunchError> {
+    let read = storage.read()?;
+    let stored = match read.genesis_hash()? {
+        Some(hash) => Some(hash),
+        None => read.block_by_height(1)?.map(|block| block.header.parent_hash),
+    };
+    let recorded = read.genesis_hash()?.is_some();
+    drop(read);
+    if let Some(stored) = stored
+        && stored != ours
+    {
+        return Err(LaunchError::GenesisMismatchData {
+            data_dir: config.storage.data_dir.clone(),
+            genesis_file: config.chain.genesis.clone(),
+            ours,
+            stored,
+        });
+    }
+    if !recorded {
+        let tx = storage.write()?;
+        tx.set_genesis_hash(ours)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
 /// The burn source `[pegout]` describes, checked: the feed over TLS or on loopback only (forged burns
 /// would become payable peg-outs), its token and CA files readable.
 fn burn_source(section: &PegoutSection, engine: &EngineSection) -> Result<BurnSourceConfig, LaunchError> {
@@ -427,13 +569,14 @@ fn start_governance(
     section: &GovernanceSection,
     parameters: RuntimeParameters,
     storage: Arc<Storage>,
+    heads: watch::Receiver<ChainHeads>,
 ) -> Result<(StreamHandle, JoinHandle<()>), LaunchError> {
     let key_bytes =
         alloy_primitives::hex::decode(&section.governance_key).map_err(|_| LaunchError::GovernanceKey)?;
     let key =
         bitcoin::secp256k1::PublicKey::from_slice(&key_bytes).map_err(|_| LaunchError::GovernanceKey)?;
     check_governance_url(&section.url)?;
-    let mut stream = StreamConfig::new(section.url.clone(), key);
+    let mut stream = StreamConfig::new(section.url.clone(), key).with_heads(heads);
     stream.network = section.network.into();
     stream.parameters = parameters;
     stream.node_id = section.node_id.clone();

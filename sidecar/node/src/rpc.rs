@@ -462,6 +462,7 @@ impl GovernanceApiServer for AlysRpc {
     async fn proposals(&self) -> RpcResult<types::Proposals> {
         let height = self.next_height();
         let book = self.0.runtime.book();
+        let in_force = book.in_force_at(height);
         let proposals = book
             .proposals()
             .map(|p| types::ProposalInfo {
@@ -469,7 +470,7 @@ impl GovernanceApiServer for AlysRpc {
                 proposal_type: p.proposal_type.clone(),
                 effective_height: p.effective_height,
                 action: proposal_action(&p.action),
-                in_force: p.effective_height <= height,
+                in_force: in_force.contains(p.id.as_str()),
             })
             .collect();
         Ok(types::Proposals { height, proposals })

@@ -65,8 +65,10 @@ pub trait BridgeApi {
     #[method(name = "alys_pendingPegouts")]
     async fn pending_pegouts(&self) -> RpcResult<PendingPegouts>;
 
-    /// One page of a set of the peg-out ledger (`{"set": "pending" | "final", "after": cursor, "limit":
-    /// n}`, every field optional), oldest first, with the cursor of the next page. A limit above
+    /// One page of a set of the peg-out ledger, oldest first, with the cursor of the next page. The one
+    /// positional parameter is an object, `params: [{"set": "pending" | "final", "after": cursor,
+    /// "limit": n}]`, every field optional (params given as a bare object are named parameters, and name
+    /// none of this method's). A limit above
     /// [`PegoutQuery::MAX_LIMIT`](crate::types::PegoutQuery::MAX_LIMIT) (or 0) is
     /// [`InvalidParams`](crate::ErrorCode::InvalidParams).
     #[method(name = "alys_pegouts")]

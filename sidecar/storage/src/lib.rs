@@ -24,7 +24,7 @@
 //! |---|---|---|
 //! | chain | `blocks` | consensus hash → `SignedBlock` (RLP) |
 //! | chain | `canonical` | height → consensus hash |
-//! | chain | `chain_meta` | `head`, `finalized` → height ‖ hash; `pow_state` → [`PowState`]; `queued_pow` → proof bytes; `production_paused` → 0/1 |
+//! | chain | `chain_meta` | `head`, `finalized` → height ‖ hash; `pow_state` → [`PowState`]; `queued_pow` → proof bytes; `production_paused` → 0/1; `genesis_hash` → the execution genesis hash |
 //! | peg-out | `pegout_pending`, `pegout_released` | block number ‖ log index ‖ block hash (chain order) → `Burn` (RLP) |
 //! | peg-out | `pegout_meta` | `geth_height`, `burn_cursor` → u64 |
 //! | governance | `signature_requests` | request id → `SignatureRequest` (protobuf) |
