@@ -90,6 +90,11 @@ async fn bad_configuration_is_refused_with_a_clear_message() {
     let message = refused(config(&dir)).await;
     assert!(message.contains("cannot reach the execution client at http://127.0.0.1:1"), "{message}");
 
+    let mut too_short = config(&dir);
+    too_short.chain.slot_duration = std::time::Duration::ZERO;
+    let message = refused(too_short).await;
+    assert!(message.contains("[chain].slot_duration") && message.contains("at least 100ms"), "{message}");
+
     let mut no_genesis = config(&dir);
     no_genesis.chain.genesis = dir.join("missing.json");
     assert!(matches!(launch(no_genesis).await, Err(LaunchError::Genesis(_))));
