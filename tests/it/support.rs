@@ -127,7 +127,20 @@ struct Process {
 
 impl Process {
     /// Spawns `command` and returns it with the JSON ready line it prints on stdout.
-    fn start(name: &'static str, mut command: Command) -> (Self, Value) {
+    fn start(name: &'static str, command: Command) -> (Self, Value) {
+        match Self::try_start(name, command) {
+            Ok(started) => started,
+            Err(mut process) => panic!("{name} exited before its ready line: {:?}", process.exit_status()),
+        }
+    }
+
+    /// The process's exit status, if it has exited.
+    fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// Like [`Self::start`], but a process that exits before its ready line is handed back instead.
+    fn try_start(name: &'static str, mut command: Command) -> Result<(Self, Value), Self> {
         let prefix = format!("alys-e2e-{}-", name.replace(' ', "-"));
         let log = tempfile::Builder::new().prefix(&prefix).suffix(".log").tempfile().unwrap();
         command
@@ -151,11 +164,17 @@ impl Process {
         });
         let line = match line_rx.recv_timeout(READY_TIMEOUT) {
             Ok(Ok(line)) => line,
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                // Stdout closed without a line: the process ended. Wait for its status.
+                let mut process = process;
+                let _ = process.child.wait();
+                return Err(process);
+            }
             other => panic!("{name} printed no ready line: {other:?}"),
         };
         let ready: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{name}: {e}: {line:?}"));
         assert_eq!(ready["event"], "ready", "{name}: {ready}");
-        (process, ready)
+        Ok((process, ready))
     }
 
     /// Sends SIGKILL and reaps the process: no shutdown path runs, as in a crash or `kill -9`.
@@ -510,15 +529,36 @@ pub(crate) struct DevnetProcess {
 impl DevnetProcess {
     /// Starts the whole network on ephemeral ports with 1-second slots, persisted in `datadir`.
     pub(crate) fn start(datadir: &Path) -> Self {
-        Self::launch(datadir, None)
+        Self::launch(datadir, None).unwrap_or_else(|mut process| {
+            panic!("alys-devnet exited before its ready line: {:?}", process.exit_status())
+        })
     }
 
     /// Like [`Self::start`], with `FAILPOINTS` set to `actions` (crash-point tests).
     pub(crate) fn start_with_failpoints(datadir: &Path, actions: &str) -> Self {
-        Self::launch(datadir, Some(actions))
+        Self::launch(datadir, Some(actions)).unwrap_or_else(|mut process| {
+            panic!("alys-devnet exited before its ready line: {:?}", process.exit_status())
+        })
     }
 
-    fn launch(datadir: &Path, failpoints: Option<&str>) -> Self {
+    /// Like [`Self::start_with_failpoints`], for a point the devnet may reach before it is ready: `None`
+    /// when it aborted (SIGABRT, as a crash point ends it) before printing its ready line.
+    pub(crate) fn try_start_with_failpoints(datadir: &Path, actions: &str) -> Option<Self> {
+        use std::os::unix::process::ExitStatusExt;
+        match Self::launch(datadir, Some(actions)) {
+            Ok(node) => Some(node),
+            Err(mut process) => {
+                let status = process.exit_status();
+                assert!(
+                    status.and_then(|s| s.signal()) == Some(6),
+                    "alys-devnet exited before its ready line, not by a crash point: {status:?}"
+                );
+                None
+            }
+        }
+    }
+
+    fn launch(datadir: &Path, failpoints: Option<&str>) -> Result<Self, Process> {
         let metrics = free_addr();
         let mut command = Command::new(bin("alys-devnet"));
         command
@@ -532,8 +572,8 @@ impl DevnetProcess {
         if let Some(actions) = failpoints {
             command.env("FAILPOINTS", actions);
         }
-        let (process, ready) = Process::start("alys-devnet", command);
-        Self {
+        let (process, ready) = Process::try_start("alys-devnet", command)?;
+        Ok(Self {
             process,
             http: field(&ready, "http"),
             rpc: field(&ready, "rpc"),
@@ -542,7 +582,7 @@ impl DevnetProcess {
             bitcoin_rpc: field(&ready, "bitcoinRpc"),
             bitcoin_cookie: field(&ready, "bitcoinCookie").into(),
             metrics,
-        }
+        })
     }
 
     /// Whether the process has exited (a crash point aborted it).

@@ -126,6 +126,14 @@ pub(crate) async fn run(args: UpArgs) -> eyre::Result<()> {
         alys_devnet_governance::admin::start(governance, args.governance_admin_addr).await?;
 
     let authority = AuthorityKey::from_file(&key_file)?;
+    // The Bitcoin node first, like the execution engine: infrastructure the node runs beside.
+    let (bitcoin, bitcoin_miner) = crate::bitcoin::start(
+        &args.datadir.join("bitcoin"),
+        args.bitcoin_addr,
+        std::time::Duration::from_secs(args.bitcoin_block_secs),
+    )
+    .await?;
+    let bitcoin_cookie = bitcoin.cookie_path().map(|p| p.display().to_string()).unwrap_or_default();
     let config = NodeConfig {
         chain: ChainSection {
             genesis,
@@ -168,13 +176,6 @@ pub(crate) async fn run(args: UpArgs) -> eyre::Result<()> {
         }),
     };
     let node = node::launch(config).await?;
-    let (bitcoin, bitcoin_miner) = crate::bitcoin::start(
-        &args.datadir.join("bitcoin"),
-        args.bitcoin_addr,
-        std::time::Duration::from_secs(args.bitcoin_block_secs),
-    )
-    .await?;
-    let bitcoin_cookie = bitcoin.cookie_path().map(|p| p.display().to_string()).unwrap_or_default();
 
     let ready = serde_json::json!({
         "event": "ready",
