@@ -9,5 +9,6 @@ mod el_cast;
 mod governance;
 mod mining;
 mod network;
+mod pegin;
 mod recovery;
 mod support;

@@ -529,14 +529,19 @@ pub(crate) struct DevnetProcess {
 impl DevnetProcess {
     /// Starts the whole network on ephemeral ports with 1-second slots, persisted in `datadir`.
     pub(crate) fn start(datadir: &Path) -> Self {
-        Self::launch(datadir, None).unwrap_or_else(|mut process| {
+        Self::start_with_args(datadir, &[])
+    }
+
+    /// Like [`Self::start`], with more `alys-devnet` flags.
+    pub(crate) fn start_with_args(datadir: &Path, args: &[&str]) -> Self {
+        Self::launch(datadir, None, args).unwrap_or_else(|mut process| {
             panic!("alys-devnet exited before its ready line: {:?}", process.exit_status())
         })
     }
 
     /// Like [`Self::start`], with `FAILPOINTS` set to `actions` (crash-point tests).
     pub(crate) fn start_with_failpoints(datadir: &Path, actions: &str) -> Self {
-        Self::launch(datadir, Some(actions)).unwrap_or_else(|mut process| {
+        Self::launch(datadir, Some(actions), &[]).unwrap_or_else(|mut process| {
             panic!("alys-devnet exited before its ready line: {:?}", process.exit_status())
         })
     }
@@ -544,8 +549,13 @@ impl DevnetProcess {
     /// Like [`Self::start_with_failpoints`], for a point the devnet may reach before it is ready: `None`
     /// when it aborted (SIGABRT, as a crash point ends it) before printing its ready line.
     pub(crate) fn try_start_with_failpoints(datadir: &Path, actions: &str) -> Option<Self> {
+        Self::try_start_with(datadir, actions, &[])
+    }
+
+    /// Like [`Self::try_start_with_failpoints`], with more `alys-devnet` flags.
+    pub(crate) fn try_start_with(datadir: &Path, actions: &str, args: &[&str]) -> Option<Self> {
         use std::os::unix::process::ExitStatusExt;
-        match Self::launch(datadir, Some(actions)) {
+        match Self::launch(datadir, Some(actions), args) {
             Ok(node) => Some(node),
             Err(mut process) => {
                 let status = process.exit_status();
@@ -558,7 +568,7 @@ impl DevnetProcess {
         }
     }
 
-    fn launch(datadir: &Path, failpoints: Option<&str>) -> Result<Self, Process> {
+    fn launch(datadir: &Path, failpoints: Option<&str>, args: &[&str]) -> Result<Self, Process> {
         let metrics = free_addr();
         let mut command = Command::new(bin("alys-devnet"));
         command
@@ -567,6 +577,7 @@ impl DevnetProcess {
             .args(["--metrics.addr", &metrics.to_string(), "--feed.addr", "127.0.0.1:0"])
             .args(["--governance.addr", "127.0.0.1:0", "--governance.admin-addr", "127.0.0.1:0"])
             .args(["--bitcoin.addr", "127.0.0.1:0"])
+            .args(args)
             .arg("--datadir")
             .arg(datadir);
         if let Some(actions) = failpoints {

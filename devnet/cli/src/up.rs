@@ -13,8 +13,8 @@ use alys_eth_rpc::EthRpcConfig;
 use alys_node::{
     self as node,
     config::{
-        AuthoritySection, AuxPowSection, ChainSection, EngineSection, GovernanceSection, MetricsSection,
-        NodeConfig, PegoutSection, RpcSection, StorageSection,
+        AuthoritySection, AuxPowSection, BitcoinSection, ChainSection, EngineSection, GovernanceSection,
+        MetricsSection, NodeConfig, PegoutSection, RpcSection, StorageSection,
     },
 };
 use alys_primitives::AuthorityKey;
@@ -69,6 +69,9 @@ pub(crate) struct UpArgs {
     /// Seconds between the Bitcoin blocks the devnet mines (0: mine only on request, `generatetoaddress`).
     #[arg(long = "bitcoin.block-secs", default_value_t = 5)]
     bitcoin_block_secs: u64,
+    /// Bitcoin confirmations a deposit needs before it is minted (governance may change it later).
+    #[arg(long = "pegin.confirmations", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pegin_confirmations: u32,
 }
 
 pub(crate) async fn run(args: UpArgs) -> eyre::Result<()> {
@@ -173,6 +176,13 @@ pub(crate) async fn run(args: UpArgs) -> eyre::Result<()> {
             bearer_token_file: Some(feed_token_file),
             tls_ca_file: None,
             tls_domain: None,
+        }),
+        // The devnet's Bitcoin node from its first block, one confirmation, as a regtest user expects.
+        bitcoin: Some(BitcoinSection {
+            start_height: Some(0),
+            pegin_confirmations: args.pegin_confirmations,
+            poll_interval: std::time::Duration::from_millis(250),
+            ..BitcoinSection::with_cookie(bitcoin.url(), bitcoin_cookie.clone())
         }),
     };
     let node = node::launch(config).await?;

@@ -1,4 +1,4 @@
-//! The Alys bridge: BTC leaving Alys.
+//! The Alys bridge: BTC coming in ([`pegin`]) and leaving Alys.
 //!
 //! A user burns coins on the bridge contract (`requestPegOut(bytes bitcoinAddress)`); the burn counts
 //! once its block is finalized by merged mining and is canonical, and is then released for payment,
@@ -19,6 +19,7 @@
 mod commit;
 mod geth;
 pub mod metrics;
+pub mod pegin;
 pub mod source;
 
 pub use commit::PegoutCommit;

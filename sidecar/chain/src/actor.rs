@@ -10,6 +10,7 @@ use alloy_primitives::{Address, B256, Bytes};
 use alloy_rpc_types_engine::{ExecutionPayload, ForkchoiceState, PayloadAttributes, PayloadStatusEnum};
 use alys_actor::{Actor, ActorError};
 use alys_auxpow::{AuxPowHeader, MiningParams};
+use alys_bridge::pegin::{PeginError, PeginRules};
 use alys_chainspec::Fork;
 use alys_consensus::{
     Aura, AuraError, EquivocationDetector, ExecutionBlockError, block_to_payload, check_withdrawals,
@@ -146,6 +147,9 @@ pub enum ImportError {
     /// The block's merged-mining proof is invalid.
     #[error("auxpow: {0}")]
     AuxPow(#[from] mining::ProofError),
+    /// The block's peg-in claims do not hold against this node's Bitcoin node or minted set.
+    #[error("peg-in: {0}")]
+    Pegin(#[from] PeginError),
 }
 
 /// The head as the actor tracks it.
@@ -177,6 +181,8 @@ pub struct ChainActor {
     pub(crate) mining: mining::MiningState,
     /// Nanoseconds spent waiting on the execution client during the current production.
     pub(crate) engine_nanos: std::sync::atomic::AtomicU64,
+    /// Peg-in claims: selecting them when producing, checking them when importing.
+    pub(crate) pegins: PeginRules,
 }
 
 /// How long producing one block took, split into the sidecar's own work and Engine API calls.
@@ -238,6 +244,7 @@ impl ChainActor {
         };
         metrics::gauge!("alys_chain_head_height", "head" => "head").set(head.block.height as f64);
         let mining = mining::MiningState::load(&read, &config.auxpow, config.genesis_timestamp)?;
+        let runtime = config.runtime.clone();
         let paused = read.production_paused()?;
         drop(read);
         heads.send_replace(ChainHeads {
@@ -261,7 +268,15 @@ impl ChainActor {
             engine_synced: false,
             engine_online: true,
             engine_nanos: std::sync::atomic::AtomicU64::new(0),
+            pegins: PeginRules::new(runtime, None),
         })
+    }
+
+    /// Claims and checks peg-ins with `rules` (the default claims nothing and refuses blocks that
+    /// claim: a node without a Bitcoin node cannot check them).
+    pub fn with_pegins(mut self, rules: PeginRules) -> Self {
+        self.pegins = rules;
+        self
     }
 
     fn my_index(&self) -> Option<u32> {
@@ -427,6 +442,15 @@ impl ChainActor {
         if !block.header.auxpow.is_empty() {
             self.verify_block_auxpow(block.header.parent_hash, &block.header.auxpow)?;
         }
+        if !block.header.pegins.is_empty() {
+            let parent = BlockRef { height: header.height - 1, hash: header.parent_hash };
+            if let Err(error) = self.pegins.verify(&self.storage, &block.header, parent).await {
+                metrics::counter!(alys_bridge::pegin::metrics::CLAIMS_REFUSED, "reason" => error.reason())
+                    .increment(1);
+                tracing::warn!(target: "alys::chain", %hash, %error, "block refused: peg-in claims");
+                return Err(error.into());
+            }
+        }
         let execution = Execution { block: decode_execution_block(&block)?, payload: None };
         self.apply(block, hash, execution).await
     }
@@ -475,10 +499,17 @@ impl ChainActor {
                 // The same commit, named for the blocks that finalize a batch and pay its reward.
                 alys_primitives::crash_point!("chain::finalize::before");
             }
+            if !header.pegins.is_empty() {
+                // The same commit, named for the blocks that mint deposits (the minted outpoints).
+                alys_primitives::crash_point!("pegin::mint::before");
+            }
             tx.commit()?;
             alys_primitives::crash_point!("chain::commit::after");
             if finalization.is_some() {
                 alys_primitives::crash_point!("chain::finalize::after");
+            }
+            if !header.pegins.is_empty() {
+                alys_primitives::crash_point!("pegin::mint::after");
             }
             self.head = Head {
                 block: head,
@@ -579,9 +610,14 @@ impl ChainActor {
         }
         let parent_hash = self.head.block.hash;
         let proof = self.includable_proof();
-        let mut withdrawals = pegin_withdrawals(&[]);
+        let claims = self.pegins.select(&self.storage.read()?, height, self.head.block)?;
+        if !claims.is_empty() {
+            metrics::counter!(alys_bridge::pegin::metrics::CLAIMED).increment(claims.len() as u64);
+            alys_primitives::crash_point!("pegin::claim");
+        }
+        let mut withdrawals = pegin_withdrawals(&claims);
         if let Some(proof) = &proof {
-            withdrawals.extend(self.reward_for(proof, 0)?);
+            withdrawals.extend(self.reward_for(proof, claims.len())?);
         }
         let spec = self.engine.chain_spec();
         let cancun = spec.is_active_at(Fork::Cancun, timestamp);
@@ -616,7 +652,7 @@ impl ChainActor {
             slot,
             author: index,
             execution_block_hash: execution_hash,
-            pegins: Vec::new(),
+            pegins: claims,
             auxpow: proof.as_ref().map(AuxPowHeader::encoded).unwrap_or_default(),
         };
         let hash = header.hash();
@@ -639,8 +675,9 @@ impl ChainActor {
         self.apply(block, hash, Execution { block: execution, payload: Some(built.payload) }).await?;
         metrics::counter!("alys_chain_blocks_produced_total").increment(1);
         let finalized = self.heads.borrow().finalized.map_or(0, |f| f.height);
+        let pegins = self.head.header.as_ref().map_or(0, |h| h.pegins.len());
         tracing::info!(target: "alys::chain", height = self.head.block.height, slot, consensus_hash = %hash,
-            execution_hash = %execution_hash, finalized, "produced block");
+            execution_hash = %execution_hash, finalized, pegins, "produced block");
         Ok(true)
     }
 }

@@ -13,7 +13,7 @@ use alloy_rpc_types_engine::{
 };
 use alys_contracts::GWEI_PER_SAT;
 
-use alys_primitives::{PegInRef, SignedBlock};
+use alys_primitives::{PegInClaim, SignedBlock};
 
 /// Why the execution part of a consensus block was refused.
 #[derive(Debug, thiserror::Error)]
@@ -45,8 +45,8 @@ pub enum ExecutionBlockError {
     Payload(#[from] PayloadError),
 }
 
-/// The withdrawals that mint `pegins`: in order, to each EVM address, `sats * 10` gwei.
-pub fn pegin_withdrawals(pegins: &[PegInRef]) -> Vec<Withdrawal> {
+/// The withdrawals that mint `pegins`: in order, one per claim, to its EVM address, `sats * 10` gwei.
+pub fn pegin_withdrawals(pegins: &[PegInClaim]) -> Vec<Withdrawal> {
     pegins
         .iter()
         .enumerate()

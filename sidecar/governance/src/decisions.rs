@@ -220,6 +220,22 @@ impl RuntimeView {
         Arc::clone(&self.0.borrow().proposals)
     }
 
+    /// The federation holding deposits at `height`, and the one before it.
+    pub fn federations_at(&self, height: u64) -> (Option<Federation>, Option<Federation>) {
+        let decisions = self.0.borrow();
+        (decisions.federations.at(height).cloned(), decisions.federations.previous(height).cloned())
+    }
+
+    /// Every federation known, oldest first.
+    pub fn federations(&self) -> Vec<Federation> {
+        self.0.borrow().federations.iter().cloned().collect()
+    }
+
+    /// Waits until new decisions are published; `false` when the publisher is gone.
+    pub async fn changed(&mut self) -> bool {
+        self.0.changed().await.is_ok()
+    }
+
     /// The decisions whose first block is at `height` (see [`Decisions::taking_effect_at`]).
     pub fn taking_effect_at(&self, height: u64) -> Vec<Decision> {
         self.0.borrow().taking_effect_at(height)

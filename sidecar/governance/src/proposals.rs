@@ -57,7 +57,9 @@
 //! |---|---|---|---|---|
 //! | `max_blocks_without_pow` | u64 | 1..=100000 | `[auxpow] max_blocks_without_pow` | block production: stop after this many blocks without AuxPow |
 //! | `pegout_fee_rate_sat_vb` | u64 | 1..=10000 | 10 | peg-out transactions built by the bridge |
-//! | `pegin_confirmations` | u32 | 1..=1000 | 6 | Bitcoin confirmations a deposit needs before it is minted |
+//! | `pegin_confirmations` | u32 | 1..=1000 | 6 (`[bitcoin] pegin_confirmations`) | Bitcoin confirmations a deposit needs before it is minted |
+//! | `pegin_min_sats` | u64 | 1..=2100000000000000 | 10000 (`[bitcoin] pegin_min_sats`) | smallest deposit minted; smaller ones are rejected |
+//! | `pegin_grace_blocks` | u64 | 0..=10000000 | 43200 (`[bitcoin] pegin_grace_blocks`) | Alys blocks after a rotation during which the previous federation's address still mints |
 //! | `pegout_min_sats` | u64 | 546..=2100000000000000 | 1000000 (0.01 BTC, the bridge's minimum burn) | smallest burn the bridge pays |
 //!
 //! Everything else (authorities, slot length, chain id, AuxPow difficulty rules, reward split) is a
@@ -170,6 +172,11 @@ pub struct RuntimeParameters {
     pub pegin_confirmations: u32,
     /// Smallest burn the bridge pays, in sats.
     pub pegout_min_sats: u64,
+    /// Smallest deposit minted, in sats (smaller ones are rejected and recorded).
+    pub pegin_min_sats: u64,
+    /// Alys blocks after a federation rotation during which deposits to the previous federation's
+    /// address are still minted.
+    pub pegin_grace_blocks: u64,
 }
 
 impl RuntimeParameters {
@@ -180,12 +187,28 @@ impl RuntimeParameters {
             pegout_fee_rate_sat_vb: 10,
             pegin_confirmations: 6,
             pegout_min_sats: 1_000_000,
+            pegin_min_sats: 10_000,
+            pegin_grace_blocks: 43_200,
         }
     }
 
+    /// Sets the peg-in defaults a chain starts with (before any proposal changes them).
+    pub const fn with_pegin(mut self, confirmations: u32, min_sats: u64, grace_blocks: u64) -> Self {
+        self.pegin_confirmations = confirmations;
+        self.pegin_min_sats = min_sats;
+        self.pegin_grace_blocks = grace_blocks;
+        self
+    }
+
     /// Names of the parameters that may change, for RPC and error messages.
-    pub const NAMES: [&'static str; 4] =
-        ["max_blocks_without_pow", "pegout_fee_rate_sat_vb", "pegin_confirmations", "pegout_min_sats"];
+    pub const NAMES: [&'static str; 6] = [
+        "max_blocks_without_pow",
+        "pegout_fee_rate_sat_vb",
+        "pegin_confirmations",
+        "pegout_min_sats",
+        "pegin_min_sats",
+        "pegin_grace_blocks",
+    ];
 
     /// Applies `name = value` after checking name and range.
     pub fn set(&mut self, name: &str, value: &str) -> Result<(), ProposalError> {
@@ -208,6 +231,8 @@ impl RuntimeParameters {
                 self.pegin_confirmations = u32::try_from(number(1, 1_000)?).map_err(|_| bad("1..=1000"))?;
             }
             "pegout_min_sats" => self.pegout_min_sats = number(546, 2_100_000_000_000_000)?,
+            "pegin_min_sats" => self.pegin_min_sats = number(1, 2_100_000_000_000_000)?,
+            "pegin_grace_blocks" => self.pegin_grace_blocks = number(0, 10_000_000)?,
             other => return Err(ProposalError::UnknownParameter(other.to_owned())),
         }
         Ok(())

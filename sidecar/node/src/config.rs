@@ -43,6 +43,84 @@ pub struct NodeConfig {
     /// Where peg-out burns come from; without it the node does not follow burns.
     #[serde(default)]
     pub pegout: Option<PegoutSection>,
+    /// The node's own Bitcoin node; without it the node claims no deposits and refuses blocks that do.
+    #[serde(default)]
+    pub bitcoin: Option<BitcoinSection>,
+}
+
+/// `[bitcoin]`: the node's own Bitcoin node (Bitcoin Core 25+), and the peg-in rules' starting values.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BitcoinSection {
+    /// bitcoind's JSON-RPC URL (`http://127.0.0.1:8332`; 18443 on regtest).
+    pub url: String,
+    /// bitcoind's `.cookie` file (re-read when bitcoind restarts). Use this or `user`.
+    #[serde(default)]
+    pub cookie_file: Option<PathBuf>,
+    /// `-rpcuser`, with the password in `password_file`.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// A file holding `-rpcpassword`.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// The Bitcoin height to start following from on a fresh data directory (default: 144 blocks, a
+    /// day, below bitcoind's tip at first start). Deposits below it are never seen.
+    #[serde(default)]
+    pub start_height: Option<u64>,
+    /// How often bitcoind is asked for new blocks.
+    #[serde(default = "default_bitcoin_poll", with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// The longest one call to bitcoind may take.
+    #[serde(default = "default_bitcoin_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Confirmations a deposit needs before it is minted, until governance changes it.
+    #[serde(default = "default_pegin_confirmations")]
+    pub pegin_confirmations: u32,
+    /// The smallest deposit minted, in sats, until governance changes it.
+    #[serde(default = "default_pegin_min_sats")]
+    pub pegin_min_sats: u64,
+    /// Alys blocks after a federation rotation during which the previous address still mints, until
+    /// governance changes it.
+    #[serde(default = "default_pegin_grace_blocks")]
+    pub pegin_grace_blocks: u64,
+}
+
+impl BitcoinSection {
+    /// A section for `url` authenticated by `cookie_file`, every other setting at its default.
+    pub fn with_cookie(url: impl Into<String>, cookie_file: impl Into<PathBuf>) -> Self {
+        Self {
+            url: url.into(),
+            cookie_file: Some(cookie_file.into()),
+            user: None,
+            password_file: None,
+            start_height: None,
+            poll_interval: default_bitcoin_poll(),
+            timeout: default_bitcoin_timeout(),
+            pegin_confirmations: default_pegin_confirmations(),
+            pegin_min_sats: default_pegin_min_sats(),
+            pegin_grace_blocks: default_pegin_grace_blocks(),
+        }
+    }
+}
+
+const fn default_bitcoin_poll() -> Duration {
+    Duration::from_secs(1)
+}
+
+const fn default_bitcoin_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+const fn default_pegin_confirmations() -> u32 {
+    6
+}
+
+const fn default_pegin_min_sats() -> u64 {
+    10_000
+}
+
+const fn default_pegin_grace_blocks() -> u64 {
+    43_200
 }
 
 /// `[pegout]`: where peg-out burns come from.

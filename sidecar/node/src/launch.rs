@@ -8,7 +8,11 @@ use std::{
 use alloy_primitives::B256;
 use alloy_rpc_types_engine::{JwtError, JwtSecret};
 use alys_actor::{Handle, RestartPolicy};
-use alys_bridge::source::{self, BurnSourceConfig};
+use alys_bitcoin::{BitcoinAuth, BitcoinClient, BitcoinClientConfig, BitcoinError, BitcoinStatus, Follower};
+use alys_bridge::{
+    pegin::{PeginRules, PeginWatcher},
+    source::{self, BurnSourceConfig},
+};
 use alys_chain::{ChainActor, ChainConfig, ChainMessage, run_slot_clock, system_clock};
 use alys_chainspec::ChainSpec;
 use alys_consensus::{Aura, AuraError};
@@ -22,7 +26,7 @@ use alys_storage::{ChainRead as _, Storage, StorageError};
 use tokio::{sync::watch, task::JoinHandle};
 
 use crate::{
-    config::{EngineSection, GovernanceSection, NodeConfig, PegoutSection},
+    config::{BitcoinSection, EngineSection, GovernanceSection, NodeConfig, PegoutSection},
     rpc::{self, RpcHandle, RpcStartError},
 };
 
@@ -48,6 +52,22 @@ pub enum LaunchError {
         path: PathBuf,
         /// What is wrong with it.
         source: JwtError,
+    },
+    /// `[bitcoin]` needs either `cookie_file`, or `user` with `password_file`.
+    #[error("[bitcoin] needs either cookie_file, or user and password_file")]
+    BitcoinAuth,
+    /// The Bitcoin client could not be set up, or bitcoind answered an error.
+    #[error("[bitcoin]: {0}")]
+    Bitcoin(#[from] BitcoinError),
+    /// bitcoind runs another network than the federation's addresses are for.
+    #[error("the Bitcoin node at {url} runs {theirs}, but [governance].network is {ours}")]
+    BitcoinNetwork {
+        /// bitcoind's URL.
+        url: String,
+        /// Its chain.
+        theirs: String,
+        /// Ours.
+        ours: String,
     },
     /// The configured authority key is not one of the authorities.
     #[error("the authority key {0} is not in [chain].authorities; add it there or remove [authority]")]
@@ -300,6 +320,8 @@ fn describe_metrics() {
     );
     alys_burns::metrics::describe();
     alys_bridge::metrics::describe();
+    alys_bridge::pegin::metrics::describe();
+    alys_bitcoin::metrics::describe();
     alys_governance::metrics::describe();
 }
 
@@ -344,6 +366,8 @@ pub async fn launch(config: NodeConfig) -> Result<NodeHandle, LaunchError> {
     let secret = JwtSecret::from_file(&config.engine.jwt_secret)
         .map_err(|source| LaunchError::Jwt { path: config.engine.jwt_secret.clone(), source })?;
     let engine = EngineClient::new(&config.engine.url, secret, Arc::clone(&spec))?;
+    // Local checks of `[bitcoin]` (credentials readable) before anything is asked over the network.
+    let bitcoin = config.bitcoin.as_ref().map(bitcoin_client).transpose()?;
     check_engine(&engine, &config.engine).await?;
     check_engine_genesis(&engine, &config, spec.genesis_hash()).await?;
     let storage = open_storage(&config.storage.data_dir)?;
@@ -357,7 +381,17 @@ pub async fn launch(config: NodeConfig) -> Result<NodeHandle, LaunchError> {
         finalized: None,
     });
     // Governance first: the chain actor reads its proposals (pauses, parameters) from the start.
-    let parameters = RuntimeParameters::with_max_blocks_without_pow(config.auxpow.max_blocks_without_pow);
+    let mut parameters = RuntimeParameters::with_max_blocks_without_pow(config.auxpow.max_blocks_without_pow);
+    if let Some(bitcoin) = &config.bitcoin {
+        parameters = parameters.with_pegin(
+            bitcoin.pegin_confirmations.max(1),
+            bitcoin.pegin_min_sats,
+            bitcoin.pegin_grace_blocks,
+        );
+    }
+    if let (Some(client), Some(section)) = (&bitcoin, &config.bitcoin) {
+        check_bitcoin(client, section, &config).await?;
+    }
     let mut tasks = Vec::new();
     let governance = match &config.governance {
         Some(section) => {
@@ -389,6 +423,7 @@ pub async fn launch(config: NodeConfig) -> Result<NodeHandle, LaunchError> {
     tracing::info!(target: "alys::node", chain_id = spec.chain_id(), genesis = %chain_config.genesis_hash,
         authorities = aura.authorities().len(), "starting node");
     let chain_storage = Arc::clone(&storage);
+    let pegin_rules = PeginRules::new(runtime.clone(), bitcoin.clone());
     let (chain, chain_task) = alys_actor::spawn(
         move || {
             ChainActor::new(
@@ -399,6 +434,7 @@ pub async fn launch(config: NodeConfig) -> Result<NodeHandle, LaunchError> {
                 Arc::clone(&chain_storage),
                 heads_tx.clone(),
             )
+            .map(|chain| chain.with_pegins(pegin_rules.clone()))
             .map_err(|e| alys_actor::ActorError::new("chain", e))
         },
         256,
@@ -422,6 +458,21 @@ pub async fn launch(config: NodeConfig) -> Result<NodeHandle, LaunchError> {
         }
         None => false,
     };
+    let bitcoin_status = match (bitcoin, &config.bitcoin) {
+        (Some(client), Some(section)) => {
+            let (status_tx, status) = watch::channel(BitcoinStatus::default());
+            let follower = Follower::new(client, section.start_height);
+            let mut watcher =
+                PeginWatcher::new(follower, Arc::clone(&storage), runtime.clone(), heads.clone(), status_tx)
+                    .with_poll_interval(section.poll_interval.max(std::time::Duration::from_millis(50)));
+            if let Some(governance) = &governance {
+                watcher = watcher.with_governance(governance.clone());
+            }
+            tasks.push(tokio::spawn(watcher.run()));
+            Some(status)
+        }
+        _ => None,
+    };
     let context = rpc::RpcContext {
         chain: chain.clone(),
         storage,
@@ -430,6 +481,7 @@ pub async fn launch(config: NodeConfig) -> Result<NodeHandle, LaunchError> {
         governance,
         pegouts,
         runtime,
+        bitcoin: bitcoin_status,
     };
     let rpc = rpc::start(config.rpc.listen, context).await?;
     Ok(NodeHandle { chain, rpc, heads, peers, chain_task, tasks })
@@ -530,6 +582,48 @@ fn check_stored_genesis(storage: &Storage, config: &NodeConfig, ours: B256) -> R
         let tx = storage.write()?;
         tx.set_genesis_hash(ours)?;
         tx.commit()?;
+    }
+    Ok(())
+}
+
+/// The Bitcoin client `[bitcoin]` describes; a missing cookie or password file stops the launch.
+fn bitcoin_client(section: &BitcoinSection) -> Result<BitcoinClient, LaunchError> {
+    let auth = match (&section.cookie_file, &section.user, &section.password_file) {
+        (Some(cookie), None, None) => BitcoinAuth::Cookie(cookie.clone()),
+        (None, Some(user), Some(password_file)) => {
+            BitcoinAuth::UserPassword { user: user.clone(), password: read_token(password_file)? }
+        }
+        _ => return Err(LaunchError::BitcoinAuth),
+    };
+    Ok(BitcoinClient::new(
+        BitcoinClientConfig::new(section.url.clone(), auth).with_timeout(section.timeout).with_retries(1),
+    )?)
+}
+
+/// A bitcoind on another network than `[governance].network` stops the launch; one that does not
+/// answer yet (still starting) is only reported: the peg-in watcher keeps trying.
+async fn check_bitcoin(
+    client: &BitcoinClient,
+    section: &BitcoinSection,
+    config: &NodeConfig,
+) -> Result<(), LaunchError> {
+    let network: bitcoin::Network = config.governance.as_ref().map(|g| g.network).unwrap_or_default().into();
+    match client.chain().await {
+        Ok((chain, best)) => {
+            if chain != network.to_core_arg() {
+                return Err(LaunchError::BitcoinNetwork {
+                    url: section.url.clone(),
+                    theirs: chain,
+                    ours: network.to_core_arg().to_owned(),
+                });
+            }
+            tracing::info!(target: "alys::node", url = %section.url, chain, height = best.height, "Bitcoin node");
+        }
+        Err(error) if error.is_transport() => {
+            tracing::warn!(target: "alys::node", url = %section.url, %error,
+                "the Bitcoin node does not answer yet; peg-ins wait for it");
+        }
+        Err(error) => return Err(error.into()),
     }
     Ok(())
 }

@@ -6,6 +6,8 @@ use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use alloy_primitives::{Address, B256, Bytes, hex};
 use alys_actor::{Handle, SupervisorStatus};
+use alys_bitcoin::BitcoinStatus;
+use alys_bridge::pegin::{display_block, display_txid};
 use alys_burns::Burn;
 use alys_chain::{ChainMessage, ChainStatus, MiningError};
 use alys_governance::{Federation, PauseScope, ProposalAction, RuntimeView, stream::StreamHandle};
@@ -20,7 +22,7 @@ use alys_rpc::{
     },
     rpc_error, types,
 };
-use alys_storage::{ChainRead, PegoutRead, Storage};
+use alys_storage::{ChainRead, DepositRecord, PeginRead, PegoutRead, Storage};
 use subtle::ConstantTimeEq;
 use tokio::sync::watch;
 
@@ -84,6 +86,8 @@ pub struct RpcContext {
     pub pegouts: bool,
     /// Governance's proposals in force.
     pub runtime: RuntimeView,
+    /// The Bitcoin node as the peg-in watcher last saw it, if `[bitcoin]` is configured.
+    pub bitcoin: Option<watch::Receiver<BitcoinStatus>>,
 }
 
 /// Longest time a call waits for the part of the node that answers it (the chain actor's mailbox, the
@@ -135,8 +139,13 @@ pub fn block_view(block: &SignedBlock) -> types::ConsensusBlock {
             .pegins
             .iter()
             .map(|p| types::PegIn {
-                txid: p.txid,
-                vout: p.vout,
+                txid: display_txid(&p.txid).to_string(),
+                bitcoin_block: display_block(&p.bitcoin_block).to_string(),
+                outputs: p
+                    .outputs
+                    .iter()
+                    .map(|o| types::PegInOutput { vout: o.vout, amount_sats: o.amount_sats })
+                    .collect(),
                 evm_address: p.evm_address,
                 amount_sats: p.amount_sats,
             })
@@ -187,7 +196,48 @@ fn status_view(status: &ChainStatus) -> types::SyncStatus {
         production_stopped: status.production_stopped.clone(),
         pow_bits: status.pow_bits,
         governance: runtime_view(&status.runtime),
+        bitcoin: None,
     }
+}
+
+/// A recorded deposit as `alys_pegins` shows it.
+fn pegin_view(
+    read: &impl PeginRead,
+    record: &DepositRecord,
+    tip: u64,
+    required: u32,
+) -> RpcResult<types::PeginInfo> {
+    let confirmations = tip.saturating_add(1).saturating_sub(record.bitcoin_height);
+    let minted = read.minted_canonical(&record.txid).map_err(internal)?;
+    let status = if record.reorged_out != 0 {
+        types::PeginStatus::Reorged
+    } else if minted.is_some() {
+        types::PeginStatus::Minted
+    } else if record.is_rejected() {
+        types::PeginStatus::Rejected
+    } else if confirmations >= u64::from(required) {
+        types::PeginStatus::Ready
+    } else {
+        types::PeginStatus::Confirming
+    };
+    Ok(types::PeginInfo {
+        txid: display_txid(&record.txid).to_string(),
+        bitcoin_block: display_block(&record.bitcoin_block).to_string(),
+        bitcoin_height: record.bitcoin_height,
+        outputs: record
+            .outputs
+            .iter()
+            .map(|o| types::PegInOutput { vout: o.vout, amount_sats: o.amount_sats })
+            .collect(),
+        amount_sats: record.amount_sats(),
+        evm_address: (record.evm_address != Address::ZERO).then_some(record.evm_address),
+        status,
+        confirmations,
+        required_confirmations: required,
+        minted_in: minted.map(|b| types::BlockId { height: b.height, hash: b.hash }),
+        reason: record.is_rejected().then(|| record.rejection.clone()),
+        seen_at: record.seen_secs,
+    })
 }
 
 /// Up to `limit` burns of `set` after `after`, and the cursor of the next page when there is one.
@@ -356,7 +406,17 @@ impl ChainApiServer for AlysRpc {
     }
 
     async fn sync_status(&self) -> RpcResult<types::SyncStatus> {
-        Ok(status_view(&self.status().await?))
+        let mut view = status_view(&self.status().await?);
+        view.bitcoin = self.0.bitcoin.as_ref().map(|status| {
+            let status = *status.borrow();
+            types::BitcoinSync {
+                connected: status.connected,
+                height: status.height,
+                best_hash: status.best_hash.map(|h| h.to_string()),
+                followed_height: status.followed_height,
+            }
+        });
+        Ok(view)
     }
 
     async fn health(&self) -> RpcResult<String> {
@@ -417,6 +477,33 @@ impl BridgeApiServer for AlysRpc {
         let read = self.0.storage.read().map_err(internal)?;
         let (pegouts, next) = pegout_page(&read, query.set, query.after, limit)?;
         Ok(types::PegoutPage { set: query.set, pegouts, next })
+    }
+
+    async fn pegins(&self, query: Option<types::PeginQuery>) -> RpcResult<types::PeginPage> {
+        if self.0.bitcoin.is_none() {
+            return Err(rpc_error(ErrorCode::Unavailable, "no Bitcoin node configured ([bitcoin])"));
+        }
+        let query = query.unwrap_or_default();
+        let limit = query.limit.unwrap_or(types::PeginQuery::DEFAULT_LIMIT);
+        if limit == 0 || limit > types::PeginQuery::MAX_LIMIT {
+            return Err(rpc_error(
+                ErrorCode::InvalidParams,
+                format!("limit {limit}: ask for 1 to {} deposits per page", types::PeginQuery::MAX_LIMIT),
+            ));
+        }
+        let offset = query.offset.unwrap_or(0);
+        let required = self.0.runtime.state_at(self.next_height()).parameters.pegin_confirmations;
+        let read = self.0.storage.read().map_err(internal)?;
+        let tip = read.bitcoin_tip().map_err(internal)?.map_or(0, |(h, _)| h);
+        let total = read.deposit_count().map_err(internal)?;
+        let skip = usize::try_from(offset).unwrap_or(usize::MAX);
+        let records = read
+            .deposits_newest_first(skip, usize::try_from(limit).unwrap_or(usize::MAX))
+            .map_err(internal)?;
+        let pegins =
+            records.iter().map(|r| pegin_view(&read, r, tip, required)).collect::<RpcResult<Vec<_>>>()?;
+        let end = offset.saturating_add(pegins.len() as u64);
+        Ok(types::PeginPage { pegins, total, next_offset: (end < total).then_some(end) })
     }
 }
 

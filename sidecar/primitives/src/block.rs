@@ -2,8 +2,10 @@
 //!
 //! ```text
 //! ConsensusHeader = RLP[ parent_hash: B256, height: u64, slot: u64, author: u32,
-//!                        execution_block_hash: B256, pegins: [PegInRef], auxpow: bytes ]
-//! PegInRef        = RLP[ txid: B256, vout: u32, evm_address: Address, amount_sats: u64 ]
+//!                        execution_block_hash: B256, pegins: [PegInClaim], auxpow: bytes ]
+//! PegInClaim      = RLP[ txid: B256, bitcoin_block: B256, outputs: [PegInOutput], amount_sats: u64,
+//!                        evm_address: Address ]
+//! PegInOutput     = RLP[ vout: u32, amount_sats: u64 ]
 //! hash            = keccak256(RLP(ConsensusHeader))
 //! SignedBlock     = RLP[ header, execution_block: bytes, execution_requests: [bytes],
 //!                        author_signature: bytes96, approvals ]
@@ -19,17 +21,48 @@
 use alloy_primitives::{Address, B256, Bytes, keccak256};
 use alloy_rlp::{RlpDecodable, RlpEncodable};
 
-/// A peg-in the block claims: a Bitcoin deposit outpoint minted to an EVM address.
+/// One output of a deposit transaction that pays a federation address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, RlpEncodable, RlpDecodable)]
+pub struct PegInOutput {
+    /// The output index in the deposit transaction.
+    pub vout: u32,
+    /// Its value in satoshis.
+    pub amount_sats: u64,
+}
+
+/// A deposit the block claims and mints: one Bitcoin transaction whose outputs to federation addresses
+/// are minted together, as one withdrawal of their sum, to the EVM address its OP_RETURN names.
+///
+/// `txid` and `bitcoin_block` are in Bitcoin's internal byte order (the order `bitcoin::Txid` and
+/// `bitcoin::BlockHash` hold, reversed from how explorers print them).
 #[derive(Debug, Clone, PartialEq, Eq, RlpEncodable, RlpDecodable)]
-pub struct PegInRef {
+pub struct PegInClaim {
     /// The deposit transaction id.
     pub txid: B256,
-    /// The deposit output index.
-    pub vout: u32,
+    /// The Bitcoin block that confirmed it.
+    pub bitcoin_block: B256,
+    /// The outputs paying the federation, ascending by `vout`.
+    pub outputs: Vec<PegInOutput>,
+    /// The sum of `outputs`, in satoshis: what is minted.
+    pub amount_sats: u64,
     /// The EVM address named by the deposit's OP_RETURN.
     pub evm_address: Address,
-    /// The deposited amount in satoshis.
-    pub amount_sats: u64,
+}
+
+impl PegInClaim {
+    /// The outpoints this claim mints: `txid ‖ vout (big endian)`, 36 bytes each.
+    pub fn outpoints(&self) -> impl Iterator<Item = [u8; 36]> + '_ {
+        self.outputs.iter().map(|o| outpoint_key(&self.txid, o.vout))
+    }
+}
+
+/// The 36-byte key of an outpoint: the txid's 32 bytes, then the output index big endian.
+pub fn outpoint_key(txid: &B256, vout: u32) -> [u8; 36] {
+    let mut key = [0u8; 36];
+    let (id, index) = key.split_at_mut(32);
+    id.copy_from_slice(txid.as_slice());
+    index.copy_from_slice(&vout.to_be_bytes());
+    key
 }
 
 /// The signed part of a consensus block.
@@ -46,7 +79,7 @@ pub struct ConsensusHeader {
     /// Hash of the execution block this consensus block carries.
     pub execution_block_hash: B256,
     /// The peg-ins minted by the execution block's withdrawals, in order.
-    pub pegins: Vec<PegInRef>,
+    pub pegins: Vec<PegInClaim>,
     /// The serialized AuxPow proof this block includes, or empty.
     pub auxpow: Bytes,
 }
@@ -154,11 +187,12 @@ mod tests {
             slot: 1_000,
             author: 2,
             execution_block_hash: B256::repeat_byte(2),
-            pegins: vec![PegInRef {
+            pegins: vec![PegInClaim {
                 txid: B256::repeat_byte(3),
-                vout: 1,
-                evm_address: address!("0x00000000000000000000000000000000000000aa"),
+                bitcoin_block: B256::repeat_byte(4),
+                outputs: vec![PegInOutput { vout: 1, amount_sats: 50_000 }],
                 amount_sats: 50_000,
+                evm_address: address!("0x00000000000000000000000000000000000000aa"),
             }],
             auxpow: Bytes::new(),
         }

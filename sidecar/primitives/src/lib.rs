@@ -37,7 +37,7 @@ macro_rules! crash_point {
     };
 }
 
-pub use block::{Approvals, ConsensusHeader, PegInRef, SignedBlock};
+pub use block::{Approvals, ConsensusHeader, PegInClaim, PegInOutput, SignedBlock, outpoint_key};
 pub use keys::{AuthorityKey, AuthorityPublicKey, BlsSignature, KeyError, KeyFileError};
 
 use alloy_primitives::B256;

@@ -5,8 +5,8 @@ use alloy_primitives::{Address, B256, Bytes};
 use jsonrpsee::{core::RpcResult, proc_macros::rpc};
 
 use crate::types::{
-    AuxBlock, ConsensusBlock, DepositAddresses, GovernanceStatus, PegoutPage, PegoutQuery, PendingPegouts,
-    Proposals, RuntimeStateAt, SyncStatus,
+    AuxBlock, ConsensusBlock, DepositAddresses, GovernanceStatus, PeginPage, PeginQuery, PegoutPage,
+    PegoutQuery, PendingPegouts, Proposals, RuntimeStateAt, SyncStatus,
 };
 
 /// Merged mining, in the shapes Namecoin's and Alys's pools speak.
@@ -73,6 +73,14 @@ pub trait BridgeApi {
     /// [`InvalidParams`](crate::ErrorCode::InvalidParams).
     #[method(name = "alys_pegouts")]
     async fn pegouts(&self, query: Option<PegoutQuery>) -> RpcResult<PegoutPage>;
+
+    /// One page of the deposits the node recorded, newest Bitcoin block first: confirming (n of N),
+    /// ready, minted (in which block), rejected (why) or reorged. `params: [{"offset": n, "limit": n}]`,
+    /// both optional. A limit above [`PeginQuery::MAX_LIMIT`] (or 0) is
+    /// [`InvalidParams`](crate::ErrorCode::InvalidParams); [`Unavailable`](crate::ErrorCode::Unavailable)
+    /// without `[bitcoin]`.
+    #[method(name = "alys_pegins")]
+    async fn pegins(&self, query: Option<PeginQuery>) -> RpcResult<PeginPage>;
 }
 
 /// Governance as the node sees it.

@@ -32,18 +32,122 @@ pub struct AuxBlock {
     pub target: B256,
 }
 
-/// A peg-in a block claims.
+/// A peg-in a block claims: one deposit transaction, minted as one withdrawal.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PegIn {
-    /// The deposit transaction id.
-    pub txid: B256,
-    /// The deposit output.
-    pub vout: u32,
+    /// The deposit transaction id, as Bitcoin tools print it.
+    pub txid: String,
+    /// The Bitcoin block that confirmed it, as Bitcoin tools print it.
+    pub bitcoin_block: String,
+    /// The minted outputs (index and satoshis).
+    pub outputs: Vec<PegInOutput>,
     /// Where the deposit is minted.
     pub evm_address: Address,
     /// The amount in satoshis.
     pub amount_sats: u64,
+}
+
+/// One minted output of a deposit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PegInOutput {
+    /// The output index.
+    pub vout: u32,
+    /// Its value in satoshis.
+    pub amount_sats: u64,
+}
+
+/// `alys_pegins`' parameter: a page of deposits, newest Bitcoin block first.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PeginQuery {
+    /// Deposits to skip (default 0).
+    #[serde(default)]
+    pub offset: Option<u64>,
+    /// Deposits per page (default [`Self::DEFAULT_LIMIT`], at most [`Self::MAX_LIMIT`]).
+    #[serde(default)]
+    pub limit: Option<u32>,
+}
+
+impl PeginQuery {
+    /// The page size when none is asked for.
+    pub const DEFAULT_LIMIT: u32 = 50;
+    /// The largest page.
+    pub const MAX_LIMIT: u32 = 500;
+}
+
+/// Where a deposit stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum PeginStatus {
+    /// Seen, waiting for confirmations.
+    Confirming,
+    /// Deep enough; the next block this node's chain makes will claim it.
+    Ready,
+    /// Minted on the canonical chain.
+    Minted,
+    /// Never minted (see `reason`).
+    Rejected,
+    /// Minted, then its Bitcoin block left the best chain (a reorg deeper than the confirmations).
+    Reorged,
+}
+
+/// One deposit as the node sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PeginInfo {
+    /// The deposit transaction id, as Bitcoin tools print it.
+    pub txid: String,
+    /// Its Bitcoin block, as Bitcoin tools print it.
+    pub bitcoin_block: String,
+    /// That block's height.
+    pub bitcoin_height: u64,
+    /// Its outputs paying a federation address.
+    pub outputs: Vec<PegInOutput>,
+    /// Their sum, in satoshis.
+    pub amount_sats: u64,
+    /// The EVM address it names, if it names one.
+    pub evm_address: Option<Address>,
+    /// Where it stands.
+    pub status: PeginStatus,
+    /// Confirmations on the node's followed Bitcoin chain.
+    pub confirmations: u64,
+    /// Confirmations required at the next block.
+    pub required_confirmations: u32,
+    /// The canonical block that minted it.
+    pub minted_in: Option<BlockId>,
+    /// Why it was rejected (`no_op_return`, `multiple_op_returns`, `bad_evm_address`,
+    /// `no_federation_output`, `federation_expired`, `below_minimum`).
+    pub reason: Option<String>,
+    /// When the node first saw it, unix seconds.
+    pub seen_at: u64,
+}
+
+/// `alys_pegins`' answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PeginPage {
+    /// The deposits, newest Bitcoin block first.
+    pub pegins: Vec<PeginInfo>,
+    /// How many deposits the node has recorded.
+    pub total: u64,
+    /// The offset of the next page, when there is one.
+    pub next_offset: Option<u64>,
+}
+
+/// The node's Bitcoin node, in `alys_syncStatus`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BitcoinSync {
+    /// Whether the last call to bitcoind succeeded.
+    pub connected: bool,
+    /// bitcoind's best height.
+    pub height: u64,
+    /// bitcoind's best block hash, as Bitcoin tools print it.
+    pub best_hash: Option<String>,
+    /// The height the node has followed and recorded.
+    pub followed_height: Option<u64>,
 }
 
 /// A block's approvals.
@@ -165,6 +269,8 @@ pub struct SyncStatus {
     pub pow_bits: u32,
     /// Governance's state for the next block.
     pub governance: RuntimeState,
+    /// The node's Bitcoin node (absent without `[bitcoin]`).
+    pub bitcoin: Option<BitcoinSync>,
 }
 
 /// `alys_runtimeState`.

@@ -133,6 +133,26 @@ pub trait ChainRead: Tables {
         Ok(self.open(BLOCKS)?.len()?)
     }
 
+    /// Whether `ancestor` is `tip` or one of its ancestors (walking stored blocks; the canonical index
+    /// answers at once when `tip` is canonical).
+    fn is_ancestor(&self, ancestor: BlockRef, tip: BlockRef) -> Result<bool, StorageError> {
+        if ancestor.height > tip.height {
+            return Ok(false);
+        }
+        if self.canonical_hash(tip.height)? == Some(tip.hash) {
+            return Ok(self.canonical_hash(ancestor.height)? == Some(ancestor.hash));
+        }
+        let mut cursor = tip;
+        while cursor.height > ancestor.height {
+            let Some(block) = self.block(&cursor.hash)? else { return Ok(false) };
+            cursor = BlockRef { height: cursor.height - 1, hash: block.header.parent_hash };
+            if self.canonical_hash(cursor.height)? == Some(cursor.hash) {
+                return Ok(self.canonical_hash(ancestor.height)? == Some(ancestor.hash));
+            }
+        }
+        Ok(cursor == ancestor)
+    }
+
     /// Whether a block is stored.
     fn has_block(&self, hash: &B256) -> Result<bool, StorageError> {
         Ok(self.open(BLOCKS)?.get(&hash.0)?.is_some())
@@ -185,14 +205,17 @@ impl WriteTx {
     pub fn put_block(&self, block: &SignedBlock) -> Result<B256, StorageError> {
         let hash = block.header.hash();
         self.table(BLOCKS)?.insert(&hash.0, block.encoded().as_slice())?;
+        self.record_claims(&hash, block.header.height, &block.header.pegins)?;
         Ok(hash)
     }
 
     /// Stores `block` and makes it the head: the canonical index is rewritten from the point where the
     /// block's ancestry meets the canonical chain, and heights above it are dropped. Refuses a head that
-    /// would revert the finalized block.
+    /// would revert the finalized block. The outpoints the block claims join the minted set, and the
+    /// open peg-in list follows the canonical chain (see the `pegin` module).
     pub fn set_head(&self, block: &SignedBlock) -> Result<BlockRef, StorageError> {
         let hash = block.header.hash();
+        self.record_claims(&hash, block.header.height, &block.header.pegins)?;
         let head = BlockRef { height: block.header.height, hash };
         let mut blocks = self.table(BLOCKS)?;
         blocks.insert(&hash.0, block.encoded().as_slice())?;
@@ -222,17 +245,47 @@ impl WriteTx {
         {
             return Err(StorageError::BelowFinalized { hash, finalized: finalized.height });
         }
-        let stale: Vec<u64> = canonical
-            .range(head.height + 1..)?
-            .map(|e| e.map(|(k, _)| k.value()))
+        // The canonical blocks this head replaces: every height from the fork point up.
+        let replaced: Vec<(u64, B256)> = canonical
+            .range(fork_point..)?
+            .map(|e| e.map(|(k, v)| (k.value(), B256::from(*v.value()))))
             .collect::<Result<_, _>>()?;
-        for height in stale {
-            canonical.remove(height)?;
+        let mut left = Vec::new();
+        for (height, old) in &replaced {
+            if !segment.iter().any(|b| b.hash == *old)
+                && let Some(bytes) = blocks.get(&old.0)?
+            {
+                let old_block = decode_block(bytes.value())?;
+                if !old_block.header.pegins.is_empty() {
+                    left.push(old_block);
+                }
+            }
+            if *height > head.height {
+                canonical.remove(*height)?;
+            }
         }
+        let mut joined = Vec::new();
         for b in &segment {
+            if replaced.iter().any(|(_, old)| *old == b.hash) {
+                continue;
+            }
             canonical.insert(b.height, &b.hash.0)?;
+            if b.hash == hash {
+                if !block.header.pegins.is_empty() {
+                    joined.push(block.clone());
+                }
+            } else if let Some(bytes) = blocks.get(&b.hash.0)? {
+                let joining = decode_block(bytes.value())?;
+                if !joining.header.pegins.is_empty() {
+                    joined.push(joining);
+                }
+            }
         }
         meta.insert(HEAD, encode_ref(head).as_slice())?;
+        drop((blocks, canonical, meta));
+        if !joined.is_empty() || !left.is_empty() {
+            self.reopen_claims(&joined, &left)?;
+        }
         Ok(head)
     }
 

@@ -13,7 +13,7 @@
 //!
 //! [`Storage::read`] opens a consistent snapshot ([`ReadTx`]); [`Storage::write`] opens the one write
 //! transaction redb allows at a time ([`WriteTx`]; a second writer waits). Domain reads are traits over
-//! both kinds of transaction ([`ChainRead`], [`PegoutRead`], [`GovernanceRead`]), so a writer reads what
+//! both kinds of transaction ([`ChainRead`], [`PeginRead`], [`PegoutRead`], [`GovernanceRead`]), so a writer reads what
 //! it is about to change inside its own transaction; domain writes are methods of [`WriteTx`]. Dropping a
 //! `WriteTx` without [`WriteTx::commit`] leaves the database as it was; redb's commits are durable
 //! (fsync) and atomic, so a `kill -9` leaves either the old state or the new one.
@@ -25,6 +25,11 @@
 //! | chain | `blocks` | consensus hash → `SignedBlock` (RLP) |
 //! | chain | `canonical` | height → consensus hash |
 //! | chain | `chain_meta` | `head`, `finalized` → height ‖ hash; `pow_state` → [`PowState`]; `queued_pow` → proof bytes; `production_paused` → 0/1; `genesis_hash` → the execution genesis hash |
+//! | peg-in | `bitcoin_blocks` | Bitcoin height → block hash the follower walked (the last [`BITCOIN_BLOCKS_KEPT`]) |
+//! | peg-in | `pegin_deposits` | txid → [`DepositRecord`] (RLP): deposits seen, and rejected ones with their reason |
+//! | peg-in | `pegin_by_height`, `pegin_open` | Bitcoin height ‖ txid → (): every deposit; those still to claim |
+//! | peg-in | `pegin_minted` | outpoint (txid ‖ vout) ‖ claiming consensus hash → height ‖ sats (consensus state) |
+//! | peg-in | `pegin_meta` | `notified_height` → u64 |
 //! | peg-out | `pegout_pending`, `pegout_released` | block number ‖ log index ‖ block hash (chain order) → `Burn` (RLP) |
 //! | peg-out | `pegout_meta` | `geth_height`, `burn_cursor` → u64 |
 //! | governance | `signature_requests` | request id → `SignatureRequest` (protobuf) |
@@ -35,11 +40,13 @@
 mod chain;
 mod error;
 mod governance;
+mod pegin;
 mod pegout;
 
 pub use chain::{ChainRead, PowState};
 pub use error::StorageError;
 pub use governance::GovernanceRead;
+pub use pegin::{BITCOIN_BLOCKS_KEPT, DepositOutput, DepositRecord, FederationUtxo, Minted, PeginRead};
 pub use pegout::PegoutRead;
 
 use std::path::Path;
@@ -73,6 +80,7 @@ impl Storage {
         let tx = db.begin_write()?;
         chain::create_tables(&tx)?;
         pegout::create_tables(&tx)?;
+        pegin::create_tables(&tx)?;
         governance::create_tables(&tx)?;
         tx.commit()?;
         Ok(Self { db })

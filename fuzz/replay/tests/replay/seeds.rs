@@ -23,6 +23,7 @@ use alys_auxpow::{
         AuxPow, MERGED_MINING_MAGIC, check, check_serialized, decode_auxpow, expected_index, mine, target_of,
     },
 };
+use alys_bridge::pegin::{Rejection, scan_transaction};
 use alys_burns::{Burn, FeedEvent, FeedEventKind, FeedHead, test_utils};
 use alys_chainspec::dev::DEV_PRIVATE_KEYS;
 use alys_fuzz_replay::{encode_auxpow, fixtures::*};
@@ -30,7 +31,7 @@ use alys_governance::{
     Federation, Proposal, apply_response,
     signing::{emergency_data, parameter_data, sign_proposal},
 };
-use alys_primitives::{Approvals, ConsensusHeader, PegInRef, SignedBlock};
+use alys_primitives::{Approvals, ConsensusHeader, PegInClaim, PegInOutput, SignedBlock};
 use alys_proto::{
     burnfeed::v1 as feed,
     governance::v1::{
@@ -41,12 +42,16 @@ use alys_proto::{
     },
 };
 use bitcoin::{
-    Amount, ScriptBuf, Transaction, TxMerkleNode, TxOut,
+    Amount, CompressedPublicKey, OutPoint, ScriptBuf, Sequence, Transaction, TxIn, TxMerkleNode, TxOut, Txid,
+    Witness,
+    absolute::LockTime,
     consensus::{deserialize, serialize},
     ecdsa,
     hashes::{Hash, sha256d},
+    script::{Builder, PushBytesBuf},
     secp256k1::{Message, PublicKey, Secp256k1, SecretKey},
     sighash::{EcdsaSighashType, SighashCache},
+    transaction,
 };
 use prost::Message as _;
 use serde_json::{Value, json};
@@ -79,6 +84,7 @@ pub(crate) fn all() -> Vec<Seed> {
     burns(&mut seeds);
     governance(&mut seeds);
     engine(&mut seeds);
+    deposits(&mut seeds);
     seeds.0
 }
 
@@ -293,19 +299,24 @@ fn transactions() -> Vec<TxEnvelope> {
     ]
 }
 
-fn pegins() -> Vec<PegInRef> {
+fn pegins() -> Vec<PegInClaim> {
     vec![
-        PegInRef {
+        PegInClaim {
             txid: B256::repeat_byte(0xa1),
-            vout: 0,
-            evm_address: address!("0x70997970C51812dc3A010C7d01b50e0d17dc79C8"),
+            bitcoin_block: B256::repeat_byte(0xb1),
+            outputs: vec![PegInOutput { vout: 0, amount_sats: 50_000 }],
             amount_sats: 50_000,
+            evm_address: address!("0x70997970C51812dc3A010C7d01b50e0d17dc79C8"),
         },
-        PegInRef {
+        PegInClaim {
             txid: B256::repeat_byte(0xa2),
-            vout: 3,
-            evm_address: address!("0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"),
+            bitcoin_block: B256::repeat_byte(0xb2),
+            outputs: vec![
+                PegInOutput { vout: 1, amount_sats: 100_000_000_000_000 },
+                PegInOutput { vout: 3, amount_sats: 2_000_000_000_000_000 },
+            ],
             amount_sats: 2_100_000_000_000_000,
+            evm_address: address!("0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"),
         },
     ]
 }
@@ -316,7 +327,7 @@ fn execution_block(
     timestamp: u64,
     parent: B256,
     transactions: Vec<TxEnvelope>,
-    pegins: &[PegInRef],
+    pegins: &[PegInClaim],
     requests: &Requests,
 ) -> Block<TxEnvelope> {
     let withdrawals = alys_consensus::pegin_withdrawals(pegins);
@@ -845,4 +856,205 @@ fn engine(seeds: &mut Seeds) {
     seeds.add("engine_jwt", "other-secret", format!("bearer  {other}"));
     seeds.add("engine_jwt", "garbage", "Bearer a.b.c");
     seeds.add("engine_jwt", "basic", "Basic dXNlcjpwYXNz");
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Peg-in deposits
+
+/// The EVM address the deposit seeds mint to.
+const DEPOSIT_EVM: Address = address!("0x70997970C51812dc3A010C7d01b50e0d17dc79C8");
+
+fn wallet_key(n: u8) -> SecretKey {
+    SecretKey::from_slice(&[0x40 + n; 32]).unwrap()
+}
+
+fn wallet_public(n: u8) -> bitcoin::PublicKey {
+    bitcoin::PublicKey::new(wallet_key(n).public_key(&Secp256k1::new()))
+}
+
+fn compressed(n: u8) -> CompressedPublicKey {
+    CompressedPublicKey(wallet_key(n).public_key(&Secp256k1::new()))
+}
+
+fn p2pkh(n: u8) -> ScriptBuf {
+    ScriptBuf::new_p2pkh(&wallet_public(n).pubkey_hash())
+}
+
+fn p2wpkh(n: u8) -> ScriptBuf {
+    ScriptBuf::new_p2wpkh(&compressed(n).wpubkey_hash())
+}
+
+fn data_output(data: &[u8]) -> TxOut {
+    TxOut {
+        value: Amount::ZERO,
+        script_pubkey: ScriptBuf::new_op_return(PushBytesBuf::try_from(data.to_vec()).unwrap()),
+    }
+}
+
+fn paying(script: ScriptBuf, sats: u64) -> TxOut {
+    TxOut { value: Amount::from_sat(sats), script_pubkey: script }
+}
+
+/// A transaction as `createrawtransaction` writes it (version 2, final sequences, no lock time) spending
+/// `inputs` outpoints of fixed funding transactions.
+fn raw_transaction(inputs: u8, output: Vec<TxOut>) -> Transaction {
+    let input = (0..inputs)
+        .map(|n| TxIn {
+            previous_output: OutPoint { txid: Txid::from_byte_array([0xc0 + n; 32]), vout: u32::from(n) },
+            script_sig: ScriptBuf::new(),
+            sequence: Sequence::MAX,
+            witness: Witness::new(),
+        })
+        .collect();
+    Transaction { version: transaction::Version::TWO, lock_time: LockTime::ZERO, input, output }
+}
+
+/// Signs every input as a spend of a P2PKH output of wallet key 1 (`signrawtransactionwithwallet`).
+fn sign_p2pkh(mut tx: Transaction) -> Transaction {
+    let secp = Secp256k1::new();
+    let script = p2pkh(1);
+    for index in 0..tx.input.len() {
+        let sighash = SighashCache::new(&tx)
+            .legacy_signature_hash(index, &script, EcdsaSighashType::All.to_u32())
+            .unwrap();
+        let signature = ecdsa::Signature {
+            signature: secp.sign_ecdsa(&Message::from_digest(sighash.to_byte_array()), &wallet_key(1)),
+            sighash_type: EcdsaSighashType::All,
+        };
+        tx.input[index].script_sig =
+            Builder::new().push_slice(signature.serialize()).push_key(&wallet_public(1)).into_script();
+    }
+    tx
+}
+
+/// Signs every input as a spend of a P2WPKH output of wallet key 2 holding `sats`.
+fn sign_p2wpkh(mut tx: Transaction, sats: u64) -> Transaction {
+    let secp = Secp256k1::new();
+    let script = p2wpkh(2);
+    for index in 0..tx.input.len() {
+        let sighash = SighashCache::new(&tx)
+            .p2wpkh_signature_hash(index, &script, Amount::from_sat(sats), EcdsaSighashType::All)
+            .unwrap();
+        let signature = ecdsa::Signature {
+            signature: secp.sign_ecdsa(&Message::from_digest(sighash.to_byte_array()), &wallet_key(2)),
+            sighash_type: EcdsaSighashType::All,
+        };
+        tx.input[index].witness = Witness::p2wpkh(&signature, &compressed(2).0);
+    }
+    tx
+}
+
+fn deposits(seeds: &mut Seeds) {
+    let federation = federation().address.script_pubkey();
+    let evm_hex = hex::encode(DEPOSIT_EVM);
+    let cases: Vec<(&str, Transaction, Option<Result<Address, Rejection>>)> = vec![
+        (
+            // `createrawtransaction '[…]' '[{"<federation>": 0.001}, {"data": "<evm>"}]'`, signed.
+            "deposit-raw-address",
+            sign_p2pkh(raw_transaction(
+                1,
+                vec![paying(federation.clone(), 100_000), data_output(DEPOSIT_EVM.as_slice())],
+            )),
+            Some(Ok(DEPOSIT_EVM)),
+        ),
+        (
+            // Alys v1's form: the address as 40 hex characters, before the payment, with change.
+            "deposit-hex-address",
+            sign_p2pkh(raw_transaction(
+                1,
+                vec![
+                    data_output(evm_hex.as_bytes()),
+                    paying(federation.clone(), 250_000),
+                    paying(p2pkh(1), 740_000),
+                ],
+            )),
+            Some(Ok(DEPOSIT_EVM)),
+        ),
+        (
+            // A segwit wallet's deposit: two inputs, change first, `0x`-prefixed hex, two outputs to the
+            // federation and one to the previous federation (one deposit of their sum).
+            "segwit-deposit",
+            sign_p2wpkh(
+                raw_transaction(
+                    2,
+                    vec![
+                        paying(p2wpkh(2), 1_000_000),
+                        paying(federation.clone(), 60_000),
+                        data_output(format!("0x{evm_hex}").as_bytes()),
+                        paying(federation.clone(), 40_000),
+                        paying(previous_federation_script(), 5_000),
+                    ],
+                ),
+                600_000,
+            ),
+            Some(Ok(DEPOSIT_EVM)),
+        ),
+        (
+            "no-op-return",
+            sign_p2pkh(raw_transaction(
+                1,
+                vec![paying(federation.clone(), 100_000), paying(p2pkh(1), 5_000)],
+            )),
+            Some(Err(Rejection::NoOpReturn)),
+        ),
+        (
+            "two-op-returns",
+            sign_p2pkh(raw_transaction(
+                1,
+                vec![
+                    paying(federation.clone(), 100_000),
+                    data_output(DEPOSIT_EVM.as_slice()),
+                    data_output(DEPOSIT_EVM.as_slice()),
+                ],
+            )),
+            Some(Err(Rejection::MultipleOpReturns)),
+        ),
+        (
+            "short-address",
+            sign_p2pkh(raw_transaction(
+                1,
+                vec![paying(federation.clone(), 100_000), data_output(&DEPOSIT_EVM.as_slice()[..19])],
+            )),
+            Some(Err(Rejection::BadAddress)),
+        ),
+        (
+            // Names an EVM address but pays elsewhere: recorded as a failed deposit.
+            "no-federation-output",
+            sign_p2pkh(raw_transaction(
+                1,
+                vec![paying(p2wpkh(2), 100_000), data_output(DEPOSIT_EVM.as_slice())],
+            )),
+            Some(Err(Rejection::NoFederationOutput)),
+        ),
+        (
+            "unrelated",
+            sign_p2pkh(raw_transaction(1, vec![paying(p2wpkh(2), 100_000), paying(p2pkh(1), 20_000)])),
+            None,
+        ),
+        (
+            // A coinbase is never a deposit, whatever it pays.
+            "coinbase",
+            Transaction {
+                input: vec![TxIn {
+                    previous_output: OutPoint::null(),
+                    script_sig: ScriptBuf::from_bytes(vec![0x01, 0x07]),
+                    ..raw_transaction(1, Vec::new()).input[0].clone()
+                }],
+                ..raw_transaction(
+                    0,
+                    vec![paying(federation.clone(), 5_000_000_000), data_output(DEPOSIT_EVM.as_slice())],
+                )
+            },
+            None,
+        ),
+    ];
+    for (name, tx, expected) in cases {
+        let deposit = scan_transaction(&tx, deposit_scripts());
+        assert_eq!(deposit.map(|d| d.evm_address), expected, "seed {name}");
+        let bytes = serialize(&tx);
+        alys_fuzz_replay::targets::pegin(&bytes);
+        seeds.add("pegin", name, bytes);
+    }
+    // A claim as a consensus header carries it (RLP), for the target's claim decoder.
+    seeds.add("pegin", "claim", alloy_rlp::encode(&pegins()[1]));
 }

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use alys_node::{
     LaunchError,
     config::{
-        AuthoritySection, ChainSection, EngineSection, MetricsSection, NodeConfig, RpcSection, StorageSection,
+        AuthoritySection, BitcoinSection, ChainSection, EngineSection, MetricsSection, NodeConfig,
+        RpcSection, StorageSection,
     },
     launch,
 };
@@ -46,6 +47,7 @@ fn config(dir: &Path) -> NodeConfig {
         governance: None,
         pegout: None,
         auxpow: Default::default(),
+        bitcoin: None,
     }
 }
 
@@ -89,6 +91,19 @@ async fn bad_configuration_is_refused_with_a_clear_message() {
 
     let message = refused(config(&dir)).await;
     assert!(message.contains("cannot reach the execution client at http://127.0.0.1:1"), "{message}");
+
+    let mut no_cookie = config(&dir);
+    no_cookie.bitcoin = Some(BitcoinSection::with_cookie("http://127.0.0.1:1", dir.join("no-such.cookie")));
+    let message = refused(no_cookie).await;
+    assert!(message.contains("[bitcoin]") && message.contains("no-such.cookie"), "{message}");
+
+    let mut both = config(&dir);
+    both.bitcoin = Some(BitcoinSection {
+        user: Some("alys".into()),
+        ..BitcoinSection::with_cookie("http://127.0.0.1:1", dir.join("no-such.cookie"))
+    });
+    let message = refused(both).await;
+    assert!(message.contains("cookie_file, or user and password_file"), "{message}");
 
     let mut too_short = config(&dir);
     too_short.chain.slot_duration = std::time::Duration::ZERO;
