@@ -10,5 +10,6 @@ mod governance;
 mod mining;
 mod network;
 mod pegin;
+mod pegin_import;
 mod recovery;
 mod support;

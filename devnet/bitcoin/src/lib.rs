@@ -11,7 +11,8 @@
 //! `fundrawtransaction`, `signrawtransactionwithwallet`, `sendrawtransaction`).
 //!
 //! The [`rpc`] server authenticates like bitcoind: a `.cookie` file (`__cookie__:<hex>`) in the data
-//! directory, or `-rpcuser`/`-rpcpassword`; anything else gets HTTP 401.
+//! directory, or `-rpcuser`/`-rpcpassword`; anything else gets HTTP 401. It takes JSON-RPC 1.0 bodies
+//! (Core's `curl` examples, old scripts) as well as 2.0, and answers each in its own shape.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), alys_devnet_bitcoin::StartError> {

@@ -24,6 +24,9 @@ use bitcoincore_rpc::{
 };
 use serde_json::{Value, json};
 
+/// The regtest genesis block's hash.
+const REGTEST_GENESIS: &str = "0f9188f13cb7b2c71f2a335e3a4fc328bf5beb436012afca590b1a11466e2206";
+
 struct Harness {
     runtime: tokio::runtime::Runtime,
     handle: Option<BitcoinHandle>,
@@ -69,6 +72,11 @@ impl Harness {
 
 fn raw_call(url: &str, credentials: Option<&str>, method: &str, params: Value) -> (i32, Value) {
     let body = json!({"jsonrpc": "2.0", "id": "test", "method": method, "params": params}).to_string();
+    raw_body(url, credentials, body)
+}
+
+/// POSTs `body` as it is, as `curl --data-binary` does.
+fn raw_body(url: &str, credentials: Option<&str>, body: impl Into<Vec<u8>>) -> (i32, Value) {
     let mut request = minreq::post(url).with_header("Content-Type", "text/plain;").with_body(body);
     if let Some(credentials) = credentials {
         let encoded = base64::engine::general_purpose::STANDARD.encode(credentials);
@@ -124,6 +132,74 @@ fn cookie_and_user_password_auth() {
     assert!(wrong.get_block_count().is_err());
     let (_, unknown) = harness.raw("nosuchmethod", json!([]));
     assert_eq!(unknown["error"]["code"], -32601);
+}
+
+#[test]
+fn json_rpc_1_0_is_answered_as_core_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let config = BitcoinConfig::new(dir.path()).with_rpc_addr("127.0.0.1:0".parse().unwrap());
+    let handle = runtime.block_on(start(config)).unwrap();
+    let cookie = std::fs::read_to_string(handle.cookie_path().unwrap()).unwrap();
+    let url = handle.url();
+    let post = |body: &str| raw_body(&url, Some(&cookie), body);
+
+    // Core's `curl` example, byte for byte.
+    let curl = r#"{"jsonrpc": "1.0", "id": "curltest", "method": "getblockcount", "params": []}"#;
+    assert_eq!(post(curl), (200, json!({"result": 0, "error": null, "id": "curltest"})));
+    let (status, answer) = post(r#"{"jsonrpc":"1.0","id":"curltest","method":"getblockhash","params":[1]}"#);
+    assert_eq!(
+        (status, answer),
+        (
+            500,
+            json!({"result": null, "error": {"code": -8, "message": "Block height out of range"}, "id": "curltest"})
+        )
+    );
+    let (status, answer) = post(r#"{"jsonrpc":"1.0","id":7,"method":"nosuchmethod","params":[]}"#);
+    assert_eq!((status, &answer["error"]["code"], &answer["id"]), (404, &json!(-32601), &json!(7)));
+    assert!(answer["result"].is_null() && answer.get("jsonrpc").is_none(), "{answer}");
+
+    // No version at all is 1.0 too; without an id the answer still comes, with a null id.
+    assert_eq!(
+        post(r#"{"id":["any","json"],"method":"getblockcount","params":[]}"#),
+        (200, json!({"result": 0, "error": null, "id": ["any", "json"]}))
+    );
+    assert_eq!(
+        post(r#"{"method":"getbestblockhash"}"#),
+        (200, json!({"result": REGTEST_GENESIS, "error": null, "id": null}))
+    );
+
+    // 2.0 keeps 2.0: HTTP 200 even for an error.
+    let (status, answer) = post(r#"{"jsonrpc":"2.0","id":1,"method":"getblockhash","params":[1]}"#);
+    assert_eq!(status, 200);
+    assert_eq!((&answer["jsonrpc"], &answer["error"]["code"]), (&json!("2.0"), &json!(-8)));
+    assert!(answer.get("result").is_none(), "{answer}");
+
+    // A batch: HTTP 200, each answer in its request's version, in order.
+    let (status, answers) = post(
+        r#"[{"jsonrpc":"1.0","id":"a","method":"getblockcount"},
+            {"jsonrpc":"2.0","id":"a","method":"getblockhash","params":[1]},
+            {"jsonrpc":"2.0","method":"getblockcount"},
+            {"id":"c","method":"getblockhash","params":[1]}]"#,
+    );
+    assert_eq!(status, 200);
+    assert_eq!(
+        answers,
+        json!([
+            {"result": 0, "error": null, "id": "a"},
+            {"jsonrpc": "2.0", "id": "a", "error": {"code": -8, "message": "Block height out of range"}},
+            {"result": null, "error": {"code": -8, "message": "Block height out of range"}, "id": "c"},
+        ])
+    );
+
+    // Not JSON: Core's legacy parse error.
+    let (status, answer) = post("getblockcount");
+    assert_eq!((status, &answer["error"]["code"], &answer["id"]), (500, &json!(-32700), &Value::Null));
+
+    // `bitcoincore-rpc` (2.0) is unaffected.
+    let client = Client::new(&url, Auth::CookieFile(handle.cookie_path().unwrap().to_path_buf())).unwrap();
+    assert_eq!(client.get_block_count().unwrap(), 0);
+    runtime.block_on(handle.stop());
 }
 
 #[test]
@@ -414,7 +490,7 @@ fn core_result_shapes() {
     assert_eq!((header.height, header.confirmations, header.n_tx), (1, 101, 1));
     assert_eq!(header.next_block_hash, Some(client.get_block_hash(2).unwrap()));
     let genesis = client.get_block_header_info(&client.get_block_hash(0).unwrap()).unwrap();
-    assert_eq!(genesis.hash.to_string(), "0f9188f13cb7b2c71f2a335e3a4fc328bf5beb436012afca590b1a11466e2206");
+    assert_eq!(genesis.hash.to_string(), REGTEST_GENESIS);
     assert_eq!(genesis.bits, "207fffff");
     let raw_header = client.get_block_header(&genesis.hash).unwrap();
     assert_eq!(raw_header.block_hash(), genesis.hash);

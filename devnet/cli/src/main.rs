@@ -3,12 +3,14 @@
 //! `alys-devnet` starts a complete local network: the embedded execution engine and an Alys authority
 //! driving it. `alys-devnet el` runs the embedded execution engine on its own, as an operator runs reth or
 //! geth: an Engine API (JWT) for a consensus client and an eth JSON-RPC for dApps and tools.
-//! `alys-devnet governance` runs the devnet governance service on its own.
+//! `alys-devnet governance` runs the devnet governance service on its own. `alys-devnet pegin` deposits
+//! BTC from the devnet's Bitcoin wallet to an EVM address on Alys.
 
 mod bitcoin;
 mod el;
 mod exex;
 mod governance;
+mod pegin;
 mod up;
 
 use clap::{Parser, Subcommand};
@@ -29,6 +31,8 @@ enum Command {
     El(el::ElArgs),
     /// Run the devnet governance service alone (federation keys, signing, rotation, proposals).
     Governance(governance::GovernanceArgs),
+    /// Deposit BTC from the devnet's Bitcoin wallet to an EVM address (a peg-in), as a user would.
+    Pegin(pegin::PeginArgs),
 }
 
 fn main() -> eyre::Result<()> {
@@ -49,6 +53,7 @@ fn main() -> eyre::Result<()> {
         match cli.command {
             Some(Command::El(args)) => el::run(args).await,
             Some(Command::Governance(args)) => governance::run(args).await,
+            Some(Command::Pegin(args)) => pegin::run(args).await,
             None => up::run(cli.up).await,
         }
     })

@@ -4,10 +4,13 @@
 //! name (an object); [`Args`] maps both onto each method's parameter list. Errors carry Core's codes
 //! ([`crate::error::codes`]) and, where clients match on them, Core's messages. Every method runs on
 //! tokio's blocking pool under one lock of the node, so calls are serialized like `cs_main` does.
+//! Requests in JSON-RPC 1.0 (or with no version) are answered in Core's legacy shape
+//! ([`LegacyJsonRpcLayer`]).
 
 mod auth;
 mod chain;
 mod json;
+mod legacy;
 mod wallet;
 
 use std::{
@@ -25,7 +28,10 @@ use jsonrpsee::{
 };
 use serde_json::Value;
 
-pub use self::auth::{BasicAuthLayer, BasicAuthService};
+pub use self::{
+    auth::{BasicAuthLayer, BasicAuthService},
+    legacy::{LegacyJsonRpcLayer, LegacyJsonRpcService},
+};
 use crate::{
     error::{Reject, codes},
     node::{Node, NodeError},
@@ -302,12 +308,11 @@ pub async fn serve(
     addr: SocketAddr,
     credentials: Vec<String>,
 ) -> Result<(SocketAddr, ServerHandle), std::io::Error> {
-    let middleware = tower::ServiceBuilder::new().layer(BasicAuthLayer::new(credentials));
-    let server = Server::builder()
-        .set_config(ServerConfig::builder().http_only().build())
-        .set_http_middleware(middleware)
-        .build(addr)
-        .await?;
+    // Authentication first, as bitcoind refuses a request before reading its body.
+    let middleware =
+        tower::ServiceBuilder::new().layer(BasicAuthLayer::new(credentials)).layer(LegacyJsonRpcLayer);
+    let config = ServerConfig::builder().http_only().max_request_body_size(legacy::MAX_BODY_SIZE).build();
+    let server = Server::builder().set_config(config).set_http_middleware(middleware).build(addr).await?;
     let local = server.local_addr()?;
     let module = module(node).map_err(std::io::Error::other)?;
     Ok((local, server.start(module)))
