@@ -495,6 +495,7 @@ mod tests {
         assert_eq!(config.chain.slot_duration, Duration::from_secs(2));
         assert_eq!(config.auxpow.target_spacing, Duration::from_secs(60));
         assert_eq!(config.auxpow.target_half_life, Duration::from_secs(20 * 60));
+        assert_eq!(config.bitcoin, None, "commented out: the example runs without a Bitcoin node");
         assert_eq!(
             config.pegout,
             Some(PegoutSection::Exex {
@@ -503,6 +504,28 @@ mod tests {
                 tls_ca_file: None,
                 tls_domain: None,
             })
+        );
+    }
+
+    #[test]
+    fn the_example_bitcoin_section_loads_when_uncommented() {
+        let text = include_str!("../../../etc/config/alys.toml");
+        let (head, tail) = text.split_at(text.find("# [bitcoin]").unwrap());
+        // One level of comment off: settings on, explanations (`# # …`) still comments.
+        let tail: String = tail.lines().map(|l| format!("{}\n", l.strip_prefix("# ").unwrap_or(l))).collect();
+        let config = NodeConfig::from_toml(&format!("{head}{tail}")).unwrap();
+        let bitcoin = config.bitcoin.unwrap();
+        assert_eq!(bitcoin.url, "http://127.0.0.1:18443");
+        assert_eq!(bitcoin.cookie_file, Some("data/devnet/bitcoin/.cookie".into()));
+        assert_eq!((bitcoin.user, bitcoin.password_file), (None, None));
+        assert_eq!(bitcoin.start_height, Some(0));
+        assert_eq!(
+            (bitcoin.poll_interval, bitcoin.timeout),
+            (Duration::from_secs(1), Duration::from_secs(30))
+        );
+        assert_eq!(
+            (bitcoin.pegin_confirmations, bitcoin.pegin_min_sats, bitcoin.pegin_grace_blocks),
+            (6, 10_000, 43_200)
         );
     }
 
