@@ -169,6 +169,21 @@ async fn deposits_are_minted_once_for_their_amount_and_malformed_ones_are_record
         assert_eq!(claims_on_chain(&node, txid).await, 0);
     }
     assert!(node.metric("alys_pegin_deposits_rejected_total{reason=\"below_minimum\"}").await >= 1.0);
+    // Governance hears of each minted output once, with its amount and address.
+    let mut notes = Vec::new();
+    until("governance is told of the minted deposits", Duration::from_secs(30), async || {
+        let status = raw_call(&node.governance_admin, "governance_status", json!([])).await.unwrap();
+        notes = status["pegins"].as_array().unwrap().clone();
+        notes.len() >= 2
+    })
+    .await;
+    let note = notes.iter().find(|n| n["btcTxid"] == json!(good.to_string())).unwrap();
+    assert_eq!(
+        (note["vout"].clone(), note["amount"].clone()),
+        (minted["outputs"][0]["vout"].clone(), json!(50_000_000))
+    );
+    assert_eq!(note["evmAddress"].as_str().unwrap().to_lowercase(), user(1).to_string().to_lowercase());
+    assert_eq!(notes.iter().filter(|n| n["btcTxid"] == json!(good.to_string())).count(), 1, "once");
     let status = raw_call(&node.rpc, "alys_syncStatus", json!([])).await.unwrap();
     assert_eq!(status["bitcoin"]["connected"], json!(true), "{status}");
     // Paging.

@@ -3,7 +3,7 @@
 //!
 //! | method | params | result |
 //! |---|---|---|
-//! | `governance_status` | none | federations (address, threshold, members, effective height), proposals, faults, sessions, signing operations |
+//! | `governance_status` | none | federations (address, threshold, members, effective height), proposals, faults, sessions, signing operations, the last peg-in notifications received (`pegins`) |
 //! | `governance_rotate` | `[{"members": n, "threshold": m, "effectiveHeight": h}]` | the new federation's deposit address |
 //! | `governance_propose` | `[{"action": "pause" \| "resume", "scope": "pegins" \| "pegouts" \| "production", "effectiveHeight": h, "reason": "…"}]` or `[{"action": "parameter", "name": "…", "value": "…", "effectiveHeight": h}]` | the proposal id |
 //! | `governance_setFaults` | `[{"dropAfter"?, "delayMs"?, "duplicate"?, "reorder"?, "badSignature"?}]` | true |
@@ -92,6 +92,18 @@ fn status(service: &GovernanceService) -> Value {
         "faults": state.faults(),
         "sessions": service.sessions(),
         "signed": service.signed(),
+        "pegins": service
+            .pegins()
+            .iter()
+            .map(|n| json!({
+                "btcTxid": n.btc_txid,
+                "vout": n.vout,
+                "amount": n.amount,
+                "evmAddress": n.evm_address,
+                "confirmations": n.confirmations,
+                "extraData": n.extra_data.as_ref().map(|d| String::from_utf8_lossy(d).into_owned()),
+            }))
+            .collect::<Vec<_>>(),
     })
 }
 

@@ -11,7 +11,8 @@ use std::{
 
 use alys_proto::governance::v1::{
     CapabilitiesRequest, CapabilitiesResponse, HealthRequest, HealthResponse, HealthStatus, HeartbeatAck,
-    NodeRegistrationAck, ResponseMetadata, SignatureResponse, StatusCode, StreamRequest, StreamResponse,
+    NodeRegistrationAck, PeginNotification, ResponseMetadata, SignatureResponse, StatusCode, StreamRequest,
+    StreamResponse,
     governance_stream_server::{GovernanceStream, GovernanceStreamServer},
     stream_request, stream_response,
 };
@@ -41,7 +42,12 @@ pub(crate) struct Shared {
     pub(crate) sessions: AtomicU64,
     /// Peg-in notifications and status updates received.
     pub(crate) notifications: AtomicU64,
+    /// The last peg-in notifications received (at most [`PEGINS_KEPT`]), oldest first.
+    pub(crate) pegins: Mutex<std::collections::VecDeque<PeginNotification>>,
 }
+
+/// How many peg-in notifications the service keeps for `governance_status`.
+pub(crate) const PEGINS_KEPT: usize = 1_000;
 
 /// The gRPC service; clone it freely, every clone shares the same state.
 #[derive(Debug, Clone)]
@@ -59,6 +65,7 @@ impl DevGovernance {
             signed: AtomicU64::new(0),
             sessions: AtomicU64::new(0),
             notifications: AtomicU64::new(0),
+            pegins: Mutex::new(std::collections::VecDeque::new()),
         }))
     }
 }
@@ -77,6 +84,11 @@ impl GovernanceService {
     /// Peg-in notifications and status updates received.
     pub fn notifications(&self) -> u64 {
         self.0.notifications.load(Ordering::Relaxed)
+    }
+
+    /// The last peg-in notifications received, oldest first.
+    pub fn pegins(&self) -> Vec<PeginNotification> {
+        self.0.pegins.lock().map(|p| p.iter().cloned().collect()).unwrap_or_default()
     }
 
     /// Sessions currently open.
@@ -154,7 +166,17 @@ impl GovernanceService {
                 ack_timestamp: hb.timestamp,
                 sequence: hb.sequence,
             }),
-            stream_request::Payload::PeginNotification(_) | stream_request::Payload::StatusUpdate(_) => {
+            stream_request::Payload::PeginNotification(note) => {
+                self.0.notifications.fetch_add(1, Ordering::Relaxed);
+                if let Ok(mut pegins) = self.0.pegins.lock() {
+                    if pegins.len() >= PEGINS_KEPT {
+                        pegins.pop_front();
+                    }
+                    pegins.push_back(note);
+                }
+                return None;
+            }
+            stream_request::Payload::StatusUpdate(_) => {
                 self.0.notifications.fetch_add(1, Ordering::Relaxed);
                 return None;
             }
