@@ -8,6 +8,13 @@
 //! the confirmation depth exists to make improbable — stays minted: the alert metric
 //! `alys_pegin_deep_reorg_total` counts it and governance is notified, since only the federation can
 //! decide what to do about coins minted for a deposit Bitcoin no longer has.
+//!
+//! The watcher records a Bitcoin block only once governance has announced a federation, so a fresh node
+//! does not walk past deposits before it knows the address. Deposits are recognised by every federation
+//! address the node knows when it walks their block: a node that learns of a rotation late (offline
+//! while governance announced it) does not go back for deposits to the new address in blocks it already
+//! walked; the other authorities, who knew it, claim them, and this node's import checks do not depend
+//! on what it walked.
 
 use std::time::Duration;
 
@@ -86,6 +93,12 @@ impl PeginWatcher {
             Ok(Step::Connect { height, block }) => {
                 self.set_connected(true);
                 let scripts = known_scripts(&self.runtime);
+                if scripts.is_empty() {
+                    // Nothing could be recognised as a deposit yet: wait for governance's first
+                    // federation rather than walk past blocks that may hold deposits to it.
+                    tracing::debug!(target: "alys::pegin", height, "no federation known yet; waiting");
+                    return true;
+                }
                 let deposits = scan_block(&block, height, &scripts, unix_now());
                 let hash = alloy_primitives::B256::from(block.block_hash().to_byte_array());
                 if let Err(error) = self.connect(height, hash, &deposits) {
