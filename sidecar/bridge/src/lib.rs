@@ -20,6 +20,7 @@ mod commit;
 mod geth;
 pub mod metrics;
 pub mod pegin;
+pub mod pegout_tx;
 pub mod source;
 
 pub use commit::PegoutCommit;
