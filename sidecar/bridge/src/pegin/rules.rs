@@ -17,8 +17,9 @@
 //!
 //! # What an importer checks, per claim
 //!
-//! Against its own bitcoind: the claimed Bitcoin block is in the best chain with enough confirmations,
-//! and the transaction is in it; the transaction, read by the same rules, is a deposit with exactly the
+//! Against its own bitcoind (one `getblockheader` and one `getblock` per Bitcoin block claimed from):
+//! the claimed Bitcoin block is in the best chain with enough confirmations, and the transaction is in
+//! it; the transaction, read by the same rules, is a deposit with exactly the
 //! claimed outputs, sum and EVM address. Against its own database: no claimed outpoint was minted on
 //! the parent's chain, nor twice in the block. The withdrawals themselves are compared with the claims
 //! by the chain (invariant 2).
@@ -319,43 +320,55 @@ impl PeginRules {
                 }
             }
         }
+        // One `getblockheader` and one `getblock` per Bitcoin block claimed from, however many claims.
+        let mut by_block: std::collections::BTreeMap<B256, Vec<&PegInClaim>> =
+            std::collections::BTreeMap::new();
         for claim in &header.pegins {
-            let block = display_block(&claim.bitcoin_block);
-            let info = bitcoin.header_info(block).await?;
-            let confirmations = match info {
+            by_block.entry(claim.bitcoin_block).or_default().push(claim);
+        }
+        for (block_hash, claims) in by_block {
+            let block = display_block(&block_hash);
+            let confirmations = match bitcoin.header_info(block).await? {
                 Some(info) if info.confirmations >= 1 => info.confirmations,
-                _ => return Err(PeginError::NotInBestChain { block: claim.bitcoin_block }),
+                _ => return Err(PeginError::NotInBestChain { block: block_hash }),
             };
             if confirmations < i64::from(required) {
-                return Err(PeginError::TooShallow { block: claim.bitcoin_block, confirmations, required });
+                return Err(PeginError::TooShallow { block: block_hash, confirmations, required });
             }
-            let tx = bitcoin
-                .transaction_in(display_txid(&claim.txid), block)
-                .await?
-                .ok_or(PeginError::NotInBlock { txid: claim.txid, block: claim.bitcoin_block })?;
-            if tx.compute_txid().to_byte_array() != claim.txid.0 {
-                return Err(PeginError::NotInBlock { txid: claim.txid, block: claim.bitcoin_block });
-            }
-            let deposit = scan_transaction(&tx, &valid)
-                .ok_or(PeginError::Rejected { txid: claim.txid, reason: Rejection::NoFederationOutput })?;
-            let address =
-                deposit.evm_address.map_err(|reason| PeginError::Rejected { txid: claim.txid, reason })?;
-            if deposit.outputs.is_empty() {
-                return Err(PeginError::Rejected { txid: claim.txid, reason: Rejection::FederationExpired });
-            }
-            if address != claim.evm_address {
-                return Err(PeginError::Mismatch { txid: claim.txid, what: "EVM address" });
-            }
-            let outputs: Vec<PegInOutput> = deposit
-                .outputs
-                .iter()
-                .map(|o| PegInOutput { vout: o.vout, amount_sats: o.amount_sats })
-                .collect();
-            if outputs != claim.outputs {
-                return Err(PeginError::Mismatch { txid: claim.txid, what: "federation outputs" });
-            }
-            if claim.amount_sats < state.parameters.pegin_min_sats {
-                return Err(PeginError::Rejected { txid: claim.txid, reason: Rejection::BelowMinimum });
+            let txs = bitcoin.block(block).await?.txdata;
+            let by_txid: std::collections::HashMap<[u8; 32], &bitcoin::Transaction> =
+                txs.iter().map(|tx| (tx.compute_txid().to_byte_array(), tx)).collect();
+            for claim in claims {
+                let tx = by_txid
+                    .get(&claim.txid.0)
+                    .ok_or(PeginError::NotInBlock { txid: claim.txid, block: block_hash })?;
+                let deposit = scan_transaction(tx, &valid).ok_or(PeginError::Rejected {
+                    txid: claim.txid,
+                    reason: Rejection::NoFederationOutput,
+                })?;
+                let address = deposit
+                    .evm_address
+                    .map_err(|reason| PeginError::Rejected { txid: claim.txid, reason })?;
+                if deposit.outputs.is_empty() {
+                    return Err(PeginError::Rejected {
+                        txid: claim.txid,
+                        reason: Rejection::FederationExpired,
+                    });
+                }
+                if address != claim.evm_address {
+                    return Err(PeginError::Mismatch { txid: claim.txid, what: "EVM address" });
+                }
+                let outputs: Vec<PegInOutput> = deposit
+                    .outputs
+                    .iter()
+                    .map(|o| PegInOutput { vout: o.vout, amount_sats: o.amount_sats })
+                    .collect();
+                if outputs != claim.outputs {
+                    return Err(PeginError::Mismatch { txid: claim.txid, what: "federation outputs" });
+                }
+                if claim.amount_sats < state.parameters.pegin_min_sats {
+                    return Err(PeginError::Rejected { txid: claim.txid, reason: Rejection::BelowMinimum });
+                }
             }
         }
         Ok(())
