@@ -260,12 +260,7 @@ async fn blocks_whose_claims_do_not_hold_against_bitcoin_are_refused_on_import()
     // Deep enough now: the producer claims it, the importer checks it and agrees.
     net.mine(1).await;
     until("the producer's watcher reaches the new tip", Duration::from_secs(30), async || {
-        producer_store
-            .read()
-            .unwrap()
-            .bitcoin_tip()
-            .unwrap()
-            .is_some_and(|(h, _)| h > record.bitcoin_height)
+        producer_store.read().unwrap().bitcoin_tip().unwrap().is_some_and(|(h, _)| h > record.bitcoin_height)
     })
     .await;
     let minting = produce(&net, &mut producer, &mut importer).await;
@@ -332,12 +327,7 @@ async fn blocks_whose_claims_do_not_hold_against_bitcoin_are_refused_on_import()
     // The producer's block claiming it, with its claims taken out of the header but its withdrawals
     // still minting them: invariant 2.
     until("the producer's watcher reaches the new tip", Duration::from_secs(30), async || {
-        producer_store
-            .read()
-            .unwrap()
-            .bitcoin_tip()
-            .unwrap()
-            .is_some_and(|(h, _)| h > record.bitcoin_height)
+        producer_store.read().unwrap().bitcoin_tip().unwrap().is_some_and(|(h, _)| h > record.bitcoin_height)
     })
     .await;
     let genuine = build(&net, &mut producer).await;

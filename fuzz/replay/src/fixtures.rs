@@ -2,7 +2,7 @@
 //! and targets, the governance key, a federation and a spend of its outputs, an Engine API chain spec.
 //! The seed corpus is built from the same values, so seeds get past every check they are meant to pass.
 
-use std::sync::OnceLock;
+use std::{collections::HashSet, sync::OnceLock};
 
 use alloy_primitives::B256;
 use alys_chainspec::ChainSpec;
@@ -122,6 +122,20 @@ pub fn federation() -> &'static Federation {
         Federation::from_update(&federation_update(), &governance_key(), NETWORK)
             .unwrap_or_else(|e| unreachable!("the fixed federation update is valid: {e}"))
     })
+}
+
+/// A previous federation's deposit script, as one still valid within a rotation's grace period: the
+/// `pegin` target scans deposits against it and [`federation`]'s address together.
+pub fn previous_federation_script() -> ScriptBuf {
+    ScriptBuf::new_p2wsh(&bitcoin::WScriptHash::from_byte_array([0x0f; 32]))
+}
+
+/// The federation scripts deposits are scanned against: [`federation`]'s P2WSH address and
+/// [`previous_federation_script`].
+pub fn deposit_scripts() -> &'static HashSet<ScriptBuf> {
+    static SCRIPTS: OnceLock<HashSet<ScriptBuf>> = OnceLock::new();
+    SCRIPTS
+        .get_or_init(|| HashSet::from([federation().address.script_pubkey(), previous_federation_script()]))
 }
 
 /// The federation outputs the fixed spend consumes.

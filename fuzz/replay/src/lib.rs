@@ -21,6 +21,7 @@
 //! | [`governance_federation`](targets::governance_federation) | a `FederationUpdate` (protobuf) | `Federation::from_update` |
 //! | [`engine_payload`](targets::engine_payload) | an Engine API request body (JSON) | the embedded engine's Engine API server, in process |
 //! | [`engine_jwt`](targets::engine_jwt) | an Engine API `Authorization` header | the JWT layer in front of that server |
+//! | [`pegin`](targets::pegin) | a Bitcoin transaction from a block (consensus encoding), or a peg-in claim (RLP) | `scan_transaction`, `scan_block` against fixed federation scripts; `PegInClaim` decode |
 //!
 //! Signed messages (proposals, federation updates) are fuzzed twice per input: as they come, against
 //! the fixed governance key, and re-signed by this crate with that key's secret, so the fuzzer also
@@ -32,6 +33,7 @@ mod burns;
 mod engine;
 pub mod fixtures;
 mod governance;
+mod pegin;
 
 /// The fuzz targets, by name.
 pub mod targets {
@@ -41,6 +43,7 @@ pub mod targets {
         burns::{burn, burn_log, feed_event},
         engine::{engine_jwt, engine_payload},
         governance::{governance_federation, governance_proposal, governance_stream},
+        pegin::pegin,
     };
 }
 
@@ -69,4 +72,5 @@ pub const TARGETS: &[Target] = &[
     Target { name: "governance_federation", run: targets::governance_federation },
     Target { name: "engine_payload", run: targets::engine_payload },
     Target { name: "engine_jwt", run: targets::engine_jwt },
+    Target { name: "pegin", run: targets::pegin },
 ];

@@ -324,6 +324,15 @@ impl WriteTx {
         drop(blocks);
         for deposit in deposits {
             let minted = self.minted_canonical(&deposit.txid)?.is_some();
+            // Seen before in a block that left the best chain (kept because it was minted): its old
+            // index entries go, so it is listed once, at the height it has now.
+            if let Some(old) = self.deposit(&deposit.txid)?
+                && old.bitcoin_height != deposit.bitcoin_height
+            {
+                let old_key = height_key(old.bitcoin_height, &deposit.txid);
+                self.table(BY_HEIGHT)?.remove(&old_key)?;
+                self.table(OPEN)?.remove(&old_key)?;
+            }
             let mut table = self.table(DEPOSITS)?;
             let mut index = self.table(BY_HEIGHT)?;
             let mut open = self.table(OPEN)?;
@@ -420,7 +429,8 @@ impl WriteTx {
             for claim in &block.header.pegins {
                 if let Some(bytes) = deposits.get(&claim.txid.0)? {
                     let record = DepositRecord::decode(bytes.value())?;
-                    if !record.is_rejected() {
+                    // A deposit whose Bitcoin block left the best chain is not claimable again.
+                    if !record.is_rejected() && record.reorged_out == 0 {
                         open.insert(&height_key(record.bitcoin_height, &claim.txid), ())?;
                     }
                 }
@@ -435,5 +445,154 @@ impl WriteTx {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "test code")]
+    use super::*;
+    use crate::{ChainRead, Storage};
+    use alloy_primitives::Bytes;
+    use alys_primitives::{Approvals, ConsensusHeader, PegInOutput};
+
+    fn record(n: u8, height: u64, block: B256) -> DepositRecord {
+        DepositRecord {
+            txid: B256::repeat_byte(n),
+            bitcoin_block: block,
+            bitcoin_height: height,
+            outputs: vec![DepositOutput {
+                vout: 0,
+                amount_sats: 1_000 * u64::from(n),
+                script_pubkey: Bytes::from_static(&[0x00, 0x20, 0x07]),
+            }],
+            evm_address: Address::repeat_byte(n),
+            rejection: String::new(),
+            reorged_out: 0,
+            seen_secs: 1,
+        }
+    }
+
+    fn claim(record: &DepositRecord) -> PegInClaim {
+        PegInClaim {
+            txid: record.txid,
+            bitcoin_block: record.bitcoin_block,
+            outputs: vec![PegInOutput { vout: 0, amount_sats: record.amount_sats() }],
+            amount_sats: record.amount_sats(),
+            evm_address: record.evm_address,
+        }
+    }
+
+    fn block(parent: B256, height: u64, salt: u64, pegins: Vec<PegInClaim>) -> SignedBlock {
+        SignedBlock {
+            header: ConsensusHeader {
+                parent_hash: parent,
+                height,
+                slot: height * 1_000 + salt,
+                author: 0,
+                execution_block_hash: B256::with_last_byte(salt as u8),
+                pegins,
+                auxpow: Bytes::new(),
+            },
+            execution_block: Bytes::new(),
+            execution_requests: vec![],
+            author_signature: Bytes::new(),
+            approvals: Approvals { signers: Bytes::new(), signature: Bytes::new() },
+        }
+    }
+
+    fn write<T>(storage: &Storage, f: impl FnOnce(&WriteTx) -> Result<T, StorageError>) -> T {
+        let tx = storage.write().unwrap();
+        let out = f(&tx).unwrap();
+        tx.commit().unwrap();
+        out
+    }
+
+    fn hash(height: u64) -> B256 {
+        B256::left_padding_from(&height.to_be_bytes())
+    }
+
+    fn open(storage: &Storage) -> Vec<B256> {
+        storage.read().unwrap().open_deposits(100).unwrap().into_iter().map(|d| d.txid).collect()
+    }
+
+    #[test]
+    fn followed_blocks_below_the_kept_window_are_forgotten_but_not_their_deposits() {
+        let storage = Storage::in_memory().unwrap();
+        let early = record(1, 0, hash(0));
+        write(&storage, |tx| tx.connect_bitcoin_block(0, hash(0), std::slice::from_ref(&early)));
+        write(&storage, |tx| tx.connect_bitcoin_block(1, hash(1), &[]));
+        let tip = BITCOIN_BLOCKS_KEPT + 1;
+        write(&storage, |tx| tx.connect_bitcoin_block(tip, hash(tip), &[]));
+        let read = storage.read().unwrap();
+        assert_eq!(read.bitcoin_tip().unwrap(), Some((tip, hash(tip))));
+        assert_eq!(read.bitcoin_block_at(0).unwrap(), None);
+        assert_eq!(read.bitcoin_block_at(1).unwrap(), Some(hash(1)));
+        assert_eq!(read.deposit(&early.txid).unwrap(), Some(early));
+    }
+
+    #[test]
+    fn a_deposit_minted_before_the_follower_saw_it_is_not_opened() {
+        let storage = Storage::in_memory().unwrap();
+        let (imported, forked) = (record(1, 100, hash(100)), record(2, 100, hash(100)));
+        // The chain imported a block claiming `imported`; a fork block (not canonical) claims `forked`.
+        let b1 = write(&storage, |tx| tx.set_head(&block(B256::ZERO, 1, 0, vec![claim(&imported)])));
+        write(&storage, |tx| tx.put_block(&block(B256::ZERO, 1, 1, vec![claim(&forked)])));
+        write(&storage, |tx| tx.connect_bitcoin_block(100, hash(100), &[imported.clone(), forked.clone()]));
+        assert_eq!(open(&storage), vec![forked.txid]);
+        let read = storage.read().unwrap();
+        assert_eq!(read.minted_canonical(&imported.txid).unwrap(), Some(b1));
+        assert_eq!(read.minted_canonical(&forked.txid).unwrap(), None);
+        assert_eq!(read.claims_of(&forked.txid, 0).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn deposits_are_listed_newest_first_and_a_rejection_closes_one_for_good() {
+        let storage = Storage::in_memory().unwrap();
+        let (a, b, c) = (record(1, 100, hash(100)), record(2, 100, hash(100)), record(3, 101, hash(101)));
+        write(&storage, |tx| tx.connect_bitcoin_block(100, hash(100), &[a.clone(), b.clone()]));
+        write(&storage, |tx| tx.connect_bitcoin_block(101, hash(101), std::slice::from_ref(&c)));
+        let read = storage.read().unwrap();
+        let listed = |offset, limit| -> Vec<B256> {
+            read.deposits_newest_first(offset, limit).unwrap().into_iter().map(|d| d.txid).collect()
+        };
+        assert_eq!(listed(0, 10), vec![c.txid, b.txid, a.txid]);
+        assert_eq!(listed(1, 1), vec![b.txid]);
+        assert_eq!(read.deposit_count().unwrap(), 3);
+        assert_eq!(read.open_deposits(2).unwrap().len(), 2, "at most the limit");
+        drop(read);
+
+        write(&storage, |tx| tx.reject_deposit(&a.txid, "below_minimum"));
+        write(&storage, |tx| tx.reject_deposit(&B256::repeat_byte(9), "below_minimum"));
+        assert_eq!(open(&storage), vec![b.txid, c.txid]);
+        let rejected = storage.read().unwrap().deposit(&a.txid).unwrap().unwrap();
+        assert!(rejected.is_rejected());
+        // A claim of it that leaves the canonical chain does not reopen it.
+        let b1 = write(&storage, |tx| tx.set_head(&block(B256::ZERO, 1, 0, vec![claim(&a)])));
+        write(&storage, |tx| tx.set_head(&block(B256::ZERO, 1, 1, vec![])));
+        assert_ne!(storage.read().unwrap().head().unwrap(), Some(b1));
+        assert_eq!(open(&storage), vec![b.txid, c.txid]);
+    }
+
+    #[test]
+    fn the_notified_height_is_kept() {
+        let storage = Storage::in_memory().unwrap();
+        assert_eq!(storage.read().unwrap().pegin_notified_height().unwrap(), 0);
+        write(&storage, |tx| tx.set_pegin_notified_height(42));
+        assert_eq!(storage.read().unwrap().pegin_notified_height().unwrap(), 42);
+    }
+
+    #[test]
+    fn a_minted_deposit_mined_again_at_another_height_is_listed_once() {
+        let storage = Storage::in_memory().unwrap();
+        let first = record(1, 100, hash(100));
+        write(&storage, |tx| tx.connect_bitcoin_block(100, hash(100), std::slice::from_ref(&first)));
+        write(&storage, |tx| tx.set_head(&block(B256::ZERO, 1, 0, vec![claim(&first)])));
+        assert_eq!(write(&storage, |tx| tx.disconnect_bitcoin_block(100)).len(), 1);
+        let again = DepositRecord { bitcoin_height: 101, bitcoin_block: hash(101), ..first };
+        write(&storage, |tx| tx.connect_bitcoin_block(100, B256::repeat_byte(0xaa), &[]));
+        write(&storage, |tx| tx.connect_bitcoin_block(101, hash(101), std::slice::from_ref(&again)));
+        let listed = storage.read().unwrap().deposits_newest_first(0, 10).unwrap();
+        assert_eq!(listed, vec![again]);
     }
 }

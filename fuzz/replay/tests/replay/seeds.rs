@@ -944,10 +944,13 @@ fn sign_p2wpkh(mut tx: Transaction, sats: u64) -> Transaction {
     tx
 }
 
+/// What `scan_transaction` makes of a seed: no deposit, or one with its EVM address or rejection.
+type Scanned = Option<Result<Address, Rejection>>;
+
 fn deposits(seeds: &mut Seeds) {
     let federation = federation().address.script_pubkey();
     let evm_hex = hex::encode(DEPOSIT_EVM);
-    let cases: Vec<(&str, Transaction, Option<Result<Address, Rejection>>)> = vec![
+    let cases: Vec<(&str, Transaction, Scanned)> = vec![
         (
             // `createrawtransaction '[…]' '[{"<federation>": 0.001}, {"data": "<evm>"}]'`, signed.
             "deposit-raw-address",
@@ -1042,7 +1045,7 @@ fn deposits(seeds: &mut Seeds) {
                 }],
                 ..raw_transaction(
                     0,
-                    vec![paying(federation.clone(), 5_000_000_000), data_output(DEPOSIT_EVM.as_slice())],
+                    vec![paying(federation, 5_000_000_000), data_output(DEPOSIT_EVM.as_slice())],
                 )
             },
             None,

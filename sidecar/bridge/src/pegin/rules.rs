@@ -170,6 +170,16 @@ pub fn deposit_scripts_at(runtime: &RuntimeView, height: u64) -> HashSet<ScriptB
     scripts
 }
 
+/// Scripts of federations announced to take effect after `height`: deposits to them wait for it.
+pub fn future_scripts_at(runtime: &RuntimeView, height: u64) -> HashSet<ScriptBuf> {
+    runtime
+        .federations()
+        .iter()
+        .filter(|f| f.effective_height > height)
+        .map(|f| f.address.script_pubkey())
+        .collect()
+}
+
 /// Every federation script ever announced: what the follower records deposits to (validity at a
 /// height is decided when claiming).
 pub fn known_scripts(runtime: &RuntimeView) -> HashSet<ScriptBuf> {
@@ -186,11 +196,22 @@ fn valid_outputs(record: &DepositRecord, valid: &HashSet<ScriptBuf>) -> Vec<PegI
         .collect()
 }
 
-/// Why a recorded, deep enough deposit cannot be minted at a height, if it cannot.
-pub fn rejection_at(record: &DepositRecord, valid: &HashSet<ScriptBuf>, min_sats: u64) -> Option<Rejection> {
+/// Why a recorded, deep enough deposit cannot be minted at a height whose valid scripts are `valid`,
+/// if it cannot. A deposit paying only a federation announced for a later height (`future`) is not
+/// rejected: it waits for that federation.
+pub fn rejection_at(
+    record: &DepositRecord,
+    valid: &HashSet<ScriptBuf>,
+    future: &HashSet<ScriptBuf>,
+    min_sats: u64,
+) -> Option<Rejection> {
     let outputs = valid_outputs(record, valid);
     if outputs.is_empty() {
-        return Some(Rejection::FederationExpired);
+        let waits = record
+            .outputs
+            .iter()
+            .any(|o| future.contains(ScriptBuf::from_bytes(o.script_pubkey.to_vec()).as_script()));
+        return (!waits).then_some(Rejection::FederationExpired);
     }
     let amount = outputs.iter().fold(0u64, |sum, o| sum.saturating_add(o.amount_sats));
     (amount < min_sats).then_some(Rejection::BelowMinimum)
@@ -234,6 +255,7 @@ impl PeginRules {
         if valid.is_empty() {
             return Ok(Vec::new());
         }
+        let future = future_scripts_at(&self.runtime, height);
         let mut claims = Vec::new();
         // Open deposits come oldest first: the first one too shallow ends the scan. Some open ones may
         // be minted on a branch of the parent's chain not yet canonical, so read a margin beyond.
@@ -244,10 +266,17 @@ impl PeginRules {
             if tip.saturating_add(1).saturating_sub(record.bitcoin_height) < required {
                 break;
             }
-            if rejection_at(&record, &valid, state.parameters.pegin_min_sats).is_some() {
+            if rejection_at(&record, &valid, &future, state.parameters.pegin_min_sats).is_some() {
+                continue;
+            }
+            // Its Bitcoin block must still be the one this node followed at that height.
+            if read.bitcoin_block_at(record.bitcoin_height)? != Some(record.bitcoin_block) {
                 continue;
             }
             let outputs = valid_outputs(&record, &valid);
+            if outputs.is_empty() {
+                continue;
+            }
             let mut minted = false;
             for output in &outputs {
                 if read.minted_on(&record.txid, output.vout, parent)?.is_some() {

@@ -30,7 +30,7 @@ use tracing::Instrument as _;
 use super::{
     deposit::scan_block,
     metrics as m,
-    rules::{deposit_scripts_at, display_txid, known_scripts, rejection_at},
+    rules::{deposit_scripts_at, display_txid, future_scripts_at, known_scripts, rejection_at},
 };
 
 /// What the watcher needs.
@@ -232,12 +232,13 @@ impl PeginWatcher {
         if valid.is_empty() {
             return Ok(());
         }
+        let future = future_scripts_at(&self.runtime, height);
         let mut rejected = Vec::new();
         for record in read.open_deposits(10_000)? {
             if tip.saturating_add(1).saturating_sub(record.bitcoin_height) < required {
                 break;
             }
-            if let Some(reason) = rejection_at(&record, &valid, state.parameters.pegin_min_sats) {
+            if let Some(reason) = rejection_at(&record, &valid, &future, state.parameters.pegin_min_sats) {
                 rejected.push((record.txid, reason));
             }
         }
