@@ -14,7 +14,9 @@
 //!   transaction; the rest wait for the next one. Amounts are whole satoshis of the burned wei (the
 //!   contract only accepts multiples large enough that the sub-satoshi rest is dust of wei).
 //! * **Inputs**: federation UTXOs by descending value, then by outpoint, until they cover the burns'
-//!   sum. Burns the whole set cannot cover wait (from the end of the batch), they are not refunded.
+//!   sum. Burns the whole set cannot cover wait (from the end of the batch), they are not refunded; so
+//!   do burns that would make the signed transaction larger than Bitcoin Core relays
+//!   ([`MAX_STANDARD_VSIZE`]).
 //! * **Fee**: `fee_rate` sat/vB times the transaction's virtual size, with every input's witness counted
 //!   at its largest (`threshold` 73-byte signatures and the witness script), rounded up. Each payment
 //!   bears an equal share (the remainder on the first ones); a payment whose amount minus its share is
@@ -36,6 +38,8 @@ use bitcoin::{
 const MAX_SIGNATURE_BYTES: u64 = 73;
 /// Non-witness bytes of an input with an empty scriptSig: outpoint, script length, sequence.
 const INPUT_BASE_BYTES: u64 = 32 + 4 + 1 + 4;
+/// Bitcoin Core's largest standard transaction (`MAX_STANDARD_TX_WEIGHT`, 400,000 weight units), in vB.
+pub const MAX_STANDARD_VSIZE: u64 = 100_000;
 
 /// Why a burn is refunded to its burner instead of paid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
@@ -255,7 +259,35 @@ pub fn build(burns: &[Burn], utxos: &[SpendableUtxo], params: &PegoutParams) -> 
         }
         let mut scripts: Vec<&ScriptBuf> = batch.iter().map(|(_, _, script, _)| script).collect();
         scripts.push(&params.change_script);
-        let fee = virtual_size(&inputs, &scripts).saturating_mul(params.fee_rate_sat_vb);
+        let vsize = virtual_size(&inputs, &scripts);
+        if vsize > MAX_STANDARD_VSIZE {
+            // Too large to relay once signed: the longest prefix of the batch that fits goes, the rest
+            // waits for the next transaction (size grows with the prefix, so a binary search finds it).
+            let fits = |k: usize| -> bool {
+                let total = batch.iter().take(k).fold(0u64, |sum, (_, _, _, sats)| sum.saturating_add(*sats));
+                let (mut covered, mut count) = (0u64, 0usize);
+                for utxo in &ordered {
+                    if covered >= total {
+                        break;
+                    }
+                    covered = covered.saturating_add(utxo.amount_sats);
+                    count += 1;
+                }
+                let inputs: Vec<&SpendableUtxo> = ordered.iter().take(count).copied().collect();
+                let mut scripts: Vec<&ScriptBuf> =
+                    batch.iter().take(k).map(|(_, _, script, _)| script).collect();
+                scripts.push(&params.change_script);
+                virtual_size(&inputs, &scripts) <= MAX_STANDARD_VSIZE
+            };
+            let (mut low, mut high) = (0usize, batch.len() - 1);
+            while low < high {
+                let mid = (low + high).div_ceil(2);
+                if fits(mid) { low = mid } else { high = mid - 1 }
+            }
+            batch.truncate(low);
+            continue;
+        }
+        let fee = vsize.saturating_mul(params.fee_rate_sat_vb);
         let count = batch.len() as u64;
         let (share, rest) = (fee / count, fee % count);
         let shares: Vec<u64> = (0..count).map(|i| share + u64::from(i < rest)).collect();

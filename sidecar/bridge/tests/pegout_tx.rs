@@ -218,3 +218,25 @@ fn the_fee_covers_the_signed_transaction_and_every_witness_verifies() {
     assert!(proposal.fee_sats >= tx.vsize() as u64 * 10, "{} sats for {} vB", proposal.fee_sats, tx.vsize());
     assert!(proposal.fee_sats <= (tx.vsize() as u64 + 10) * 10, "and not much more");
 }
+
+#[test]
+fn a_batch_stays_under_the_standard_transaction_size_once_signed() {
+    use alys_bridge::pegout_tx::MAX_STANDARD_VSIZE;
+    // Small UTXOs: many inputs per burn.
+    let burns: Vec<Burn> = (0..400).map(|n| burn(n, USER, 1_000_000)).collect();
+    let template = utxo(1, 200_000);
+    let utxos: Vec<SpendableUtxo> = (0..4_000u32)
+        .map(|n| SpendableUtxo {
+            outpoint: OutPoint::new(Txid::from_byte_array([(n % 251) as u8; 32]), n),
+            ..template.clone()
+        })
+        .collect();
+    let plan = build(&burns, &utxos, &PegoutParams { max_outputs: 1_000, ..params() });
+    let proposal = plan.proposal.unwrap();
+    assert!(plan.refunds.is_empty(), "the rest wait, nothing is refunded");
+    assert!(proposal.payments.len() < 400, "trimmed: {}", proposal.payments.len());
+    // Unsigned size plus the largest witnesses: 1 + 2 * 74 + 1 + 105 bytes each, a quarter in vB.
+    let signed = proposal.tx.vsize() as u64 + (proposal.tx.input.len() as u64 * 255).div_ceil(4);
+    assert!(signed <= MAX_STANDARD_VSIZE, "{signed} vB");
+    assert!(signed > MAX_STANDARD_VSIZE * 9 / 10, "and not needlessly small: {signed} vB");
+}
