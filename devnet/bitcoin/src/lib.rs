@@ -4,11 +4,14 @@
 //! It keeps Core's regtest consensus ([`params`], [`chain`]): real proof of work at the regtest
 //! target, BIP34, the 150-block halving, coinbase maturity, merkle roots, the segwit witness
 //! commitment, median-time-past, and every input script verified by libbitcoinconsensus. A
-//! [`mempool`] refuses double spends and fees under 1 sat/vB; `invalidateblock`/`reconsiderblock` move
-//! between branches and return disconnected transactions to the mempool. Blocks are appended to a
-//! file in the data directory ([`store`]) and replayed on start. A single P2WPKH [`wallet`] covers what
-//! a peg-in script needs (`getnewaddress`, `createrawtransaction` with an OP_RETURN `data` output,
-//! `fundrawtransaction`, `signrawtransactionwithwallet`, `sendrawtransaction`).
+//! [`mempool`] takes BIP125 replacements as Core 25 does (full RBF behind
+//! [`BitcoinConfig::with_full_rbf`]) and refuses fees under 1 sat/vB;
+//! `invalidateblock`/`reconsiderblock` move between branches and return disconnected transactions to
+//! the mempool. Blocks are appended to a file in the data directory ([`store`]) and replayed on start;
+//! the mempool is saved to `mempool.dat` on [`BitcoinHandle::stop`] and on `savemempool`, and accepted
+//! again on start (`-persistmempool`). A single P2WPKH [`wallet`] covers what a peg-in script needs
+//! (`getnewaddress`, `createrawtransaction` with an OP_RETURN `data` output, `fundrawtransaction`,
+//! `signrawtransactionwithwallet`, `sendrawtransaction`).
 //!
 //! The [`rpc`] server authenticates like bitcoind: a `.cookie` file (`__cookie__:<hex>`) in the data
 //! directory, or `-rpcuser`/`-rpcpassword`; anything else gets HTTP 401. It takes JSON-RPC 1.0 bodies
@@ -35,7 +38,7 @@ use std::{
 use bitcoin::hex::DisplayHex;
 use jsonrpsee::server::ServerHandle;
 
-pub use alys_devnet_bitcoin_core::{Node, NodeError};
+pub use alys_devnet_bitcoin_core::{Node, NodeError, NodeOptions};
 
 /// bitcoind's default regtest RPC address.
 pub const DEFAULT_RPC_ADDR: SocketAddr =
@@ -64,12 +67,33 @@ pub struct BitcoinConfig {
     pub rpc_addr: SocketAddr,
     /// How clients authenticate.
     pub auth: RpcAuth,
+    /// Mempool persistence and replacement policy (`-persistmempool`, `-mempoolfullrbf`).
+    pub node: NodeOptions,
 }
 
 impl BitcoinConfig {
     /// A configuration with cookie authentication on [`DEFAULT_RPC_ADDR`].
     pub fn new(datadir: impl Into<PathBuf>) -> Self {
-        Self { datadir: datadir.into(), rpc_addr: DEFAULT_RPC_ADDR, auth: RpcAuth::Cookie }
+        Self {
+            datadir: datadir.into(),
+            rpc_addr: DEFAULT_RPC_ADDR,
+            auth: RpcAuth::Cookie,
+            node: NodeOptions::default(),
+        }
+    }
+
+    /// Loads `mempool.dat` at start and writes it at [`BitcoinHandle::stop`] (`-persistmempool`, on by
+    /// default), or neither.
+    pub const fn with_persist_mempool(mut self, persist: bool) -> Self {
+        self.node = self.node.with_persist_mempool(persist);
+        self
+    }
+
+    /// Replaces mempool transactions that do not signal BIP125 (`-mempoolfullrbf`, off by default as
+    /// in Core 25).
+    pub const fn with_full_rbf(mut self, full_rbf: bool) -> Self {
+        self.node = self.node.with_full_rbf(full_rbf);
+        self
     }
 
     /// Listens on `addr` instead.
@@ -107,6 +131,7 @@ pub struct BitcoinHandle {
     cookie: Option<PathBuf>,
     server: ServerHandle,
     node: Arc<Mutex<Node>>,
+    persist_mempool: bool,
 }
 
 impl BitcoinHandle {
@@ -135,10 +160,24 @@ impl BitcoinHandle {
         &self.node
     }
 
-    /// Stops the server, waits for it, and removes the cookie (as bitcoind does on shutdown).
+    /// Shuts down cleanly as bitcoind does: stops the server and waits for it, saves the mempool to
+    /// `mempool.dat` (with `-persistmempool`), and removes the cookie. Dropping the handle instead is
+    /// a crash: the unsaved mempool is lost.
     pub async fn stop(self) {
         let _ = self.server.stop();
         self.server.stopped().await;
+        if self.persist_mempool {
+            let node = Arc::clone(&self.node);
+            let saved = tokio::task::spawn_blocking(move || {
+                node.lock().unwrap_or_else(std::sync::PoisonError::into_inner).save_mempool()
+            })
+            .await;
+            match saved {
+                Ok(Ok(_)) => {}
+                Ok(Err(err)) => tracing::warn!(target: "devnet::bitcoin", %err, "mempool not saved"),
+                Err(err) => tracing::warn!(target: "devnet::bitcoin", %err, "mempool not saved"),
+            }
+        }
         if let Some(cookie) = &self.cookie {
             let _ = std::fs::remove_file(cookie);
         }
@@ -154,8 +193,10 @@ impl BitcoinHandle {
 /// starts the RPC server.
 pub async fn start(config: BitcoinConfig) -> Result<BitcoinHandle, StartError> {
     let datadir = config.datadir.clone();
-    let node =
-        tokio::task::spawn_blocking(move || Node::open(&datadir)).await.map_err(std::io::Error::other)??;
+    let options = config.node;
+    let node = tokio::task::spawn_blocking(move || Node::open_with(&datadir, options))
+        .await
+        .map_err(std::io::Error::other)??;
     let (credentials, cookie) = match config.auth {
         RpcAuth::UserPass { user, password } => (format!("{user}:{password}"), None),
         RpcAuth::Cookie => {
@@ -170,5 +211,6 @@ pub async fn start(config: BitcoinConfig) -> Result<BitcoinHandle, StartError> {
     let node = Arc::new(Mutex::new(node));
     let (addr, server) = rpc::serve(Arc::clone(&node), config.rpc_addr, vec![credentials]).await?;
     tracing::info!(target: "devnet::bitcoin", %addr, datadir = %config.datadir.display(), "regtest node started");
-    Ok(BitcoinHandle { addr, datadir: config.datadir, cookie, server, node })
+    let persist_mempool = options.persist_mempool;
+    Ok(BitcoinHandle { addr, datadir: config.datadir, cookie, server, node, persist_mempool })
 }

@@ -1,10 +1,11 @@
 //! `alys-devnet-bitcoin`: the devnet's regtest Bitcoin node, with bitcoind's flags
-//! (`-datadir=`, `-rpcport=`, `-rpcbind=`, `-rpcuser=`, `-rpcpassword=`; one or two dashes).
+//! (`-datadir=`, `-rpcport=`, `-rpcbind=`, `-rpcuser=`, `-rpcpassword=`, `-persistmempool=`,
+//! `-mempoolfullrbf=`; one or two dashes). SIGINT and SIGTERM shut it down cleanly, saving the mempool.
 
 use std::net::{IpAddr, SocketAddr};
 
 use alys_devnet_bitcoin::{BitcoinConfig, DEFAULT_RPC_ADDR};
-use clap::Parser;
+use clap::{ArgAction, Parser, builder::BoolishValueParser};
 use eyre::WrapErr;
 
 /// A Bitcoin regtest node speaking bitcoind's JSON-RPC.
@@ -26,6 +27,14 @@ struct Args {
     /// The RPC password.
     #[arg(long, requires = "rpcuser")]
     rpcpassword: Option<String>,
+    /// Save the mempool at shutdown and load it at start (`-persistmempool=0` turns it off).
+    #[arg(long, default_value_t = true, action = ArgAction::Set, num_args = 0..=1,
+          default_missing_value = "1", value_parser = BoolishValueParser::new())]
+    persistmempool: bool,
+    /// Replace mempool transactions that do not signal BIP125 (off by default, as in Core 25).
+    #[arg(long, default_value_t = false, action = ArgAction::Set, num_args = 0..=1,
+          default_missing_value = "1", value_parser = BoolishValueParser::new())]
+    mempoolfullrbf: bool,
     /// Accepted for compatibility with bitcoind command lines; this node is always regtest.
     #[arg(long)]
     regtest: bool,
@@ -53,18 +62,35 @@ async fn main() -> eyre::Result<()> {
         )
         .init();
     let args = Args::parse_from(normalized_args());
-    let mut config =
-        BitcoinConfig::new(args.datadir).with_rpc_addr(SocketAddr::new(args.rpcbind, args.rpcport));
+    let mut config = BitcoinConfig::new(args.datadir)
+        .with_rpc_addr(SocketAddr::new(args.rpcbind, args.rpcport))
+        .with_persist_mempool(args.persistmempool)
+        .with_full_rbf(args.mempoolfullrbf);
     if let (Some(user), Some(password)) = (args.rpcuser, args.rpcpassword) {
         config = config.with_user_password(user, password);
     }
     let handle = alys_devnet_bitcoin::start(config).await.wrap_err("starting the regtest node")?;
     tokio::select! {
         () = handle.stopped() => {}
-        result = tokio::signal::ctrl_c() => {
-            result.wrap_err("waiting for ctrl-c")?;
+        result = shutdown_signal() => {
+            result?;
             handle.stop().await;
         }
     }
     Ok(())
+}
+
+/// SIGINT or (on Unix) SIGTERM, both of which bitcoind takes as a clean shutdown.
+async fn shutdown_signal() -> eyre::Result<()> {
+    #[cfg(unix)]
+    {
+        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .wrap_err("installing the SIGTERM handler")?;
+        tokio::select! {
+            result = tokio::signal::ctrl_c() => result.wrap_err("waiting for ctrl-c"),
+            _ = terminate.recv() => Ok(()),
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::signal::ctrl_c().await.wrap_err("waiting for ctrl-c")
 }

@@ -2,7 +2,10 @@
 //! JSON-RPC, on a real server bound to 127.0.0.1:0.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, missing_docs)]
 
-use std::{collections::HashMap, str::FromStr};
+use std::{
+    collections::{HashMap, HashSet},
+    str::FromStr,
+};
 
 use alys_devnet_bitcoin::{BitcoinConfig, BitcoinHandle, start};
 use base64::Engine;
@@ -27,6 +30,9 @@ use serde_json::{Value, json};
 /// The regtest genesis block's hash.
 const REGTEST_GENESIS: &str = "0f9188f13cb7b2c71f2a335e3a4fc328bf5beb436012afca590b1a11466e2206";
 
+/// Options on top of the harness's address and credentials.
+type Configure = fn(BitcoinConfig) -> BitcoinConfig;
+
 struct Harness {
     runtime: tokio::runtime::Runtime,
     handle: Option<BitcoinHandle>,
@@ -35,17 +41,20 @@ struct Harness {
 
 impl Harness {
     fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        Self::open(dir)
+        Self::with(|config| config)
     }
 
-    fn open(dir: tempfile::TempDir) -> Self {
+    fn with(configure: Configure) -> Self {
+        Self::open(tempfile::tempdir().unwrap(), configure)
+    }
+
+    fn open(dir: tempfile::TempDir, configure: Configure) -> Self {
         let runtime =
             tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let config = BitcoinConfig::new(dir.path())
             .with_rpc_addr("127.0.0.1:0".parse().unwrap())
             .with_user_password("alys", "secret");
-        let handle = runtime.block_on(start(config)).unwrap();
+        let handle = runtime.block_on(start(configure(config))).unwrap();
         Self { runtime, handle: Some(handle), dir }
     }
 
@@ -58,11 +67,25 @@ impl Harness {
     }
 
     /// Stops the server and starts a new one on the same data directory.
-    fn restart(mut self) -> Self {
+    fn restart(self) -> Self {
+        self.restart_with(|config| config)
+    }
+
+    /// Shuts down cleanly and starts again on the same data directory with `configure`.
+    fn restart_with(mut self, configure: Configure) -> Self {
         let handle = self.handle.take().unwrap();
         self.runtime.block_on(handle.stop());
         let Self { dir, .. } = self;
-        Self::open(dir)
+        Self::open(dir, configure)
+    }
+
+    /// Drops the node with no shutdown, as `kill -9` would, and starts again on the same data directory.
+    fn crash_restart(mut self) -> Self {
+        let handle = self.handle.take().unwrap();
+        let Self { runtime, dir, .. } = self;
+        drop(handle);
+        runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+        Self::open(dir, |config| config)
     }
 
     fn raw(&self, method: &str, params: Value) -> (i32, Value) {
@@ -247,11 +270,15 @@ fn peg_in_flow_and_mempool_rules() {
     let hex: String = client
         .call("createrawtransaction", &[json!([]), json!([{federation.to_string(): 2.5}, {"data": evm}])])
         .unwrap();
-    let funded_tx = client.fund_raw_transaction(hex.as_str(), None, None).unwrap();
+    // Not replaceable, so a double spend is a conflict whatever it pays.
+    let options =
+        bitcoincore_rpc::json::FundRawTransactionOptions { replaceable: Some(false), ..Default::default() };
+    let funded_tx = client.fund_raw_transaction(hex.as_str(), Some(&options), None).unwrap();
     assert!(funded_tx.change_position >= 0);
     let signed = client.sign_raw_transaction_with_wallet(&funded_tx.hex, None, None).unwrap();
     assert!(signed.complete, "{:?}", signed.errors);
     let tx: Transaction = deserialize(&signed.hex).unwrap();
+    assert!(tx.input.iter().all(|input| input.sequence == Sequence::ENABLE_LOCKTIME_NO_RBF));
     assert!(client.test_mempool_accept(&[&signed.hex]).unwrap()[0].allowed);
     let txid = client.send_raw_transaction(&signed.hex).unwrap();
     assert_eq!(txid, tx.compute_txid());
@@ -285,6 +312,8 @@ fn peg_in_flow_and_mempool_rules() {
     assert_eq!(code, -27);
     let (code, message) = rpc_error(client.send_raw_transaction(&signed_conflict.hex).unwrap_err());
     assert_eq!((code, message.as_str()), (-25, "bad-txns-inputs-missingorspent"));
+    let conflict: Transaction = deserialize(&signed_conflict.hex).unwrap();
+    assert_eq!(test_accept(&harness, &conflict)["reject-reason"], "missing-inputs");
 
     // gettxout: the federation output is unspent, shaped as Core's.
     let out = client.get_tx_out(&txid, 0, Some(true)).unwrap().unwrap();
@@ -527,4 +556,314 @@ fn core_result_shapes() {
     assert_eq!(low["error"]["code"], -6);
     let (_, bad_address) = harness.raw("getreceivedbyaddress", json!(["bc1qnotregtest"]));
     assert_eq!(bad_address["error"]["code"], -5);
+}
+
+const RBF: Sequence = Sequence::ENABLE_RBF_NO_LOCKTIME;
+/// `0xfffffffe`: final for lock time, not signalling BIP125.
+const NO_RBF: Sequence = Sequence::ENABLE_LOCKTIME_NO_RBF;
+
+fn sats(n: u64) -> Amount {
+    Amount::from_sat(n)
+}
+
+fn out(txid: Txid, vout: u32) -> OutPoint {
+    OutPoint { txid, vout }
+}
+
+/// The wallet's confirmed spendable coins.
+fn confirmed_coins(client: &Client) -> Vec<(OutPoint, Amount)> {
+    let unspent = client.list_unspent(Some(1), None, None, None, None).unwrap();
+    unspent.iter().map(|coin| (out(coin.txid, coin.vout), coin.amount)).collect()
+}
+
+/// One output of `value` to `to`.
+fn pay(to: &Address, value: Amount) -> Vec<TxOut> {
+    vec![TxOut { value, script_pubkey: to.script_pubkey() }]
+}
+
+/// A transaction spending `inputs`, each with `sequence`, to `outputs`, signed by the wallet.
+fn signed(client: &Client, inputs: &[OutPoint], sequence: Sequence, outputs: Vec<TxOut>) -> Transaction {
+    let tx = Transaction {
+        version: Version::TWO,
+        lock_time: LockTime::ZERO,
+        input: inputs
+            .iter()
+            .map(|outpoint| TxIn { previous_output: *outpoint, sequence, ..Default::default() })
+            .collect(),
+        output: outputs,
+    };
+    let signed = client.sign_raw_transaction_with_wallet(&tx, None, None).unwrap();
+    assert!(signed.complete, "{:?}", signed.errors);
+    deserialize(&signed.hex).unwrap()
+}
+
+fn send(client: &Client, tx: &Transaction) -> Txid {
+    client.send_raw_transaction(tx).unwrap()
+}
+
+fn refused(client: &Client, tx: &Transaction) -> (i32, String) {
+    rpc_error(client.send_raw_transaction(tx).unwrap_err())
+}
+
+/// `testmempoolaccept`'s verdict on `tx`.
+fn test_accept(harness: &Harness, tx: &Transaction) -> Value {
+    let (_, answer) = harness.raw("testmempoolaccept", json!([[serialize_hex(tx)]]));
+    answer["result"][0].clone()
+}
+
+/// Satoshis as Core's `FormatMoney` prints amounts under 0.01 BTC.
+fn money(sats: u64) -> String {
+    format!("0.{sats:08}").trim_end_matches('0').to_owned()
+}
+
+fn mempool(client: &Client) -> HashSet<Txid> {
+    client.get_raw_mempool().unwrap().into_iter().collect()
+}
+
+#[test]
+fn the_mempool_survives_a_clean_restart() {
+    let harness = Harness::new();
+    let client = harness.client();
+    funded(&client);
+    let to = checked(client.get_new_address(None, None).unwrap());
+    let parent =
+        client.send_to_address(&to, Amount::from_int_btc(1), None, None, None, None, None, None).unwrap();
+    // Spends the parent's change: loading must bring them back parents first.
+    let child =
+        client.send_to_address(&to, Amount::from_int_btc(2), None, None, None, None, None, None).unwrap();
+    assert_eq!(client.get_mempool_entry(&child).unwrap().depends, vec![parent]);
+    let time = client.get_mempool_entry(&parent).unwrap().time;
+
+    let harness = harness.restart();
+    let client = harness.client();
+    assert_eq!(mempool(&client), HashSet::from([parent, child]));
+    assert_eq!(client.get_mempool_entry(&parent).unwrap().time, time, "the entry time is kept");
+    let (_, info) = harness.raw("getmempoolinfo", json!([]));
+    assert_eq!((&info["result"]["loaded"], &info["result"]["size"]), (&json!(true), &json!(2)));
+    assert!(harness.dir.path().join("mempool.dat").exists());
+    let miner = checked(client.get_new_address(None, None).unwrap());
+    let block = client.generate_to_address(1, &miner).unwrap()[0];
+    assert!(client.get_raw_mempool().unwrap().is_empty());
+    for txid in [parent, child] {
+        assert_eq!(client.get_raw_transaction_info(&txid, None).unwrap().blockhash, Some(block));
+    }
+}
+
+#[test]
+fn saved_transactions_that_no_longer_validate_are_dropped_and_a_crash_loses_the_unsaved() {
+    let harness = Harness::new();
+    let client = harness.client();
+    let miner = funded(&client);
+    client.generate_to_address(1, &miner).unwrap();
+    let coins = confirmed_coins(&client);
+    let ((x, x_value), (y, y_value)) = (coins[0], coins[1]);
+    let to = checked(client.get_new_address(None, None).unwrap());
+    let a = send(&client, &signed(&client, &[x], RBF, pay(&to, x_value - sats(1_000))));
+    send(&client, &signed(&client, &[out(a, 0)], RBF, pay(&to, x_value - sats(2_000))));
+    let c = send(&client, &signed(&client, &[y], RBF, pay(&to, y_value - sats(1_000))));
+    let (_, saved) = harness.raw("savemempool", json!([]));
+    let file = harness.dir.path().join("mempool.dat");
+    assert_eq!(saved["result"]["filename"], file.display().to_string());
+    assert!(file.exists());
+
+    // A block spends `a`'s input in another transaction: `a` and its child leave the mempool.
+    let b = signed(&client, &[x], NO_RBF, pay(&miner, x_value - sats(5_000)));
+    let (_, generated) = harness.raw("generateblock", json!([miner.to_string(), [serialize_hex(&b)]]));
+    assert!(generated["error"].is_null(), "{generated}");
+    assert_eq!(client.get_raw_mempool().unwrap(), vec![c]);
+
+    // The file still holds all three; loading drops the two whose input is gone.
+    let harness = harness.crash_restart();
+    let client = harness.client();
+    assert_eq!(client.get_raw_mempool().unwrap(), vec![c]);
+
+    // A kill loses what was not saved since.
+    let lost =
+        client.send_to_address(&to, Amount::from_int_btc(1), None, None, None, None, None, None).unwrap();
+    let harness = harness.crash_restart();
+    let client = harness.client();
+    assert_eq!(client.get_raw_mempool().unwrap(), vec![c], "{lost} was never saved");
+
+    // Without -persistmempool nothing is loaded.
+    let harness = harness.restart_with(|config| config.with_persist_mempool(false));
+    assert!(harness.client().get_raw_mempool().unwrap().is_empty());
+}
+
+#[test]
+fn a_signalling_transaction_is_replaced_with_its_descendants() {
+    let harness = Harness::new();
+    let client = harness.client();
+    let miner = funded(&client);
+    let (x, value) = confirmed_coins(&client)[0];
+    let to = checked(client.get_new_address(None, None).unwrap());
+    let original_id = send(&client, &signed(&client, &[x], RBF, pay(&to, value - sats(1_000))));
+    // Descendants need not signal: they go with what they spend.
+    let child = signed(&client, &[out(original_id, 0)], Sequence::MAX, pay(&to, value - sats(2_000)));
+    let child_id = send(&client, &child);
+    let grandchild = signed(&client, &[out(child_id, 0)], Sequence::MAX, pay(&to, value - sats(3_000)));
+    let grandchild_id = send(&client, &grandchild);
+    assert!(client.get_mempool_entry(&grandchild_id).unwrap().bip125_replaceable, "inherited");
+    let old_vsize = client.get_mempool_entry(&original_id).unwrap().vsize;
+
+    // Rule 6: a higher fee rate than the transaction replaced.
+    let low = signed(&client, &[x], RBF, pay(&miner, value - sats(900)));
+    let low_rate = 900_000 / low.vsize() as u64;
+    let expected = format!(
+        "insufficient fee, rejecting replacement {}; new feerate 0.{low_rate:08} BTC/kvB <= old feerate 0.{:08} BTC/kvB",
+        low.compute_txid(),
+        1_000_000 / old_vsize
+    );
+    assert_eq!(refused(&client, &low), (-26, expected));
+    assert_eq!(test_accept(&harness, &low)["reject-reason"], "insufficient fee");
+    assert_eq!(test_accept(&harness, &low)["allowed"], false);
+    // Rule 3: more than everything evicted (3,000 sat).
+    let less = signed(&client, &[x], RBF, pay(&miner, value - sats(2_500)));
+    let expected = format!(
+        "insufficient fee, rejecting replacement {}, less fees than conflicting txs; 0.000025 < 0.00003",
+        less.compute_txid()
+    );
+    assert_eq!(refused(&client, &less), (-26, expected));
+    // Rule 4: and its own size on top at 1 sat/vB.
+    let thin = signed(&client, &[x], RBF, pay(&miner, value - sats(3_050)));
+    let expected = format!(
+        "insufficient fee, rejecting replacement {}, not enough additional fees to relay; 0.0000005 < {}",
+        thin.compute_txid(),
+        money(thin.vsize() as u64)
+    );
+    assert_eq!(refused(&client, &thin), (-26, expected));
+    assert_eq!(test_accept(&harness, &thin)["reject-reason"], "insufficient fee");
+
+    let replacement = signed(&client, &[x], RBF, pay(&miner, value - sats(10_000)));
+    assert_eq!(test_accept(&harness, &replacement)["allowed"], true);
+    assert_eq!(client.get_raw_mempool().unwrap().len(), 3, "testmempoolaccept changes nothing");
+    let replacement_id = send(&client, &replacement);
+    assert_eq!(client.get_raw_mempool().unwrap(), vec![replacement_id]);
+    let block = client.generate_to_address(1, &miner).unwrap()[0];
+    assert_eq!(client.get_raw_transaction_info(&replacement_id, None).unwrap().blockhash, Some(block));
+    for gone in [original_id, child_id, grandchild_id] {
+        let (_, answer) = harness.raw("getrawtransaction", json!([gone.to_string()]));
+        assert_eq!(answer["error"]["code"], -5, "{gone}");
+    }
+}
+
+#[test]
+fn non_signalling_transactions_are_replaced_only_with_full_rbf() {
+    let harness = Harness::new();
+    let client = harness.client();
+    let miner = funded(&client);
+    client.generate_to_address(1, &miner).unwrap();
+    let coins = confirmed_coins(&client);
+    let ((x, x_value), (y, y_value)) = (coins[0], coins[1]);
+    let to = checked(client.get_new_address(None, None).unwrap());
+    let original_id = send(&client, &signed(&client, &[x], NO_RBF, pay(&to, x_value - sats(1_000))));
+    let conflict = signed(&client, &[x], RBF, pay(&miner, x_value - sats(50_000)));
+    assert_eq!(refused(&client, &conflict), (-26, "txn-mempool-conflict".to_owned()));
+    assert_eq!(test_accept(&harness, &conflict)["reject-reason"], "txn-mempool-conflict");
+
+    // Core 25 asks the replaced transaction itself to signal; a signalling parent is not enough, even
+    // though `bip125-replaceable` reports the inherited signal.
+    let parent_id = send(&client, &signed(&client, &[y], RBF, pay(&to, y_value - sats(1_000))));
+    let child = signed(&client, &[out(parent_id, 0)], NO_RBF, pay(&to, y_value - sats(2_000)));
+    let child_id = send(&client, &child);
+    assert!(client.get_mempool_entry(&child_id).unwrap().bip125_replaceable);
+    let child_conflict = signed(&client, &[out(parent_id, 0)], RBF, pay(&miner, y_value - sats(20_000)));
+    assert_eq!(refused(&client, &child_conflict), (-26, "txn-mempool-conflict".to_owned()));
+    let (_, info) = harness.raw("getmempoolinfo", json!([]));
+    assert_eq!(info["result"]["fullrbf"], false);
+
+    // With -mempoolfullrbf both go through (the pool comes back from mempool.dat).
+    let harness = harness.restart_with(|config| config.with_full_rbf(true));
+    let client = harness.client();
+    assert_eq!(mempool(&client), HashSet::from([original_id, parent_id, child_id]));
+    let (_, info) = harness.raw("getmempoolinfo", json!([]));
+    assert_eq!(info["result"]["fullrbf"], true);
+    let conflict_id = send(&client, &conflict);
+    let child_conflict_id = send(&client, &child_conflict);
+    assert_eq!(mempool(&client), HashSet::from([conflict_id, parent_id, child_conflict_id]));
+}
+
+#[test]
+fn replacements_add_no_unconfirmed_inputs_and_evict_at_most_100() {
+    let harness = Harness::new();
+    let client = harness.client();
+    let miner = funded(&client);
+    client.generate_to_address(1, &miner).unwrap();
+    let coins = confirmed_coins(&client);
+    let ((x, x_value), (y, y_value)) = (coins[0], coins[1]);
+    let to = checked(client.get_new_address(None, None).unwrap());
+    let piece = sats((x_value.to_sat() - 10_000) / 100);
+    let outputs = vec![TxOut { value: piece, script_pubkey: to.script_pubkey() }; 100];
+    let original_id = send(&client, &signed(&client, &[x], RBF, outputs));
+    let other_id = send(&client, &signed(&client, &[y], RBF, pay(&to, y_value - sats(1_000))));
+
+    // Rule 2: no unconfirmed input the replaced transaction did not spend.
+    let inputs = [x, out(other_id, 0)];
+    let adds = signed(&client, &inputs, RBF, pay(&miner, x_value + y_value - sats(200_000)));
+    let expected = format!(
+        "replacement-adds-unconfirmed, replacement {} adds unconfirmed input, idx 1",
+        adds.compute_txid()
+    );
+    assert_eq!(refused(&client, &adds), (-26, expected));
+    assert_eq!(test_accept(&harness, &adds)["reject-reason"], "replacement-adds-unconfirmed");
+    // Nor an output of the transaction it replaces.
+    let spends =
+        signed(&client, &[x, out(original_id, 0)], RBF, pay(&miner, x_value + piece - sats(200_000)));
+    let expected = format!(
+        "bad-txns-spends-conflicting-tx, {} spends conflicting transaction {original_id}",
+        spends.compute_txid()
+    );
+    assert_eq!(refused(&client, &spends), (-26, expected));
+
+    // Rule 5: the original and 99 children are 100, the most one replacement may evict.
+    let children: Vec<Transaction> = (0..100)
+        .map(|vout| signed(&client, &[out(original_id, vout)], RBF, pay(&to, piece - sats(200))))
+        .collect();
+    for child in &children[..99] {
+        send(&client, child);
+    }
+    let replacement = signed(&client, &[x], RBF, pay(&miner, x_value - sats(200_000)));
+    assert_eq!(test_accept(&harness, &replacement)["allowed"], true);
+    send(&client, &children[99]);
+    let expected = format!(
+        "too many potential replacements, rejecting replacement {}; too many potential replacements (101 > 100)",
+        replacement.compute_txid()
+    );
+    assert_eq!(refused(&client, &replacement), (-26, expected));
+    assert_eq!(test_accept(&harness, &replacement)["reject-reason"], "too many potential replacements");
+    assert_eq!(client.get_raw_mempool().unwrap().len(), 102);
+}
+
+#[test]
+fn wallet_transactions_signal_replaceability_by_default() {
+    let harness = Harness::new();
+    let client = harness.client();
+    let miner = funded(&client);
+    let to = checked(client.get_new_address(None, None).unwrap());
+    let sequences = |txid: &Txid| -> Vec<Sequence> {
+        client.get_raw_transaction(txid, None).unwrap().input.iter().map(|input| input.sequence).collect()
+    };
+    let default =
+        client.send_to_address(&to, Amount::from_int_btc(1), None, None, None, None, None, None).unwrap();
+    assert!(sequences(&default).iter().all(|sequence| *sequence == RBF));
+    assert!(client.get_mempool_entry(&default).unwrap().bip125_replaceable);
+    let (_, wallet_tx) = harness.raw("gettransaction", json!([default.to_string()]));
+    assert_eq!(wallet_tx["result"]["bip125-replaceable"], "yes");
+    client.generate_to_address(1, &miner).unwrap();
+    let (_, wallet_tx) = harness.raw("gettransaction", json!([default.to_string()]));
+    assert_eq!(wallet_tx["result"]["bip125-replaceable"], "no", "confirmed");
+
+    let opted_out = client
+        .send_to_address(&to, Amount::from_int_btc(1), None, None, None, Some(false), None, None)
+        .unwrap();
+    assert!(sequences(&opted_out).iter().all(|sequence| *sequence == NO_RBF));
+    assert!(!client.get_mempool_entry(&opted_out).unwrap().bip125_replaceable);
+
+    // fundrawtransaction: the inputs it adds signal unless `replaceable: false`.
+    let hex: String = client.call("createrawtransaction", &[json!([]), json!({to.to_string(): 1})]).unwrap();
+    for (options, expected) in [(json!({}), RBF), (json!({"replaceable": false}), NO_RBF)] {
+        let (_, funded) = harness.raw("fundrawtransaction", json!([hex, options]));
+        let bytes = Vec::<u8>::from_hex(funded["result"]["hex"].as_str().unwrap()).unwrap();
+        let tx: Transaction = deserialize(&bytes).unwrap();
+        assert!(!tx.input.is_empty() && tx.input.iter().all(|input| input.sequence == expected), "{options}");
+    }
 }

@@ -4,7 +4,9 @@
 //! `txn-mempool-conflict`, `min relay fee not met, 100 < 141`, ...) because clients match on those
 //! strings; [`Reject::rpc_code`] is the JSON-RPC error code `sendrawtransaction` answers with.
 
-use std::{io, path::PathBuf};
+use std::{borrow::Cow, io, path::PathBuf};
+
+use bitcoin::Txid;
 
 /// A transaction or block refused by consensus or mempool policy.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -12,9 +14,81 @@ pub enum Reject {
     /// An input spends an output that does not exist or is already spent in the chain.
     #[error("bad-txns-inputs-missingorspent")]
     MissingInputs,
-    /// An input spends an output that a mempool transaction already spends.
+    /// An input spends an output that a mempool transaction already spends, and that transaction does
+    /// not signal replaceability (BIP125) while full RBF is off.
     #[error("txn-mempool-conflict")]
     MempoolConflict,
+    /// The transaction spends an output of a transaction it would replace.
+    #[error("bad-txns-spends-conflicting-tx, {txid} spends conflicting transaction {conflict}")]
+    SpendsConflicting {
+        /// The replacement.
+        txid: Txid,
+        /// The in-mempool ancestor it also conflicts with.
+        conflict: Txid,
+    },
+    /// The replacement's fee rate is not above a directly conflicting transaction's (BIP125 rule 6).
+    #[error(
+        "insufficient fee, rejecting replacement {txid}; new feerate {} <= old feerate {}",
+        fee_rate(.new),
+        fee_rate(.old)
+    )]
+    ReplacementFeeRate {
+        /// The replacement.
+        txid: Txid,
+        /// Its fee rate, in satoshis per virtual kilobyte.
+        new: u64,
+        /// The conflicting transaction's fee rate, in satoshis per virtual kilobyte.
+        old: u64,
+    },
+    /// The conflicts and their descendants are more than
+    /// [`crate::params::MAX_REPLACEMENT_CANDIDATES`] (BIP125 rule 5).
+    #[error(
+        "too many potential replacements, rejecting replacement {txid}; too many potential replacements ({count} > {max})",
+        max = crate::params::MAX_REPLACEMENT_CANDIDATES
+    )]
+    TooManyReplacements {
+        /// The replacement.
+        txid: Txid,
+        /// The transactions it would evict, counted per direct conflict.
+        count: usize,
+    },
+    /// The replacement spends an unconfirmed output the replaced transactions did not (BIP125 rule 2).
+    #[error("replacement-adds-unconfirmed, replacement {txid} adds unconfirmed input, idx {index}")]
+    ReplacementAddsUnconfirmed {
+        /// The replacement.
+        txid: Txid,
+        /// The input.
+        index: usize,
+    },
+    /// The replacement pays less than the transactions it evicts (BIP125 rule 3).
+    #[error(
+        "insufficient fee, rejecting replacement {txid}, less fees than conflicting txs; {} < {}",
+        money(.fee),
+        money(.replaced)
+    )]
+    ReplacementFee {
+        /// The replacement.
+        txid: Txid,
+        /// Its fee, in satoshis.
+        fee: u64,
+        /// The fees of the evicted transactions, in satoshis.
+        replaced: u64,
+    },
+    /// What the replacement adds does not pay for its own size at the incremental relay fee (BIP125
+    /// rule 4).
+    #[error(
+        "insufficient fee, rejecting replacement {txid}, not enough additional fees to relay; {} < {}",
+        money(.additional),
+        money(.required)
+    )]
+    ReplacementRelayFee {
+        /// The replacement.
+        txid: Txid,
+        /// Its fee minus the evicted transactions' fees, in satoshis.
+        additional: u64,
+        /// Its virtual size at the incremental relay fee, in satoshis.
+        required: u64,
+    },
     /// The transaction's outputs are already in the UTXO set.
     #[error("Transaction outputs already in utxo set")]
     AlreadyInChain,
@@ -63,6 +137,37 @@ impl Reject {
             _ => codes::VERIFY_REJECTED,
         }
     }
+
+    /// The reason alone, without the detail Core appends after a comma (`testmempoolaccept`'s
+    /// `reject-reason`, which reports `GetRejectReason()` where `sendrawtransaction` reports
+    /// `ToString()`).
+    pub fn reject_reason(&self) -> Cow<'static, str> {
+        match self {
+            Self::SpendsConflicting { .. } => "bad-txns-spends-conflicting-tx".into(),
+            Self::ReplacementFeeRate { .. }
+            | Self::ReplacementFee { .. }
+            | Self::ReplacementRelayFee { .. } => "insufficient fee".into(),
+            Self::TooManyReplacements { .. } => "too many potential replacements".into(),
+            Self::ReplacementAddsUnconfirmed { .. } => "replacement-adds-unconfirmed".into(),
+            Self::MinRelayFee { .. } => "min relay fee not met".into(),
+            other => other.to_string().into(),
+        }
+    }
+}
+
+/// An amount of satoshis as Core's `FormatMoney` prints it: BTC with trailing zeros trimmed to two
+/// decimals (`0.00000141`, `0.00001`, `1.00`).
+pub fn money(sats: &u64) -> String {
+    let mut text = format!("{}.{:08}", sats / 100_000_000, sats % 100_000_000);
+    while text.ends_with('0') && text.len() - text.find('.').unwrap_or_default() > 3 {
+        text.pop();
+    }
+    text
+}
+
+/// A fee rate in satoshis per virtual kilobyte as `CFeeRate::ToString` prints it.
+pub fn fee_rate(per_kvb: &u64) -> String {
+    format!("{}.{:08} BTC/kvB", per_kvb / 100_000_000, per_kvb % 100_000_000)
 }
 
 /// A failure reading or writing the data directory.
@@ -89,6 +194,9 @@ pub enum StoreError {
     /// The system's random source failed.
     #[error("random source: {0}")]
     Random(#[from] getrandom::Error),
+    /// `mempool.dat` has a format version this node does not read.
+    #[error("mempool file version {0} is not supported (expected 1)")]
+    MempoolVersion(u64),
     /// A stored block no longer connects to the chain.
     #[error("stored block refused on reload: {0}")]
     Replay(#[source] Reject),
@@ -124,4 +232,40 @@ pub mod codes {
     pub const VERIFY_REJECTED: i32 = -26;
     /// `RPC_VERIFY_ALREADY_IN_CHAIN`: the transaction is already confirmed.
     pub const VERIFY_ALREADY_IN_CHAIN: i32 = -27;
+}
+
+#[cfg(test)]
+mod tests {
+    use bitcoin::hashes::Hash;
+
+    use super::*;
+
+    #[test]
+    fn amounts_and_fee_rates_print_as_core_prints_them() {
+        assert_eq!(money(&141), "0.00000141");
+        assert_eq!(money(&1_000), "0.00001");
+        assert_eq!(money(&50), "0.0000005");
+        assert_eq!(money(&100_000_000), "1.00");
+        assert_eq!(money(&123_450_000_000), "1234.50");
+        assert_eq!(fee_rate(&1_000), "0.00001000 BTC/kvB");
+        assert_eq!(fee_rate(&123_456_789), "1.23456789 BTC/kvB");
+    }
+
+    #[test]
+    fn testmempoolaccept_reasons_drop_the_detail() {
+        let txid = Txid::all_zeros();
+        let rate = Reject::ReplacementFeeRate { txid, new: 8_181, old: 9_090 };
+        assert_eq!(
+            rate.to_string(),
+            format!(
+                "insufficient fee, rejecting replacement {txid}; new feerate 0.00008181 BTC/kvB <= old feerate 0.00009090 BTC/kvB"
+            )
+        );
+        assert_eq!(rate.reject_reason(), "insufficient fee");
+        assert_eq!(rate.rpc_code(), codes::VERIFY_REJECTED);
+        let relay = Reject::ReplacementRelayFee { txid, additional: 50, required: 110 };
+        assert!(relay.to_string().ends_with("not enough additional fees to relay; 0.0000005 < 0.0000011"));
+        assert_eq!(Reject::MinRelayFee { fee: 0, min: 141 }.reject_reason(), "min relay fee not met");
+        assert_eq!(Reject::MempoolConflict.reject_reason(), "txn-mempool-conflict");
+    }
 }

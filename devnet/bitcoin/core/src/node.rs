@@ -4,6 +4,11 @@
 //! After the active chain moves, the mempool is brought in line as Core's `MaybeUpdateMempoolForReorg`
 //! does: transactions of disconnected blocks go back to the pool (if still valid), then the pool's own
 //! transactions are re-checked, so those confirmed or conflicting with the new chain drop out.
+//!
+//! With `-persistmempool` (on by default, [`NodeOptions`]) the mempool survives a clean restart as in
+//! Core: [`Node::save_mempool`] writes `mempool.dat` (at shutdown and on `savemempool`), and opening
+//! the node accepts the saved transactions again against the chain as it is then, dropping those that
+//! no longer validate. A crash loses what was not saved.
 
 use std::{
     path::Path,
@@ -24,7 +29,7 @@ use bitcoin::{
 use crate::{
     chain::{self, Chain, Coin, Reorg},
     error::{Reject, StoreError},
-    mempool::{Accepted, Mempool},
+    mempool::{Accepted, LoadStats, Mempool},
     params::{self, MAX_BLOCK_WEIGHT},
     store::Store,
     wallet::{Wallet, WalletCoin},
@@ -39,6 +44,36 @@ pub enum NodeError {
     /// The data directory failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// How the node keeps its mempool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeOptions {
+    /// Load `mempool.dat` at start (`-persistmempool`, on by default). Saving is the caller's: at
+    /// shutdown, and on `savemempool` whatever this says, as in Core.
+    pub persist_mempool: bool,
+    /// Replace transactions that do not signal BIP125 (`-mempoolfullrbf`, off by default in Core 25).
+    pub full_rbf: bool,
+}
+
+impl Default for NodeOptions {
+    fn default() -> Self {
+        Self { persist_mempool: true, full_rbf: false }
+    }
+}
+
+impl NodeOptions {
+    /// Sets `-persistmempool`.
+    pub const fn with_persist_mempool(mut self, persist: bool) -> Self {
+        self.persist_mempool = persist;
+        self
+    }
+
+    /// Sets `-mempoolfullrbf`.
+    pub const fn with_full_rbf(mut self, full_rbf: bool) -> Self {
+        self.full_rbf = full_rbf;
+        self
+    }
 }
 
 /// The node's state.
@@ -58,8 +93,14 @@ pub fn now() -> u64 {
 }
 
 impl Node {
-    /// Opens the data directory and replays its blocks.
+    /// Opens the data directory with [`NodeOptions::default`].
     pub fn open(dir: &Path) -> Result<Self, NodeError> {
+        Self::open_with(dir, NodeOptions::default())
+    }
+
+    /// Opens the data directory, replays its blocks and, with `persist_mempool`, loads the saved
+    /// mempool.
+    pub fn open_with(dir: &Path, options: NodeOptions) -> Result<Self, NodeError> {
         let (store, loaded) = Store::open(dir)?;
         let wallet = Wallet::open(dir)?;
         let mut chain = Chain::new();
@@ -72,7 +113,7 @@ impl Node {
         let extra_nonce = u32::from(u16::from_le_bytes(seed));
         let mut node = Self {
             chain,
-            mempool: Mempool::default(),
+            mempool: Mempool::default().with_full_rbf(options.full_rbf),
             wallet,
             store,
             invalidated: loaded.invalidated,
@@ -83,7 +124,33 @@ impl Node {
         }
         node.chain.activate();
         tracing::info!(target: "devnet::bitcoin", blocks = count, height = node.chain.height(), tip = %node.chain.tip_hash(), "data directory loaded");
+        if options.persist_mempool {
+            node.load_mempool();
+        }
         Ok(node)
+    }
+
+    /// Accepts `mempool.dat`'s transactions again. A file that cannot be read is logged and skipped,
+    /// as Core continues without it.
+    fn load_mempool(&mut self) -> LoadStats {
+        let saved = match self.store.load_mempool() {
+            Ok(saved) => saved,
+            Err(err) => {
+                tracing::warn!(target: "devnet::bitcoin", %err, "saved mempool not loaded");
+                return LoadStats::default();
+            }
+        };
+        let stats = self.mempool.load(&mut self.chain, saved);
+        tracing::info!(target: "devnet::bitcoin", succeeded = stats.accepted, failed = stats.failed, already = stats.already, "imported mempool transactions from disk");
+        stats
+    }
+
+    /// Writes the mempool to `mempool.dat` (`savemempool`, and at a clean shutdown); returns the file.
+    pub fn save_mempool(&self) -> Result<std::path::PathBuf, NodeError> {
+        let saved = self.mempool.saved();
+        let path = self.store.save_mempool(&saved)?;
+        tracing::info!(target: "devnet::bitcoin", transactions = saved.len(), path = %path.display(), "mempool saved");
+        Ok(path)
     }
 
     /// The chain.
@@ -308,10 +375,14 @@ impl Node {
             return;
         }
         let pooled = self.mempool.take_all();
-        let returned = reorg.disconnected.iter().rev().flat_map(|block| block.txdata.iter().skip(1).cloned());
         let now = now();
-        for tx in returned.chain(pooled.iter().map(|tx| (**tx).clone())) {
-            if let Err(reason) = self.mempool.accept(&mut self.chain, tx, now) {
+        let returned = reorg
+            .disconnected
+            .iter()
+            .rev()
+            .flat_map(|block| block.txdata.iter().skip(1).map(|tx| (tx.clone(), now)));
+        for (tx, time) in returned.chain(pooled.into_iter().map(|saved| (saved.tx, saved.time))) {
+            if let Err(reason) = self.mempool.accept(&mut self.chain, tx, time) {
                 tracing::trace!(target: "devnet::bitcoin", %reason, "transaction left the mempool after a chain change");
             }
         }

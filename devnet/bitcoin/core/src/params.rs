@@ -29,6 +29,14 @@ pub const MAX_BLOCK_WEIGHT: Weight = Weight::MAX_BLOCK;
 /// The minimum relay fee rate in satoshis per virtual kilobyte (`-minrelaytxfee`, 1 sat/vB).
 pub const MIN_RELAY_FEE_PER_KVB: u64 = 1_000;
 
+/// The fee rate a replacement must add on top of what it evicts, per virtual kilobyte of its own size
+/// (`-incrementalrelayfee`, 1 sat/vB).
+pub const INCREMENTAL_RELAY_FEE_PER_KVB: u64 = 1_000;
+
+/// The most transactions one replacement may evict, counted as Core counts them: each direct conflict
+/// with all its descendants (`MAX_REPLACEMENT_CANDIDATES`).
+pub const MAX_REPLACEMENT_CANDIDATES: usize = 100;
+
 /// The fee rate `sendrawtransaction` refuses above unless told otherwise (`maxfeerate`, 0.10 BTC/kvB).
 pub const MAX_FEE_PER_KVB: u64 = 10_000_000;
 

@@ -8,7 +8,9 @@
 //!
 //! Funding is largest-first: add the biggest coins until inputs pay the outputs and the fee at the
 //! requested rate (estimated with a placeholder 72-byte signature per input), and return what is left
-//! to a new change address unless it is dust.
+//! to a new change address unless it is dust. Inputs the wallet adds signal BIP125 replaceability
+//! (`0xfffffffd`) as Core 25's wallet does by default (`-walletrbf=1`), or carry `0xfffffffe` when the
+//! caller asks for `replaceable: false`; inputs the caller chose keep their sequence.
 
 use std::{collections::HashMap, path::PathBuf, str::FromStr};
 
@@ -193,14 +195,23 @@ impl Wallet {
     }
 
     /// Adds inputs from `coins` (largest first) and a change output to `tx` so it pays its outputs
-    /// and a fee of `fee_per_kvb`. `preset` are the outputs `tx`'s existing inputs spend.
+    /// and a fee of `fee_per_kvb`. `preset` are the outputs `tx`'s existing inputs spend. Added inputs
+    /// signal BIP125 when `replaceable`.
     pub fn fund(
         &mut self,
         mut tx: Transaction,
         preset: &[Option<TxOut>],
         coins: &[WalletCoin],
         fee_per_kvb: u64,
+        replaceable: bool,
     ) -> Result<Funded, FundError> {
+        // Core's `CreateTransactionInternal`: MAX_BIP125_RBF_SEQUENCE, or MAX_SEQUENCE_NONFINAL (which
+        // keeps the lock time meaningful without signalling).
+        let sequence = if replaceable {
+            bitcoin::Sequence::ENABLE_RBF_NO_LOCKTIME
+        } else {
+            bitcoin::Sequence::ENABLE_LOCKTIME_NO_RBF
+        };
         if preset.iter().any(Option::is_none) {
             return Err(FundError::UnknownInput);
         }
@@ -231,11 +242,7 @@ impl Wallet {
             }
             let coin = candidates.next().ok_or(FundError::InsufficientFunds)?;
             value_in += coin.output.value;
-            tx.input.push(bitcoin::TxIn {
-                previous_output: coin.outpoint,
-                sequence: bitcoin::Sequence::ENABLE_RBF_NO_LOCKTIME,
-                ..Default::default()
-            });
+            tx.input.push(bitcoin::TxIn { previous_output: coin.outpoint, sequence, ..Default::default() });
         }
     }
 }

@@ -9,9 +9,10 @@ use serde_json::{Map, Value, json};
 
 use super::{Args, RpcError, decode_tx, json, parse_address, parse_amount};
 use crate::{
+    error::Reject,
     error::codes,
     node::Node,
-    params::{MAX_FEE_PER_KVB, MIN_RELAY_FEE_PER_KVB},
+    params::{INCREMENTAL_RELAY_FEE_PER_KVB, MAX_FEE_PER_KVB, MIN_RELAY_FEE_PER_KVB},
     wallet::DEFAULT_FEE_PER_KVB,
 };
 
@@ -65,7 +66,7 @@ pub(super) fn getnetworkinfo(_: &mut Node, _: &Args) -> Result<Value, RpcError> 
         "connections_out": 0,
         "networks": [],
         "relayfee": json::amount(Amount::from_sat(MIN_RELAY_FEE_PER_KVB)),
-        "incrementalfee": json::amount(Amount::from_sat(MIN_RELAY_FEE_PER_KVB)),
+        "incrementalfee": json::amount(Amount::from_sat(INCREMENTAL_RELAY_FEE_PER_KVB)),
         "localaddresses": [],
         "warnings": "",
     }))
@@ -189,8 +190,14 @@ pub(super) fn testmempoolaccept(node: &mut Node, args: &Args) -> Result<Value, R
                 object.insert("reject-reason".into(), json!("max-fee-exceeded"));
             }
             Err(reason) => {
+                // Core reports `GetRejectReason()` here, without the detail `sendrawtransaction` adds,
+                // and names missing inputs by their result.
+                let text = match reason {
+                    Reject::MissingInputs => "missing-inputs".into(),
+                    other => other.reject_reason(),
+                };
                 object.insert("allowed".into(), json!(false));
-                object.insert("reject-reason".into(), json!(reason.to_string()));
+                object.insert("reject-reason".into(), json!(text));
             }
         }
         results.push(Value::Object(object));
@@ -215,7 +222,7 @@ fn mempool_entry(node: &Node, txid: &Txid) -> Option<Value> {
         "fees": {"base": fee, "modified": fee, "ancestor": fee, "descendant": fee},
         "depends": pool.parents(txid).iter().map(ToString::to_string).collect::<Vec<_>>(),
         "spentby": pool.children(txid).iter().map(ToString::to_string).collect::<Vec<_>>(),
-        "bip125-replaceable": entry.tx.is_explicitly_rbf(),
+        "bip125-replaceable": pool.signals_rbf(txid),
         "unbroadcast": false,
     }))
 }
@@ -241,11 +248,21 @@ pub(super) fn getmempoolinfo(node: &mut Node, _: &Args) -> Result<Value, RpcErro
     let bytes: u64 = pool.ordered().iter().map(|entry| entry.vsize).sum();
     let fees: Amount = pool.ordered().iter().map(|entry| entry.fee).sum();
     let min = json::amount(Amount::from_sat(MIN_RELAY_FEE_PER_KVB));
+    let incremental = json::amount(Amount::from_sat(INCREMENTAL_RELAY_FEE_PER_KVB));
+    // `loaded`: the saved mempool is loaded before the server starts.
     Ok(json!({
         "loaded": true, "size": pool.len(), "bytes": bytes, "usage": bytes, "total_fee": json::amount(fees),
-        "maxmempool": 300_000_000, "mempoolminfee": min, "minrelaytxfee": min, "incrementalrelayfee": min,
-        "unbroadcastcount": 0, "fullrbf": false,
+        "maxmempool": 300_000_000, "mempoolminfee": min, "minrelaytxfee": min,
+        "incrementalrelayfee": incremental, "unbroadcastcount": 0, "fullrbf": pool.full_rbf(),
     }))
+}
+
+pub(super) fn savemempool(node: &mut Node, _: &Args) -> Result<Value, RpcError> {
+    let path = node.save_mempool().map_err(|err| {
+        tracing::warn!(target: "devnet::bitcoin", %err, "savemempool failed");
+        RpcError::new(codes::MISC_ERROR, "Unable to dump mempool to disk")
+    })?;
+    Ok(json!({"filename": path.display().to_string()}))
 }
 
 pub(super) fn gettxout(node: &mut Node, args: &Args) -> Result<Value, RpcError> {

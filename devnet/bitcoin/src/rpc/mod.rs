@@ -228,6 +228,7 @@ const METHODS: &[(&str, &[&str], Handler)] = &[
     ("getrawmempool", &["verbose", "mempool_sequence"], chain::getrawmempool),
     ("getmempoolentry", &["txid"], chain::getmempoolentry),
     ("getmempoolinfo", &[], chain::getmempoolinfo),
+    ("savemempool", &[], chain::savemempool),
     ("gettxout", &["txid", "n", "include_mempool"], chain::gettxout),
     ("estimatesmartfee", &["conf_target", "estimate_mode"], chain::estimatesmartfee),
     ("generatetoaddress", &["nblocks", "address", "maxtries"], chain::generatetoaddress),

@@ -31,6 +31,9 @@ impl From<FundError> for RpcError {
     }
 }
 
+/// Core 25's `-walletrbf` default: wallet transactions signal BIP125 unless told otherwise.
+const WALLET_RBF: bool = true;
+
 fn store_error(err: crate::error::StoreError) -> RpcError {
     RpcError::new(codes::WALLET_ERROR, err.to_string())
 }
@@ -83,9 +86,14 @@ pub(super) fn listunspent(node: &mut Node, args: &Args) -> Result<Value, RpcErro
 }
 
 /// Funds, signs and submits `tx` (the wallet's send path).
-fn fund_sign_send(node: &mut Node, tx: Transaction, fee_per_kvb: u64) -> Result<Txid, RpcError> {
+fn fund_sign_send(
+    node: &mut Node,
+    tx: Transaction,
+    fee_per_kvb: u64,
+    replaceable: bool,
+) -> Result<Txid, RpcError> {
     let coins = node.wallet_coins(0);
-    let funded = node.wallet_mut().fund(tx, &[], &coins, fee_per_kvb)?;
+    let funded = node.wallet_mut().fund(tx, &[], &coins, fee_per_kvb, replaceable)?;
     let mut tx = funded.tx;
     let spent: Vec<Option<TxOut>> =
         tx.input.iter().map(|input| node.prevout(&input.previous_output)).collect();
@@ -100,13 +108,14 @@ pub(super) fn sendtoaddress(node: &mut Node, args: &Args) -> Result<Value, RpcEr
         return Err(RpcError::new(codes::TYPE_ERROR, "Invalid amount for send"));
     }
     let fee = args.get(9).map(sat_per_vb).transpose()?.unwrap_or(DEFAULT_FEE_PER_KVB);
+    let replaceable = args.bool_or(5, "replaceable", WALLET_RBF)?;
     let tx = Transaction {
         version: transaction::Version::TWO,
         lock_time: LockTime::ZERO,
         input: Vec::new(),
         output: vec![TxOut { value: amount, script_pubkey: address.script_pubkey() }],
     };
-    Ok(json!(fund_sign_send(node, tx, fee)?.to_string()))
+    Ok(json!(fund_sign_send(node, tx, fee, replaceable)?.to_string()))
 }
 
 pub(super) fn createrawtransaction(_: &mut Node, args: &Args) -> Result<Value, RpcError> {
@@ -201,10 +210,15 @@ pub(super) fn fundrawtransaction(node: &mut Node, args: &Args) -> Result<Value, 
         None => None,
     }
     .unwrap_or(DEFAULT_FEE_PER_KVB);
+    let replaceable = match options.and_then(|options| options.get("replaceable")) {
+        None | Some(Value::Null) => WALLET_RBF,
+        Some(Value::Bool(flag)) => *flag,
+        Some(_) => return Err(super::type_error("replaceable", "bool")),
+    };
     let preset: Vec<Option<TxOut>> =
         tx.input.iter().map(|input| node.prevout(&input.previous_output)).collect();
     let coins = node.wallet_coins(0);
-    let funded = node.wallet_mut().fund(tx, &preset, &coins, fee)?;
+    let funded = node.wallet_mut().fund(tx, &preset, &coins, fee, replaceable)?;
     Ok(
         json!({"hex": serialize_hex(&funded.tx), "fee": json::amount(funded.fee), "changepos": funded.change_position}),
     )
@@ -369,10 +383,9 @@ pub(super) fn gettransaction(node: &mut Node, args: &Args) -> Result<Value, RpcE
     result.insert("walletconflicts".into(), json!([]));
     result.insert("time".into(), json!(time));
     result.insert("timereceived".into(), json!(time));
-    result.insert(
-        "bip125-replaceable".into(),
-        json!(if tx.is_explicitly_rbf() && confirmations == 0 { "yes" } else { "no" }),
-    );
+    // Core: "no" once confirmed, otherwise `IsRBFOptIn` (its own signal or an unconfirmed ancestor's).
+    let replaceable = confirmations == 0 && (tx.is_explicitly_rbf() || node.mempool().signals_rbf(&txid));
+    result.insert("bip125-replaceable".into(), json!(if replaceable { "yes" } else { "no" }));
     result.insert("details".into(), Value::Array(details));
     result.insert("hex".into(), json!(serialize_hex(&*tx)));
     Ok(Value::Object(result))
