@@ -115,7 +115,7 @@ async fn proposals_pause_production_change_parameters_and_rotation_moves_the_dep
     })
     .await;
     let before = alys.runtime_state(Some(h - 1)).await.unwrap();
-    assert_eq!(before.state.parameters.pegin_confirmations, 6, "not before its height");
+    assert_eq!(before.state.parameters.pegin_confirmations, 1, "the devnet's own value before its height");
     assert!(!before.state.production_paused);
     let bad = raw_call(&node.rpc, "alys_runtimeState", json!(["soon"])).await;
     assert_eq!(error_code(bad), Some(ErrorCode::InvalidParams));
