@@ -169,6 +169,20 @@ async fn deposits_are_minted_once_for_their_amount_and_malformed_ones_are_record
         assert_eq!(claims_on_chain(&node, txid).await, 0);
     }
     assert!(node.metric("alys_pegin_deposits_rejected_total{reason=\"below_minimum\"}").await >= 1.0);
+    // The minted outputs are the federation's UTXOs.
+    let utxos = raw_call(&node.rpc, "alys_federationUtxos", json!([])).await.unwrap();
+    let ours =
+        utxos["utxos"].as_array().unwrap().iter().find(|u| u["txid"] == json!(good.to_string())).unwrap();
+    assert_eq!(
+        (ours["vout"].clone(), ours["amountSats"].clone()),
+        (minted["outputs"][0]["vout"].clone(), json!(50_000_000))
+    );
+    assert_eq!(ours["mintedIn"], minted["mintedIn"]);
+    assert_eq!(
+        utxos["totalSats"],
+        json!(50_000_000 + 1_234_567),
+        "the two minted deposits, nothing rejected"
+    );
     // Governance hears of each minted output once, with its amount and address.
     let mut notes = Vec::new();
     until("governance is told of the minted deposits", Duration::from_secs(30), async || {

@@ -479,6 +479,23 @@ impl BridgeApiServer for AlysRpc {
         Ok(types::PegoutPage { set: query.set, pegouts, next })
     }
 
+    async fn federation_utxos(&self) -> RpcResult<types::FederationUtxos> {
+        let read = self.0.storage.read().map_err(internal)?;
+        let utxos: Vec<types::FederationUtxo> = read
+            .federation_utxos()
+            .map_err(internal)?
+            .into_iter()
+            .map(|u| types::FederationUtxo {
+                txid: display_txid(&u.txid).to_string(),
+                vout: u.vout,
+                amount_sats: u.amount_sats,
+                minted_in: types::BlockId { height: u.minted_in.height, hash: u.minted_in.hash },
+            })
+            .collect();
+        let total_sats = utxos.iter().fold(0u64, |sum, u| sum.saturating_add(u.amount_sats));
+        Ok(types::FederationUtxos { utxos, total_sats })
+    }
+
     async fn pegins(&self, query: Option<types::PeginQuery>) -> RpcResult<types::PeginPage> {
         if self.0.bitcoin.is_none() {
             return Err(rpc_error(ErrorCode::Unavailable, "no Bitcoin node configured ([bitcoin])"));

@@ -5,8 +5,8 @@ use alloy_primitives::{Address, B256, Bytes};
 use jsonrpsee::{core::RpcResult, proc_macros::rpc};
 
 use crate::types::{
-    AuxBlock, ConsensusBlock, DepositAddresses, GovernanceStatus, PeginPage, PeginQuery, PegoutPage,
-    PegoutQuery, PendingPegouts, Proposals, RuntimeStateAt, SyncStatus,
+    AuxBlock, ConsensusBlock, DepositAddresses, FederationUtxos, GovernanceStatus, PeginPage, PeginQuery,
+    PegoutPage, PegoutQuery, PendingPegouts, Proposals, RuntimeStateAt, SyncStatus,
 };
 
 /// Merged mining, in the shapes Namecoin's and Alys's pools speak.
@@ -81,6 +81,11 @@ pub trait BridgeApi {
     /// without `[bitcoin]`.
     #[method(name = "alys_pegins")]
     async fn pegins(&self, query: Option<PeginQuery>) -> RpcResult<PeginPage>;
+
+    /// The federation's UTXOs as the canonical chain has them: every deposit output minted (peg-out
+    /// transactions, which spend them and add change, are not wired in yet).
+    #[method(name = "alys_federationUtxos")]
+    async fn federation_utxos(&self) -> RpcResult<FederationUtxos>;
 }
 
 /// Governance as the node sees it.

@@ -136,6 +136,30 @@ pub struct PeginPage {
     pub next_offset: Option<u64>,
 }
 
+/// One federation UTXO, in `alys_federationUtxos`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FederationUtxo {
+    /// The transaction id, as Bitcoin tools print it.
+    pub txid: String,
+    /// The output index.
+    pub vout: u32,
+    /// Its value in satoshis.
+    pub amount_sats: u64,
+    /// The canonical block that minted it (a deposit).
+    pub minted_in: BlockId,
+}
+
+/// `alys_federationUtxos`' answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FederationUtxos {
+    /// The UTXOs, by txid and output index.
+    pub utxos: Vec<FederationUtxo>,
+    /// Their sum, in satoshis.
+    pub total_sats: u64,
+}
+
 /// The node's Bitcoin node, in `alys_syncStatus`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
