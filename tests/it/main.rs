@@ -11,5 +11,7 @@ mod mining;
 mod network;
 mod pegin;
 mod pegin_import;
+mod pegout;
+mod pegout_import;
 mod recovery;
 mod support;

@@ -13,10 +13,10 @@ use serde_json::{Value, json};
 use crate::support::{DevnetProcess, raw_call, tempdir, until};
 
 /// Mine Bitcoin blocks only when the test asks.
-const MANUAL_MINING: [&str; 2] = ["--bitcoin.block-secs", "0"];
+pub(crate) const MANUAL_MINING: [&str; 2] = ["--bitcoin.block-secs", "0"];
 
 /// A blocking bitcoind client on a devnet's Bitcoin node.
-async fn bitcoin_client(node: &DevnetProcess) -> Arc<Client> {
+pub(crate) async fn bitcoin_client(node: &DevnetProcess) -> Arc<Client> {
     let (url, cookie) = (node.bitcoin_rpc.clone(), node.bitcoin_cookie.clone());
     Arc::new(
         tokio::task::spawn_blocking(move || Client::new(&url, Auth::CookieFile(cookie)).unwrap())
@@ -25,7 +25,7 @@ async fn bitcoin_client(node: &DevnetProcess) -> Arc<Client> {
     )
 }
 
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     client: &Arc<Client>,
     f: impl FnOnce(&Client) -> T + Send + 'static,
 ) -> T {
@@ -33,12 +33,12 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(move || f(&client)).await.unwrap()
 }
 
-async fn federation_address(node: &DevnetProcess) -> String {
+pub(crate) async fn federation_address(node: &DevnetProcess) -> String {
     raw_call(&node.rpc, "getdepositaddress", json!([])).await.unwrap().as_str().unwrap().to_owned()
 }
 
 /// Mines `n` Bitcoin blocks to the wallet.
-async fn mine(btc: &Arc<Client>, n: u64) -> Vec<bitcoin::BlockHash> {
+pub(crate) async fn mine(btc: &Arc<Client>, n: u64) -> Vec<bitcoin::BlockHash> {
     blocking(btc, move |c| {
         let address = c.get_new_address(None, None).unwrap().assume_checked();
         c.generate_to_address(n, &address).unwrap()
@@ -49,7 +49,7 @@ async fn mine(btc: &Arc<Client>, n: u64) -> Vec<bitcoin::BlockHash> {
 /// A deposit as a user makes it: an output of `sats` to `to` and one OP_RETURN per entry of `data`
 /// (the first through `createrawtransaction`'s `{"data": hex}`, any further ones added to the raw
 /// transaction, which Bitcoin Core's RPC does not write), funded, signed and sent from the wallet.
-async fn deposit(btc: &Arc<Client>, to: &str, sats: u64, data: Vec<Vec<u8>>) -> bitcoin::Txid {
+pub(crate) async fn deposit(btc: &Arc<Client>, to: &str, sats: u64, data: Vec<Vec<u8>>) -> bitcoin::Txid {
     let to = to.to_owned();
     blocking(btc, move |c| {
         let btc_amount = Amount::from_sat(sats).to_btc();
@@ -82,7 +82,7 @@ async fn pegin(node: &DevnetProcess, txid: &bitcoin::Txid) -> Option<Value> {
     pegins(node).await.into_iter().find(|p| p["txid"] == json!(txid.to_string()))
 }
 
-async fn wait_status(node: &DevnetProcess, txid: &bitcoin::Txid, status: &str) -> Value {
+pub(crate) async fn wait_status(node: &DevnetProcess, txid: &bitcoin::Txid, status: &str) -> Value {
     let mut last = None;
     until(&format!("deposit {txid} {status}"), Duration::from_secs(60), async || {
         last = pegin(node, txid).await;
@@ -92,12 +92,12 @@ async fn wait_status(node: &DevnetProcess, txid: &bitcoin::Txid, status: &str) -
     last.unwrap()
 }
 
-async fn balance(node: &DevnetProcess, address: Address) -> U256 {
+pub(crate) async fn balance(node: &DevnetProcess, address: Address) -> U256 {
     let value = raw_call(&node.http, "eth_getBalance", json!([address, "latest"])).await.unwrap();
     value.as_str().unwrap().parse().unwrap()
 }
 
-fn wei(sats: u64) -> U256 {
+pub(crate) fn wei(sats: u64) -> U256 {
     U256::from(sats) * U256::from(10_000_000_000u64)
 }
 

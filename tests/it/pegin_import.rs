@@ -241,7 +241,11 @@ async fn blocks_whose_claims_do_not_hold_against_bitcoin_are_refused_on_import()
         outputs: record
             .outputs
             .iter()
-            .map(|o| PegInOutput { vout: o.vout, amount_sats: o.amount_sats })
+            .map(|o| PegInOutput {
+                vout: o.vout,
+                amount_sats: o.amount_sats,
+                script_pubkey: o.script_pubkey.clone(),
+            })
             .collect(),
         amount_sats: record.amount_sats(),
         evm_address: user,
@@ -302,13 +306,21 @@ async fn blocks_whose_claims_do_not_hold_against_bitcoin_are_refused_on_import()
         outputs: record
             .outputs
             .iter()
-            .map(|o| PegInOutput { vout: o.vout, amount_sats: o.amount_sats })
+            .map(|o| PegInOutput {
+                vout: o.vout,
+                amount_sats: o.amount_sats,
+                script_pubkey: o.script_pubkey.clone(),
+            })
             .collect(),
         amount_sats: record.amount_sats(),
         evm_address: other,
     };
     let more = PegInClaim {
-        outputs: vec![PegInOutput { vout: good.outputs[0].vout, amount_sats: good.amount_sats + 1 }],
+        outputs: vec![PegInOutput {
+            vout: good.outputs[0].vout,
+            amount_sats: good.amount_sats + 1,
+            script_pubkey: good.outputs[0].script_pubkey.clone(),
+        }],
         amount_sats: good.amount_sats + 1,
         ..good.clone()
     };

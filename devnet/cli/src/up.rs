@@ -72,6 +72,12 @@ pub(crate) struct UpArgs {
     /// Bitcoin confirmations a deposit needs before it is minted (governance may change it later).
     #[arg(long = "pegin.confirmations", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pegin_confirmations: u32,
+    /// Bitcoin confirmations after which a peg-out is done (governance may change it later).
+    #[arg(long = "pegout.confirmations", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pegout_confirmations: u32,
+    /// The fee rate peg-out transactions are built at, sat/vB (governance may change it later).
+    #[arg(long = "pegout.fee-rate", default_value_t = 2)]
+    pegout_fee_rate: u64,
 }
 
 pub(crate) async fn run(args: UpArgs) -> eyre::Result<()> {
@@ -181,6 +187,8 @@ pub(crate) async fn run(args: UpArgs) -> eyre::Result<()> {
         bitcoin: Some(BitcoinSection {
             start_height: Some(0),
             pegin_confirmations: args.pegin_confirmations,
+            pegout_confirmations: args.pegout_confirmations,
+            pegout_fee_rate_sat_vb: args.pegout_fee_rate.max(1),
             poll_interval: std::time::Duration::from_millis(250),
             ..BitcoinSection::with_cookie(bitcoin.url(), bitcoin_cookie.clone())
         }),

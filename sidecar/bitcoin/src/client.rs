@@ -128,6 +128,37 @@ impl BitcoinError {
 
 /// Bitcoin Core's "not found" (`RPC_INVALID_ADDRESS_OR_KEY`, e.g. unknown block or transaction).
 pub const RPC_NOT_FOUND: i32 = -5;
+/// Bitcoin Core's `RPC_TRANSACTION_ERROR` (`RPC_VERIFY_ERROR`): `sendrawtransaction` refused for a
+/// reason other than policy, chiefly missing or spent inputs.
+pub(crate) const RPC_VERIFY_ERROR: i32 = -25;
+/// Bitcoin Core's `RPC_TRANSACTION_REJECTED` (`RPC_VERIFY_REJECTED`): the mempool refused the
+/// transaction (its message is the reject reason).
+pub(crate) const RPC_VERIFY_REJECTED: i32 = -26;
+/// Bitcoin Core's `RPC_TRANSACTION_ALREADY_IN_CHAIN`: the transaction's outputs are in the UTXO set.
+pub(crate) const RPC_VERIFY_ALREADY_IN_CHAIN: i32 = -27;
+
+impl BitcoinError {
+    /// Whether `sendrawtransaction` refused the transaction because the best chain has it already
+    /// (-27: "Transaction outputs already in utxo set", "transaction already in block chain").
+    pub fn is_already_in_chain(&self) -> bool {
+        self.rpc_code() == Some(RPC_VERIFY_ALREADY_IN_CHAIN)
+    }
+
+    /// Whether `sendrawtransaction` refused the transaction because the mempool has it already (-26
+    /// `txn-already-in-mempool`, or `txn-already-known` for the same txid with another witness).
+    pub fn is_already_in_mempool(&self) -> bool {
+        matches!(self, Self::Rpc { code: RPC_VERIFY_REJECTED, message }
+            if message.contains("txn-already-in-mempool") || message.contains("txn-already-known"))
+    }
+
+    /// Whether `sendrawtransaction` refused the transaction because an input is missing or spent (-25:
+    /// a parent not broadcast yet, or the inputs spent already).
+    pub fn is_missing_inputs(&self) -> bool {
+        matches!(self, Self::Rpc { code: RPC_VERIFY_ERROR, message }
+            if message.contains("missingorspent") || message.to_ascii_lowercase().contains("missing inputs"))
+    }
+}
+
 /// Bitcoin Core's "out of range" (`RPC_INVALID_PARAMETER`, e.g. a height above the tip).
 pub const RPC_OUT_OF_RANGE: i32 = -8;
 
@@ -301,5 +332,100 @@ impl BitcoinClient {
     /// `sendrawtransaction`: broadcasts a signed transaction.
     pub async fn send_transaction(&self, tx: Transaction) -> Result<Txid, BitcoinError> {
         self.run("sendrawtransaction", move |c| c.send_raw_transaction(&tx)).await
+    }
+
+    /// `getmempoolentry`: whether the transaction is in bitcoind's mempool.
+    pub async fn mempool_entry(&self, txid: Txid) -> Result<bool, BitcoinError> {
+        let args = [serde_json::Value::String(txid.to_string())];
+        match self
+            .run("getmempoolentry", move |c| c.call::<serde_json::Value>("getmempoolentry", &args))
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(error) if error.rpc_code() == Some(RPC_NOT_FOUND) => Ok(false),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// `getrawtransaction <txid> true`: the block holding the transaction, `None` when it is in the
+    /// mempool or unknown. Finds confirmed transactions only with bitcoind's `-txindex`.
+    pub async fn transaction_block(&self, txid: Txid) -> Result<Option<BlockHash>, BitcoinError> {
+        #[derive(serde::Deserialize)]
+        struct Located {
+            blockhash: Option<BlockHash>,
+        }
+        let args = [serde_json::Value::String(txid.to_string()), serde_json::Value::Bool(true)];
+        match self.run("getrawtransaction", move |c| c.call::<Located>("getrawtransaction", &args)).await {
+            Ok(located) => Ok(located.blockhash),
+            Err(error) if error.rpc_code() == Some(RPC_NOT_FOUND) => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, reason = "test code")]
+    use super::*;
+    use bitcoin::hashes::Hash as _;
+
+    #[test]
+    fn send_refusals_are_classified_by_code_and_reason() {
+        let rpc = |code, message: &str| BitcoinError::Rpc { code, message: message.to_owned() };
+        assert!(rpc(-27, "Transaction outputs already in utxo set").is_already_in_chain());
+        assert!(rpc(-27, "transaction already in block chain").is_already_in_chain());
+        assert!(rpc(-26, "txn-already-in-mempool").is_already_in_mempool());
+        assert!(rpc(-26, "txn-already-known").is_already_in_mempool());
+        assert!(!rpc(-26, "min relay fee not met, 100 < 141").is_already_in_mempool());
+        assert!(rpc(-25, "bad-txns-inputs-missingorspent").is_missing_inputs());
+        assert!(rpc(-25, "Missing inputs").is_missing_inputs());
+        assert!(!rpc(-25, "Fee exceeds maximum configured by user").is_missing_inputs());
+        assert!(!BitcoinError::Worker.is_already_in_chain() && !BitcoinError::Worker.is_missing_inputs());
+    }
+
+    /// Against the devnet's regtest node: a wallet payment is in the mempool, sending it again is
+    /// accepted, and once mined it is "already in chain" and found in its block.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn mempool_entries_and_transaction_blocks_are_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let handle = alys_devnet_bitcoin::start(
+            alys_devnet_bitcoin::BitcoinConfig::new(dir.path()).with_rpc_addr("127.0.0.1:0".parse().unwrap()),
+        )
+        .await
+        .unwrap();
+        let cookie = handle.cookie_path().unwrap().to_owned();
+        let client =
+            BitcoinClient::new(BitcoinClientConfig::new(handle.url(), BitcoinAuth::Cookie(cookie.clone())))
+                .unwrap();
+        let raw =
+            bitcoincore_rpc::Client::new(&handle.url(), bitcoincore_rpc::Auth::CookieFile(cookie)).unwrap();
+        let txid = tokio::task::spawn_blocking(move || {
+            let address: serde_json::Value = raw.call("getnewaddress", &[]).unwrap();
+            let _: Vec<BlockHash> = raw.call("generatetoaddress", &[101.into(), address.clone()]).unwrap();
+            let txid: Txid = raw.call("sendtoaddress", &[address, 1.5.into()]).unwrap();
+            let tx: Transaction = raw.get_raw_transaction(&txid, None).unwrap();
+            (txid, tx, raw)
+        })
+        .await
+        .unwrap();
+        let (txid, tx, raw) = txid;
+        assert!(client.mempool_entry(txid).await.unwrap());
+        assert_eq!(client.transaction_block(txid).await.unwrap(), None, "in the mempool, no block yet");
+        assert_eq!(client.send_transaction(tx.clone()).await.unwrap(), txid, "already in the mempool");
+
+        let mined = tokio::task::spawn_blocking(move || {
+            let address: serde_json::Value = raw.call("getnewaddress", &[]).unwrap();
+            let hashes: Vec<BlockHash> = raw.call("generatetoaddress", &[1.into(), address]).unwrap();
+            hashes[0]
+        })
+        .await
+        .unwrap();
+        assert!(!client.mempool_entry(txid).await.unwrap());
+        assert_eq!(client.transaction_block(txid).await.unwrap(), Some(mined));
+        let again = client.send_transaction(tx).await.unwrap_err();
+        assert!(again.is_already_in_chain(), "{again}");
+        let unknown = Txid::from_byte_array([7; 32]);
+        assert!(!client.mempool_entry(unknown).await.unwrap());
+        assert_eq!(client.transaction_block(unknown).await.unwrap(), None);
     }
 }

@@ -20,7 +20,7 @@ mod commit;
 mod geth;
 pub mod metrics;
 pub mod pegin;
-pub mod pegout_tx;
+pub mod pegout;
 pub mod source;
 
 pub use commit::PegoutCommit;

@@ -10,12 +10,15 @@ use alloy_primitives::{Address, B256, Bytes};
 use alloy_rpc_types_engine::{ExecutionPayload, ForkchoiceState, PayloadAttributes, PayloadStatusEnum};
 use alys_actor::{Actor, ActorError};
 use alys_auxpow::{AuxPowHeader, MiningParams};
-use alys_bridge::pegin::{PeginError, PeginRules};
+use alys_bridge::{
+    pegin::{PeginError, PeginRules},
+    pegout::rules::{PegoutError, PegoutRules},
+};
 use alys_chainspec::Fork;
 use alys_consensus::{
     Aura, AuraError, EquivocationDetector, ExecutionBlockError, block_to_payload, check_withdrawals,
-    decode_execution_block, encode_execution_block, payload_to_block, pegin_withdrawals, requests_of,
-    versioned_hashes,
+    decode_execution_block, encode_execution_block, payload_to_block, pegin_withdrawals, refund_withdrawals,
+    requests_of, versioned_hashes,
 };
 use alys_engine_client::{EngineClient, EngineClientError};
 use alys_governance::{RuntimeState, RuntimeView};
@@ -150,6 +153,12 @@ pub enum ImportError {
     /// The block's peg-in claims do not hold against this node's Bitcoin node or minted set.
     #[error("peg-in: {0}")]
     Pegin(#[from] PeginError),
+    /// The block's peg-out proposal is not what the rules build, or this node cannot check it.
+    #[error("peg-out: {0}")]
+    Pegout(#[from] PegoutError),
+    /// The block proposes a peg-out but this node has no peg-out rules (no `[governance].network`).
+    #[error("the block proposes a peg-out but this node has no peg-out rules")]
+    NoPegoutRules,
 }
 
 /// The head as the actor tracks it.
@@ -183,6 +192,9 @@ pub struct ChainActor {
     pub(crate) engine_nanos: std::sync::atomic::AtomicU64,
     /// Peg-in claims: selecting them when producing, checking them when importing.
     pub(crate) pegins: PeginRules,
+    /// Peg-out proposals: building them when producing, checking them when importing (`None`: this
+    /// node proposes none and refuses blocks that do).
+    pub(crate) pegouts: Option<PegoutRules>,
 }
 
 /// How long producing one block took, split into the sidecar's own work and Engine API calls.
@@ -269,6 +281,7 @@ impl ChainActor {
             engine_online: true,
             engine_nanos: std::sync::atomic::AtomicU64::new(0),
             pegins: PeginRules::new(runtime, None),
+            pegouts: None,
         })
     }
 
@@ -277,6 +290,24 @@ impl ChainActor {
     pub fn with_pegins(mut self, rules: PeginRules) -> Self {
         self.pegins = rules;
         self
+    }
+
+    /// Proposes and checks peg-outs with `rules`.
+    pub fn with_pegouts(mut self, rules: PegoutRules) -> Self {
+        self.pegouts = Some(rules);
+        self
+    }
+
+    /// The refunds `header`'s peg-out mints, (burner, gwei) in order, from this node's ledger.
+    fn refunds_of(
+        &self,
+        header: &ConsensusHeader,
+    ) -> Result<Vec<(alloy_primitives::Address, u64)>, ImportError> {
+        if header.pegout.is_none() {
+            return Ok(Vec::new());
+        }
+        let rules = self.pegouts.as_ref().ok_or(ImportError::NoPegoutRules)?;
+        Ok(rules.refunds_of(&self.storage.read()?, header)?)
     }
 
     fn my_index(&self) -> Option<u32> {
@@ -451,6 +482,16 @@ impl ChainActor {
                 return Err(error.into());
             }
         }
+        if block.header.pegout.is_some() {
+            let parent = BlockRef { height: header.height - 1, hash: header.parent_hash };
+            let rules = self.pegouts.as_ref().ok_or(ImportError::NoPegoutRules)?;
+            if let Err(error) = rules.verify(&self.storage.read()?, &block.header, parent) {
+                metrics::counter!(alys_bridge::pegout::rules::PROPOSALS_REFUSED, "reason" => error.reason())
+                    .increment(1);
+                tracing::warn!(target: "alys::chain", %hash, %error, "block refused: peg-out proposal");
+                return Err(error.into());
+            }
+        }
         let execution = Execution { block: decode_execution_block(&block)?, payload: None };
         self.apply(block, hash, execution).await
     }
@@ -471,8 +512,10 @@ impl ChainActor {
             Some(AuxPowHeader::decode(&header.auxpow).map_err(mining::ProofError::Encoding)?)
         };
         let mut expected = pegin_withdrawals(&header.pegins);
+        let refunds = self.refunds_of(header)?;
+        expected.extend(refund_withdrawals(&refunds, expected.len() as u64));
         if let Some(proof) = &proof {
-            expected.extend(self.reward_for(proof, header.pegins.len())?);
+            expected.extend(self.reward_for(proof, expected.len())?);
         }
         check_withdrawals(&execution.block, &expected)?;
         let timestamp = execution.block.header.timestamp;
@@ -503,6 +546,11 @@ impl ChainActor {
                 // The same commit, named for the blocks that mint deposits (the minted outpoints).
                 alys_primitives::crash_point!("pegin::mint::before");
             }
+            if header.pegout.is_some() {
+                // The same commit, named for the blocks that settle burns (spent and created
+                // federation outputs, settled burns).
+                alys_primitives::crash_point!("pegout::settle::before");
+            }
             tx.commit()?;
             alys_primitives::crash_point!("chain::commit::after");
             if finalization.is_some() {
@@ -510,6 +558,9 @@ impl ChainActor {
             }
             if !header.pegins.is_empty() {
                 alys_primitives::crash_point!("pegin::mint::after");
+            }
+            if header.pegout.is_some() {
+                alys_primitives::crash_point!("pegout::settle::after");
             }
             self.head = Head {
                 block: head,
@@ -616,8 +667,17 @@ impl ChainActor {
             alys_primitives::crash_point!("pegin::claim");
         }
         let mut withdrawals = pegin_withdrawals(&claims);
+        let pegout = match &self.pegouts {
+            Some(rules) => rules.propose(&self.storage.read()?, height, self.head.block)?,
+            None => None,
+        };
+        if let Some(pegout) = &pegout {
+            metrics::counter!(alys_bridge::pegout::rules::PROPOSED).increment(1);
+            alys_primitives::crash_point!("pegout::propose");
+            withdrawals.extend(refund_withdrawals(&pegout.refunds, withdrawals.len() as u64));
+        }
         if let Some(proof) = &proof {
-            withdrawals.extend(self.reward_for(proof, claims.len())?);
+            withdrawals.extend(self.reward_for(proof, withdrawals.len())?);
         }
         let spec = self.engine.chain_spec();
         let cancun = spec.is_active_at(Fork::Cancun, timestamp);
@@ -654,6 +714,7 @@ impl ChainActor {
             execution_block_hash: execution_hash,
             pegins: claims,
             auxpow: proof.as_ref().map(AuxPowHeader::encoded).unwrap_or_default(),
+            pegout: pegout.map(|p| p.block),
         };
         let hash = header.hash();
         let signature = key.sign(&hash);

@@ -266,13 +266,13 @@ impl ChainActor {
     pub(crate) fn reward_for(
         &mut self,
         proof: &AuxPowHeader,
-        pegins: usize,
+        first_index: usize,
     ) -> Result<Vec<Withdrawal>, ImportError> {
         if proof.finalized != self.finalized_ref().hash {
             return Err(ProofError::WrongFinalized.into());
         }
         let fees = self.fees_since_finalized(proof.head)?;
-        Ok(reward_withdrawals(fees, proof.miner, self.config.auxpow.split, pegins as u64))
+        Ok(reward_withdrawals(fees, proof.miner, self.config.auxpow.split, first_index as u64))
     }
 
     /// Checks the proof a received block carries: it finalizes a batch after our finalized block that

@@ -231,6 +231,7 @@ mod tests {
             execution_block_hash: B256::repeat_byte(9),
             pegins: vec![],
             auxpow: Bytes::new(),
+            pegout: None,
         }
     }
 

@@ -6,7 +6,7 @@ use alloy_eips::{
     eip4895::Withdrawal,
     eip7685::{Requests, RequestsOrHash},
 };
-use alloy_primitives::{B256, Bytes};
+use alloy_primitives::{Address, B256, Bytes};
 use alloy_rlp::Decodable;
 use alloy_rpc_types_engine::{
     CancunPayloadFields, ExecutionPayload, ExecutionPayloadSidecar, PayloadError, PraguePayloadFields,
@@ -55,6 +55,21 @@ pub fn pegin_withdrawals(pegins: &[PegInClaim]) -> Vec<Withdrawal> {
             validator_index: 0,
             address: pegin.evm_address,
             amount: pegin.amount_sats.saturating_mul(GWEI_PER_SAT),
+        })
+        .collect()
+}
+
+/// The withdrawals that refund burns the bridge cannot pay, `(burner, gwei)` in order, indexed from
+/// `first_index` (after the block's peg-in claims).
+pub fn refund_withdrawals(refunds: &[(Address, u64)], first_index: u64) -> Vec<Withdrawal> {
+    refunds
+        .iter()
+        .zip(first_index..)
+        .map(|((address, amount), index)| Withdrawal {
+            index,
+            validator_index: 0,
+            address: *address,
+            amount: *amount,
         })
         .collect()
 }

@@ -23,5 +23,5 @@ pub mod execution;
 pub use aura::{Aura, AuraError, Equivocation, EquivocationDetector};
 pub use execution::{
     ExecutionBlockError, block_to_payload, check_withdrawals, decode_execution_block, encode_execution_block,
-    payload_to_block, pegin_withdrawals, requests_of, versioned_hashes,
+    payload_to_block, pegin_withdrawals, refund_withdrawals, requests_of, versioned_hashes,
 };

@@ -60,7 +60,9 @@
 //! | `pegin_confirmations` | u32 | 1..=1000 | 6 (`[bitcoin] pegin_confirmations`) | Bitcoin confirmations a deposit needs before it is minted |
 //! | `pegin_min_sats` | u64 | 1..=2100000000000000 | 10000 (`[bitcoin] pegin_min_sats`) | smallest deposit minted; smaller ones are rejected |
 //! | `pegin_grace_blocks` | u64 | 0..=10000000 | 43200 (`[bitcoin] pegin_grace_blocks`) | Alys blocks after a rotation during which the previous federation's address still mints |
-//! | `pegout_min_sats` | u64 | 546..=2100000000000000 | 1000000 (0.01 BTC, the bridge's minimum burn) | smallest burn the bridge pays |
+//! | `pegout_min_sats` | u64 | 546..=2100000000000000 | 1000000 (0.01 BTC, the bridge's minimum burn) | smallest burn the bridge pays; smaller ones are refunded |
+//! | `pegout_fee_rate_cap_sat_vb` | u64 | 1..=10000 | 1000 | highest fee rate a proposed peg-out may pay (`pegout_fee_rate_sat_vb` is the floor) |
+//! | `pegout_confirmations` | u32 | 1..=1000 | 6 (`[bitcoin] pegout_confirmations`) | Bitcoin confirmations after which a peg-out is done |
 //!
 //! Everything else (authorities, slot length, chain id, AuxPow difficulty rules, reward split) is a
 //! consensus rule every node must agree on from genesis and is not changeable by proposal.
@@ -177,6 +179,10 @@ pub struct RuntimeParameters {
     /// Alys blocks after a federation rotation during which deposits to the previous federation's
     /// address are still minted.
     pub pegin_grace_blocks: u64,
+    /// Highest fee rate a peg-out transaction may pay, sat/vB (`pegout_fee_rate_sat_vb` is the floor).
+    pub pegout_fee_rate_cap_sat_vb: u64,
+    /// Bitcoin confirmations after which a peg-out transaction is done.
+    pub pegout_confirmations: u32,
 }
 
 impl RuntimeParameters {
@@ -189,7 +195,16 @@ impl RuntimeParameters {
             pegout_min_sats: 1_000_000,
             pegin_min_sats: 10_000,
             pegin_grace_blocks: 43_200,
+            pegout_fee_rate_cap_sat_vb: 1_000,
+            pegout_confirmations: 6,
         }
+    }
+
+    /// Sets the peg-out defaults a chain starts with (before any proposal changes them).
+    pub const fn with_pegout(mut self, fee_rate_sat_vb: u64, confirmations: u32) -> Self {
+        self.pegout_fee_rate_sat_vb = fee_rate_sat_vb;
+        self.pegout_confirmations = confirmations;
+        self
     }
 
     /// Sets the peg-in defaults a chain starts with (before any proposal changes them).
@@ -201,13 +216,15 @@ impl RuntimeParameters {
     }
 
     /// Names of the parameters that may change, for RPC and error messages.
-    pub const NAMES: [&'static str; 6] = [
+    pub const NAMES: [&'static str; 8] = [
         "max_blocks_without_pow",
         "pegout_fee_rate_sat_vb",
         "pegin_confirmations",
         "pegout_min_sats",
         "pegin_min_sats",
         "pegin_grace_blocks",
+        "pegout_fee_rate_cap_sat_vb",
+        "pegout_confirmations",
     ];
 
     /// Applies `name = value` after checking name and range.
@@ -233,6 +250,10 @@ impl RuntimeParameters {
             "pegout_min_sats" => self.pegout_min_sats = number(546, 2_100_000_000_000_000)?,
             "pegin_min_sats" => self.pegin_min_sats = number(1, 2_100_000_000_000_000)?,
             "pegin_grace_blocks" => self.pegin_grace_blocks = number(0, 10_000_000)?,
+            "pegout_fee_rate_cap_sat_vb" => self.pegout_fee_rate_cap_sat_vb = number(1, 10_000)?,
+            "pegout_confirmations" => {
+                self.pegout_confirmations = u32::try_from(number(1, 1_000)?).map_err(|_| bad("1..=1000"))?;
+            }
             other => return Err(ProposalError::UnknownParameter(other.to_owned())),
         }
         Ok(())

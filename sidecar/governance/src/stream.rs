@@ -1169,6 +1169,7 @@ mod tests {
                     execution_block_hash: Default::default(),
                     pegins: Vec::new(),
                     auxpow: Default::default(),
+                    pegout: None,
                 },
                 execution_block: Default::default(),
                 execution_requests: Vec::new(),

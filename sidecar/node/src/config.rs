@@ -83,6 +83,12 @@ pub struct BitcoinSection {
     /// governance changes it.
     #[serde(default = "default_pegin_grace_blocks")]
     pub pegin_grace_blocks: u64,
+    /// The fee rate peg-out transactions are built at (sat/vB), until governance changes it.
+    #[serde(default = "default_pegout_fee_rate")]
+    pub pegout_fee_rate_sat_vb: u64,
+    /// Confirmations after which a peg-out transaction is done, until governance changes it.
+    #[serde(default = "default_pegin_confirmations")]
+    pub pegout_confirmations: u32,
 }
 
 impl BitcoinSection {
@@ -99,6 +105,8 @@ impl BitcoinSection {
             pegin_confirmations: default_pegin_confirmations(),
             pegin_min_sats: default_pegin_min_sats(),
             pegin_grace_blocks: default_pegin_grace_blocks(),
+            pegout_fee_rate_sat_vb: default_pegout_fee_rate(),
+            pegout_confirmations: default_pegin_confirmations(),
         }
     }
 }
@@ -113,6 +121,10 @@ const fn default_bitcoin_timeout() -> Duration {
 
 const fn default_pegin_confirmations() -> u32 {
     6
+}
+
+const fn default_pegout_fee_rate() -> u64 {
+    10
 }
 
 const fn default_pegin_min_sats() -> u64 {

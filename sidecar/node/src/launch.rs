@@ -11,6 +11,10 @@ use alys_actor::{Handle, RestartPolicy};
 use alys_bitcoin::{BitcoinAuth, BitcoinClient, BitcoinClientConfig, BitcoinError, BitcoinStatus, Follower};
 use alys_bridge::{
     pegin::{PeginRules, PeginWatcher},
+    pegout::{
+        payer::{self, PayerConfig},
+        rules::PegoutRules,
+    },
     source::{self, BurnSourceConfig},
 };
 use alys_chain::{ChainActor, ChainConfig, ChainMessage, run_slot_clock, system_clock};
@@ -321,6 +325,8 @@ fn describe_metrics() {
     alys_burns::metrics::describe();
     alys_bridge::metrics::describe();
     alys_bridge::pegin::metrics::describe();
+    alys_bridge::pegout::rules::describe_metrics();
+    alys_bridge::pegout::metrics::describe();
     alys_bitcoin::metrics::describe();
     alys_governance::metrics::describe();
 }
@@ -388,6 +394,8 @@ pub async fn launch(config: NodeConfig) -> Result<NodeHandle, LaunchError> {
             bitcoin.pegin_min_sats,
             bitcoin.pegin_grace_blocks,
         );
+        parameters = parameters
+            .with_pegout(bitcoin.pegout_fee_rate_sat_vb.max(1), bitcoin.pegout_confirmations.max(1));
     }
     if let (Some(client), Some(section)) = (&bitcoin, &config.bitcoin) {
         check_bitcoin(client, section, &config).await?;
@@ -424,6 +432,11 @@ pub async fn launch(config: NodeConfig) -> Result<NodeHandle, LaunchError> {
         authorities = aura.authorities().len(), "starting node");
     let chain_storage = Arc::clone(&storage);
     let pegin_rules = PeginRules::new(runtime.clone(), bitcoin.clone());
+    // Peg-outs pay addresses of the federation's network; without governance there is no federation.
+    let pegout_rules = config
+        .governance
+        .as_ref()
+        .map(|g| PegoutRules::new(runtime.clone(), bitcoin::Network::from(g.network)));
     let (chain, chain_task) = alys_actor::spawn(
         move || {
             ChainActor::new(
@@ -435,6 +448,10 @@ pub async fn launch(config: NodeConfig) -> Result<NodeHandle, LaunchError> {
                 heads_tx.clone(),
             )
             .map(|chain| chain.with_pegins(pegin_rules.clone()))
+            .map(|chain| match &pegout_rules {
+                Some(rules) => chain.with_pegouts(rules.clone()),
+                None => chain,
+            })
             .map_err(|e| alys_actor::ActorError::new("chain", e))
         },
         256,
@@ -458,6 +475,23 @@ pub async fn launch(config: NodeConfig) -> Result<NodeHandle, LaunchError> {
         }
         None => false,
     };
+    // The payer: final peg-out transactions signed by governance, verified, broadcast and followed.
+    if let (Some(stream), Some(client), Some(section)) = (&governance, &bitcoin, &config.bitcoin) {
+        let payer_config = PayerConfig::default()
+            .with_pegout_confirmations(u64::from(section.pegout_confirmations.max(1)))
+            .with_poll_interval(
+                section
+                    .poll_interval
+                    .clamp(std::time::Duration::from_millis(100), std::time::Duration::from_secs(1)),
+            );
+        let (storage, stream, client) = (Arc::clone(&storage), stream.clone(), client.clone());
+        let (heads, runtime) = (heads.clone(), runtime.clone());
+        tasks.push(tokio::spawn(async move {
+            if let Err(error) = payer::run(storage, stream, client, heads, runtime, payer_config).await {
+                tracing::error!(target: "alys::pegout", %error, "the peg-out payer stopped");
+            }
+        }));
+    }
     let bitcoin_status = match (bitcoin, &config.bitcoin) {
         (Some(client), Some(section)) => {
             let (status_tx, status) = watch::channel(BitcoinStatus::default());
@@ -482,6 +516,7 @@ pub async fn launch(config: NodeConfig) -> Result<NodeHandle, LaunchError> {
         pegouts,
         runtime,
         bitcoin: bitcoin_status,
+        network: config.governance.as_ref().map(|g| bitcoin::Network::from(g.network)),
     };
     let rpc = rpc::start(config.rpc.listen, context).await?;
     Ok(NodeHandle { chain, rpc, heads, peers, chain_task, tasks })

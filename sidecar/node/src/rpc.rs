@@ -22,7 +22,9 @@ use alys_rpc::{
     },
     rpc_error, types,
 };
-use alys_storage::{ChainRead, DepositRecord, PeginRead, PegoutRead, Storage};
+use alys_storage::{
+    ChainRead, DepositRecord, FederationRead, PayoutRead, PeginRead, PegoutRead, ReadTx, Storage,
+};
 use subtle::ConstantTimeEq;
 use tokio::sync::watch;
 
@@ -88,6 +90,8 @@ pub struct RpcContext {
     pub runtime: RuntimeView,
     /// The Bitcoin node as the peg-in watcher last saw it, if `[bitcoin]` is configured.
     pub bitcoin: Option<watch::Receiver<BitcoinStatus>>,
+    /// The network burn addresses must be on (`[governance].network`), for refund reasons.
+    pub network: Option<bitcoin::Network>,
 }
 
 /// Longest time a call waits for the part of the node that answers it (the chain actor's mailbox, the
@@ -242,7 +246,8 @@ fn pegin_view(
 
 /// Up to `limit` burns of `set` after `after`, and the cursor of the next page when there is one.
 fn pegout_page(
-    read: &impl PegoutRead,
+    read: &ReadTx,
+    context: &RpcContext,
     set: types::PegoutSet,
     after: Option<types::PegoutCursor>,
     limit: u32,
@@ -269,11 +274,112 @@ fn pegout_page(
     } else {
         None
     };
-    Ok((burns.iter().map(pegout_view).collect(), next))
+    let settlement = Settlements::new(read, context)?;
+    let views = burns
+        .iter()
+        .map(|burn| {
+            let mut view = pegout_view(burn);
+            if set == types::PegoutSet::Released {
+                settlement.fill(burn, &mut view)?;
+            }
+            Ok(view)
+        })
+        .collect::<RpcResult<_>>()?;
+    Ok((views, next))
+}
+
+/// What the chain and the payer say about released burns, read once per page.
+struct Settlements<'a, R> {
+    read: &'a R,
+    context: &'a RpcContext,
+    head: Option<alys_primitives::BlockRef>,
+    finalized: u64,
+    bitcoin_tip: u64,
+}
+
+impl<'a, R: PegoutRead + FederationRead + PayoutRead + PeginRead> Settlements<'a, R> {
+    fn new(read: &'a R, context: &'a RpcContext) -> RpcResult<Self> {
+        Ok(Self {
+            read,
+            context,
+            head: read.head().map_err(internal)?,
+            finalized: read.finalized().map_err(internal)?.map_or(0, |f| f.height),
+            bitcoin_tip: read.bitcoin_tip().map_err(internal)?.map_or(0, |(height, _)| height),
+        })
+    }
+
+    /// The status, payment and refund fields of a released burn.
+    fn fill(&self, burn: &Burn, view: &mut types::Pegout) -> RpcResult<()> {
+        view.status = "queued".into();
+        let Some(head) = self.head else { return Ok(()) };
+        let reference = alys_bridge::pegout::rules::burn_ref(burn);
+        let Some(settled) = self.read.settled_on(&reference, head).map_err(internal)? else { return Ok(()) };
+        view.settled_in = Some(types::BlockId { height: settled.block.height, hash: settled.block.hash });
+        if settled.refunded {
+            view.status = "refunded".into();
+            let min_sats = self.context.runtime.state_at(settled.block.height).parameters.pegout_min_sats;
+            view.refund_reason = Some(refund_reason(burn, self.context.network, min_sats).into());
+            return Ok(());
+        }
+        let block = self.read.block(&settled.block.hash).map_err(internal)?;
+        let Some(block) = block else { return Ok(()) };
+        let Some(tx) = alys_storage::pegout_transaction(&block.header).map_err(internal)? else {
+            return Ok(());
+        };
+        let paid = block.header.pegout.as_ref().map_or(&[][..], |p| p.paid.as_slice());
+        let vout = paid.iter().position(|r| *r == reference).and_then(|i| u32::try_from(i).ok());
+        view.vout = vout;
+        view.paid_sats = vout.and_then(|v| tx.output.get(v as usize)).map(|o| o.value.to_sat());
+        let txid = tx.compute_txid();
+        view.bitcoin_txid = Some(txid.to_string());
+        let record =
+            self.read.payout(&B256::from(bitcoin::hashes::Hash::to_byte_array(txid))).map_err(internal)?;
+        view.status = match &record {
+            None if settled.block.height <= self.finalized => "final",
+            None => "proposed",
+            Some(record) => match record.status {
+                alys_storage::PayoutStatus::Final => "final",
+                alys_storage::PayoutStatus::Requested => "requested",
+                alys_storage::PayoutStatus::Signed => "signed",
+                alys_storage::PayoutStatus::Broadcast => "broadcast",
+                alys_storage::PayoutStatus::Confirmed => "confirmed",
+            },
+        }
+        .into();
+        if let Some(record) = record
+            && matches!(
+                record.status,
+                alys_storage::PayoutStatus::Broadcast | alys_storage::PayoutStatus::Confirmed
+            )
+        {
+            view.confirmations = Some(record.confirmations(self.bitcoin_tip));
+        }
+        Ok(())
+    }
+}
+
+/// Why a settled burn was refunded, recomputed by the rules that refunded it.
+fn refund_reason(burn: &Burn, network: Option<bitcoin::Network>, min_sats: u64) -> &'static str {
+    use alys_bridge::pegout::tx::{RefundReason, destination};
+    let Some(network) = network else { return "refunded" };
+    match destination(burn, network) {
+        Err(reason) => reason.code(),
+        Ok(_) if alys_contracts::wei_to_sats(burn.value).is_none_or(|sats| sats < min_sats) => {
+            RefundReason::BelowMinimum.code()
+        }
+        Ok(_) => RefundReason::BelowDust.code(),
+    }
 }
 
 fn pegout_view(burn: &Burn) -> types::Pegout {
     types::Pegout {
+        status: "pending".into(),
+        bitcoin_txid: None,
+        vout: None,
+        paid_sats: None,
+        confirmations: None,
+        refund_reason: None,
+        settled_in: None,
         evm_address: burn.sender,
         bitcoin_address: std::str::from_utf8(&burn.bitcoin_address)
             .map_or_else(|_| format!("0x{}", hex::encode(&burn.bitcoin_address)), str::to_owned),
@@ -457,8 +563,8 @@ impl BridgeApiServer for AlysRpc {
         }
         let read = self.0.storage.read().map_err(internal)?;
         let limit = types::PegoutQuery::DEFAULT_LIMIT;
-        let (pending, next_pending) = pegout_page(&read, types::PegoutSet::Pending, None, limit)?;
-        let (released, next_final) = pegout_page(&read, types::PegoutSet::Released, None, limit)?;
+        let (pending, next_pending) = pegout_page(&read, &self.0, types::PegoutSet::Pending, None, limit)?;
+        let (released, next_final) = pegout_page(&read, &self.0, types::PegoutSet::Released, None, limit)?;
         Ok(types::PendingPegouts { pending, released, next_pending, next_final })
     }
 
@@ -475,21 +581,25 @@ impl BridgeApiServer for AlysRpc {
             ));
         }
         let read = self.0.storage.read().map_err(internal)?;
-        let (pegouts, next) = pegout_page(&read, query.set, query.after, limit)?;
+        let (pegouts, next) = pegout_page(&read, &self.0, query.set, query.after, limit)?;
         Ok(types::PegoutPage { set: query.set, pegouts, next })
     }
 
     async fn federation_utxos(&self) -> RpcResult<types::FederationUtxos> {
         let read = self.0.storage.read().map_err(internal)?;
+        let Some(head) = read.head().map_err(internal)? else {
+            return Ok(types::FederationUtxos { utxos: Vec::new(), total_sats: 0 });
+        };
         let utxos: Vec<types::FederationUtxo> = read
-            .federation_utxos()
+            .federation_utxos_at(head)
             .map_err(internal)?
             .into_iter()
             .map(|u| types::FederationUtxo {
                 txid: display_txid(&u.txid).to_string(),
                 vout: u.vout,
                 amount_sats: u.amount_sats,
-                minted_in: types::BlockId { height: u.minted_in.height, hash: u.minted_in.hash },
+                script_pubkey: hex::encode(&u.script_pubkey),
+                minted_in: types::BlockId { height: u.created_in.height, hash: u.created_in.hash },
             })
             .collect();
         let total_sats = utxos.iter().fold(0u64, |sum, u| sum.saturating_add(u.amount_sats));

@@ -5,7 +5,10 @@
 //!                        execution_block_hash: B256, pegins: [PegInClaim], auxpow: bytes ]
 //! PegInClaim      = RLP[ txid: B256, bitcoin_block: B256, outputs: [PegInOutput], amount_sats: u64,
 //!                        evm_address: Address ]
-//! PegInOutput     = RLP[ vout: u32, amount_sats: u64 ]
+//! PegInOutput     = RLP[ vout: u32, amount_sats: u64, script_pubkey: bytes ]
+//! PegoutBlock     = RLP[ paid: [BurnRef], refunded: [BurnRef], fee_rate_sat_vb: u64, tx: bytes ]
+//!                   (a trailing, optional header field)
+//! BurnRef         = RLP[ block_number: u64, log_index: u64, block_hash: B256 ]
 //! hash            = keccak256(RLP(ConsensusHeader))
 //! SignedBlock     = RLP[ header, execution_block: bytes, execution_requests: [bytes],
 //!                        author_signature: bytes96, approvals ]
@@ -22,12 +25,14 @@ use alloy_primitives::{Address, B256, Bytes, keccak256};
 use alloy_rlp::{RlpDecodable, RlpEncodable};
 
 /// One output of a deposit transaction that pays a federation address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, RlpEncodable, RlpDecodable)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, RlpEncodable, RlpDecodable)]
 pub struct PegInOutput {
     /// The output index in the deposit transaction.
     pub vout: u32,
     /// Its value in satoshis.
     pub amount_sats: u64,
+    /// The federation script it pays (a P2WSH): whose UTXO it becomes once minted.
+    pub script_pubkey: Bytes,
 }
 
 /// A deposit the block claims and mints: one Bitcoin transaction whose outputs to federation addresses
@@ -65,8 +70,42 @@ pub fn outpoint_key(txid: &B256, vout: u32) -> [u8; 36] {
     key
 }
 
+/// A burn on the bridge contract, by its place in the execution chain: the block that holds it and the
+/// index of its log among all logs of that block (`alys_burns::BurnPosition`'s fields).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, RlpEncodable, RlpDecodable)]
+pub struct BurnRef {
+    /// Number of the execution block that holds the burn.
+    pub block_number: u64,
+    /// Index of the log among all logs of that block.
+    pub log_index: u64,
+    /// Hash of that block.
+    pub block_hash: B256,
+}
+
+/// The peg-out a consensus block proposes: the finalized burns it settles (paid by `tx`, or refunded
+/// as withdrawals when they cannot be paid) and the unsigned Bitcoin transaction that pays them.
+///
+/// Output `i` of `tx` pays `paid[i]`; an output after them is the change, back to the federation.
+/// Every input spends a federation output. A transaction that pays no burn is a sweep: its one output
+/// moves a previous federation's outputs to the current one. Every importer rebuilds the transaction
+/// from the listed burns, its own federation UTXO set at the parent and the fee rate, and refuses the
+/// block when it differs (`alys_bridge::pegout`).
+#[derive(Debug, Clone, PartialEq, Eq, RlpEncodable, RlpDecodable)]
+pub struct PegoutBlock {
+    /// The burns `tx` pays, in output order (chain order).
+    pub paid: Vec<BurnRef>,
+    /// The burns refunded to their burners as withdrawals, in chain order.
+    pub refunded: Vec<BurnRef>,
+    /// The fee rate the transaction was built at, sat/vB.
+    pub fee_rate_sat_vb: u64,
+    /// The unsigned transaction (Bitcoin consensus encoding, no witnesses); empty when every listed
+    /// burn is refunded.
+    pub tx: Bytes,
+}
+
 /// The signed part of a consensus block.
 #[derive(Debug, Clone, PartialEq, Eq, RlpEncodable, RlpDecodable)]
+#[rlp(trailing)]
 pub struct ConsensusHeader {
     /// Hash of the parent consensus header (the execution genesis hash for height 1).
     pub parent_hash: B256,
@@ -82,6 +121,9 @@ pub struct ConsensusHeader {
     pub pegins: Vec<PegInClaim>,
     /// The serialized AuxPow proof this block includes, or empty.
     pub auxpow: Bytes,
+    /// The peg-out this block proposes, if any. Absent from the encoding when `None`, so blocks
+    /// without one hash as before this field existed.
+    pub pegout: Option<PegoutBlock>,
 }
 
 impl ConsensusHeader {
@@ -190,11 +232,16 @@ mod tests {
             pegins: vec![PegInClaim {
                 txid: B256::repeat_byte(3),
                 bitcoin_block: B256::repeat_byte(4),
-                outputs: vec![PegInOutput { vout: 1, amount_sats: 50_000 }],
+                outputs: vec![PegInOutput {
+                    vout: 1,
+                    amount_sats: 50_000,
+                    script_pubkey: Bytes::from_static(&[0; 34]),
+                }],
                 amount_sats: 50_000,
                 evm_address: address!("0x00000000000000000000000000000000000000aa"),
             }],
             auxpow: Bytes::new(),
+            pegout: None,
         }
     }
 

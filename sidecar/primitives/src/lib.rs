@@ -37,7 +37,9 @@ macro_rules! crash_point {
     };
 }
 
-pub use block::{Approvals, ConsensusHeader, PegInClaim, PegInOutput, SignedBlock, outpoint_key};
+pub use block::{
+    Approvals, BurnRef, ConsensusHeader, PegInClaim, PegInOutput, PegoutBlock, SignedBlock, outpoint_key,
+};
 pub use keys::{AuthorityKey, AuthorityPublicKey, BlsSignature, KeyError, KeyFileError};
 
 use alloy_primitives::B256;

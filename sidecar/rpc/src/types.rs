@@ -146,7 +146,10 @@ pub struct FederationUtxo {
     pub vout: u32,
     /// Its value in satoshis.
     pub amount_sats: u64,
-    /// The canonical block that minted it (a deposit).
+    /// The federation script it pays (hex).
+    pub script_pubkey: String,
+    /// The canonical block that made it the federation's: the claim that minted a deposit, or the
+    /// peg-out whose change it is.
     pub minted_in: BlockId,
 }
 
@@ -448,6 +451,30 @@ pub struct Pegout {
     pub log_index: u64,
     /// The burning transaction.
     pub tx_hash: B256,
+    /// Where the burn stands: `pending` (its block not final yet), `queued` (final, waiting for a
+    /// proposal), `proposed` (in a block that is not final yet), `final` (the proposing block is final,
+    /// signatures not asked yet), `requested` (signatures asked of governance), `signed` (every witness
+    /// verified), `broadcast`, `confirmed` (in a Bitcoin block; see `confirmations`), or `refunded`.
+    pub status: String,
+    /// The Bitcoin transaction paying it, as Bitcoin tools print it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bitcoin_txid: Option<String>,
+    /// Its output in that transaction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vout: Option<u32>,
+    /// What the output pays: the burn minus its share of the fee, in satoshis.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paid_sats: Option<u64>,
+    /// Bitcoin confirmations of the paying transaction, once it is broadcast.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirmations: Option<u64>,
+    /// Why it was refunded (`not_text`, `invalid_address`, `wrong_network`, `below_minimum`,
+    /// `below_dust`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refund_reason: Option<String>,
+    /// The canonical consensus block that proposed its payment or refund.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settled_in: Option<BlockId>,
 }
 
 /// `alys_pendingPegouts`: the first page of each set of the peg-out ledger, oldest first, each with the

@@ -206,6 +206,7 @@ impl WriteTx {
         let hash = block.header.hash();
         self.table(BLOCKS)?.insert(&hash.0, block.encoded().as_slice())?;
         self.record_claims(&hash, block.header.height, &block.header.pegins)?;
+        self.record_federation(&hash, &block.header)?;
         Ok(hash)
     }
 
@@ -216,6 +217,7 @@ impl WriteTx {
     pub fn set_head(&self, block: &SignedBlock) -> Result<BlockRef, StorageError> {
         let hash = block.header.hash();
         self.record_claims(&hash, block.header.height, &block.header.pegins)?;
+        self.record_federation(&hash, &block.header)?;
         let head = BlockRef { height: block.header.height, hash };
         let mut blocks = self.table(BLOCKS)?;
         blocks.insert(&hash.0, block.encoded().as_slice())?;
@@ -344,6 +346,7 @@ mod tests {
                 execution_block_hash: B256::with_last_byte(slot as u8),
                 pegins: vec![],
                 auxpow: Bytes::new(),
+                pegout: None,
             },
             execution_block: Bytes::new(),
             execution_requests: vec![],

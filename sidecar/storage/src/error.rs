@@ -65,6 +65,10 @@ pub enum StorageError {
     /// Only a canonical block can be finalized.
     #[error("block {0} is not canonical")]
     NotCanonical(B256),
+    /// A block's peg-out transaction does not decode (blocks are checked before they are stored, so
+    /// this is a damaged file or a bug).
+    #[error(transparent)]
+    PegoutTx(Box<crate::federation::PegoutTxError>),
 }
 
 fn lock_hint(error: &redb::DatabaseError) -> &'static str {

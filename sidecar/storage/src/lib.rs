@@ -13,7 +13,7 @@
 //!
 //! [`Storage::read`] opens a consistent snapshot ([`ReadTx`]); [`Storage::write`] opens the one write
 //! transaction redb allows at a time ([`WriteTx`]; a second writer waits). Domain reads are traits over
-//! both kinds of transaction ([`ChainRead`], [`PeginRead`], [`PegoutRead`], [`GovernanceRead`]), so a writer reads what
+//! both kinds of transaction ([`ChainRead`], [`PeginRead`], [`PegoutRead`], [`FederationRead`], [`GovernanceRead`]), so a writer reads what
 //! it is about to change inside its own transaction; domain writes are methods of [`WriteTx`]. Dropping a
 //! `WriteTx` without [`WriteTx::commit`] leaves the database as it was; redb's commits are durable
 //! (fsync) and atomic, so a `kill -9` leaves either the old state or the new one.
@@ -31,6 +31,9 @@
 //! | peg-in | `pegin_minted` | outpoint (txid ‖ vout) ‖ claiming consensus hash → height ‖ sats (consensus state) |
 //! | peg-in | `pegin_meta` | `notified_height` → u64 |
 //! | peg-out | `pegout_pending`, `pegout_released` | block number ‖ log index ‖ block hash (chain order) → `Burn` (RLP) |
+//! | federation | `federation_outputs` | outpoint ‖ creating consensus hash → height ‖ sats ‖ script (consensus state: deposits minted, peg-out change) |
+//! | federation | `federation_spends` | outpoint ‖ spending consensus hash → height (consensus state) |
+//! | peg-out | `pegout_settled` | burn position ‖ settling consensus hash → height ‖ 0 paid / 1 refunded (consensus state) |
 //! | peg-out | `pegout_meta` | `geth_height`, `burn_cursor` → u64 |
 //! | governance | `signature_requests` | request id → `SignatureRequest` (protobuf) |
 //! | governance | `signature_responses` | request id → `SignatureResponse` (protobuf), answered and not yet taken |
@@ -39,13 +42,17 @@
 
 mod chain;
 mod error;
+mod federation;
 mod governance;
+mod payout;
 mod pegin;
 mod pegout;
 
 pub use chain::{ChainRead, PowState};
 pub use error::StorageError;
+pub use federation::{FederationOutput, FederationRead, PegoutTxError, Settlement, pegout_transaction};
 pub use governance::GovernanceRead;
+pub use payout::{PayoutRead, PayoutRecord, PayoutStatus, SpentOutput};
 pub use pegin::{BITCOIN_BLOCKS_KEPT, DepositOutput, DepositRecord, FederationUtxo, Minted, PeginRead};
 pub use pegout::PegoutRead;
 
@@ -81,6 +88,8 @@ impl Storage {
         chain::create_tables(&tx)?;
         pegout::create_tables(&tx)?;
         pegin::create_tables(&tx)?;
+        payout::create_tables(&tx)?;
+        federation::create_tables(&tx)?;
         governance::create_tables(&tx)?;
         tx.commit()?;
         Ok(Self { db })

@@ -477,7 +477,11 @@ mod tests {
         PegInClaim {
             txid: record.txid,
             bitcoin_block: record.bitcoin_block,
-            outputs: vec![PegInOutput { vout: 0, amount_sats: record.amount_sats() }],
+            outputs: vec![PegInOutput {
+                vout: 0,
+                amount_sats: record.amount_sats(),
+                script_pubkey: Default::default(),
+            }],
             amount_sats: record.amount_sats(),
             evm_address: record.evm_address,
         }
@@ -493,6 +497,7 @@ mod tests {
                 execution_block_hash: B256::with_last_byte(salt as u8),
                 pegins,
                 auxpow: Bytes::new(),
+                pegout: None,
             },
             execution_block: Bytes::new(),
             execution_requests: vec![],

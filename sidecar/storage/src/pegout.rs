@@ -162,6 +162,14 @@ pub trait PegoutRead: Tables + ChainRead + Sized {
         page(&self.open(RELEASED)?, "pegout_released", after, limit)
     }
 
+    /// The released burn at `position`, if it is released.
+    fn released_burn(&self, position: &BurnPosition) -> Result<Option<Burn>, StorageError> {
+        match self.open(RELEASED)?.get(&position.to_bytes())? {
+            Some(bytes) => Ok(Some(decode("pegout_released", bytes.value())?)),
+            None => Ok(None),
+        }
+    }
+
     /// Whether the burn is released.
     fn is_released(&self, burn: &Burn) -> Result<bool, StorageError> {
         Ok(self.open(RELEASED)?.get(&burn.position().to_bytes())?.is_some())
@@ -322,6 +330,7 @@ mod tests {
                     execution_block_hash: B256::repeat_byte(h),
                     pegins: vec![],
                     auxpow: Bytes::new(),
+                    pegout: None,
                 },
                 execution_block: Bytes::new(),
                 execution_requests: vec![],
@@ -387,6 +396,7 @@ mod tests {
                     execution_block_hash: B256::repeat_byte(h),
                     pegins: vec![],
                     auxpow: Bytes::new(),
+                    pegout: None,
                 },
                 execution_block: Bytes::new(),
                 execution_requests: vec![],

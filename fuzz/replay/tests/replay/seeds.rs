@@ -304,7 +304,11 @@ fn pegins() -> Vec<PegInClaim> {
         PegInClaim {
             txid: B256::repeat_byte(0xa1),
             bitcoin_block: B256::repeat_byte(0xb1),
-            outputs: vec![PegInOutput { vout: 0, amount_sats: 50_000 }],
+            outputs: vec![PegInOutput {
+                vout: 0,
+                amount_sats: 50_000,
+                script_pubkey: Bytes::from_static(&[0x00, 0x20]),
+            }],
             amount_sats: 50_000,
             evm_address: address!("0x70997970C51812dc3A010C7d01b50e0d17dc79C8"),
         },
@@ -312,8 +316,16 @@ fn pegins() -> Vec<PegInClaim> {
             txid: B256::repeat_byte(0xa2),
             bitcoin_block: B256::repeat_byte(0xb2),
             outputs: vec![
-                PegInOutput { vout: 1, amount_sats: 100_000_000_000_000 },
-                PegInOutput { vout: 3, amount_sats: 2_000_000_000_000_000 },
+                PegInOutput {
+                    vout: 1,
+                    amount_sats: 100_000_000_000_000,
+                    script_pubkey: Bytes::from_static(&[0x00, 0x20]),
+                },
+                PegInOutput {
+                    vout: 3,
+                    amount_sats: 2_000_000_000_000_000,
+                    script_pubkey: Bytes::from_static(&[0x00, 0x20]),
+                },
             ],
             amount_sats: 2_100_000_000_000_000,
             evm_address: address!("0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"),
@@ -396,6 +408,7 @@ fn consensus_header(auxpow: Bytes) -> ConsensusHeader {
         execution_block_hash: B256::repeat_byte(0x33),
         pegins: pegins(),
         auxpow,
+        pegout: None,
     }
 }
 
@@ -405,6 +418,43 @@ fn blocks(seeds: &mut Seeds) {
     seeds.add("consensus_header", "with-proof", with_proof.encoded());
     let first = ConsensusHeader { pegins: Vec::new(), ..consensus_header(Bytes::new()) };
     seeds.add("consensus_header", "first-block", first.encoded());
+    // A peg-out proposal: one burn paid, one refunded, and a one-input, two-output transaction.
+    let burn = |n: u8| alys_primitives::BurnRef {
+        block_number: 40 + u64::from(n),
+        log_index: u64::from(n),
+        block_hash: B256::repeat_byte(0xc0 | n),
+    };
+    let tx = bitcoin::Transaction {
+        version: bitcoin::transaction::Version::TWO,
+        lock_time: bitcoin::absolute::LockTime::ZERO,
+        input: vec![bitcoin::TxIn {
+            previous_output: bitcoin::OutPoint::new(bitcoin::hashes::Hash::from_byte_array([0xa1; 32]), 0),
+            sequence: bitcoin::Sequence::ENABLE_RBF_NO_LOCKTIME,
+            ..Default::default()
+        }],
+        output: vec![
+            bitcoin::TxOut {
+                value: bitcoin::Amount::from_sat(1_999_700),
+                script_pubkey: bitcoin::ScriptBuf::new_p2wpkh(&bitcoin::WPubkeyHash::from_byte_array(
+                    [7; 20],
+                )),
+            },
+            bitcoin::TxOut {
+                value: bitcoin::Amount::from_sat(48_000_000),
+                script_pubkey: bitcoin::ScriptBuf::new_p2wsh(&bitcoin::WScriptHash::from_byte_array([9; 32])),
+            },
+        ],
+    };
+    let with_pegout = ConsensusHeader {
+        pegout: Some(alys_primitives::PegoutBlock {
+            paid: vec![burn(1)],
+            refunded: vec![burn(2)],
+            fee_rate_sat_vb: 2,
+            tx: Bytes::from(bitcoin::consensus::serialize(&tx)),
+        }),
+        ..consensus_header(Bytes::new())
+    };
+    seeds.add("consensus_header", "pegout", with_pegout.encoded());
 
     let parent = with_proof.parent_hash;
     let none = Requests::default();

@@ -192,7 +192,11 @@ fn valid_outputs(record: &DepositRecord, valid: &HashSet<ScriptBuf>) -> Vec<PegI
         .outputs
         .iter()
         .filter(|o| valid.contains(ScriptBuf::from_bytes(o.script_pubkey.to_vec()).as_script()))
-        .map(|o| PegInOutput { vout: o.vout, amount_sats: o.amount_sats })
+        .map(|o| PegInOutput {
+            vout: o.vout,
+            amount_sats: o.amount_sats,
+            script_pubkey: o.script_pubkey.clone(),
+        })
         .collect()
 }
 
@@ -390,7 +394,11 @@ impl PeginRules {
                 let outputs: Vec<PegInOutput> = deposit
                     .outputs
                     .iter()
-                    .map(|o| PegInOutput { vout: o.vout, amount_sats: o.amount_sats })
+                    .map(|o| PegInOutput {
+                        vout: o.vout,
+                        amount_sats: o.amount_sats,
+                        script_pubkey: o.script_pubkey.clone(),
+                    })
                     .collect();
                 if outputs != claim.outputs {
                     return Err(PeginError::Mismatch { txid: claim.txid, what: "federation outputs" });

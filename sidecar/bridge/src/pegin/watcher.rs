@@ -101,7 +101,7 @@ impl PeginWatcher {
                 }
                 let deposits = scan_block(&block, height, &scripts, unix_now());
                 let hash = alloy_primitives::B256::from(block.block_hash().to_byte_array());
-                if let Err(error) = self.connect(height, hash, &deposits) {
+                if let Err(error) = self.connect(height, hash, &deposits, &block.txdata) {
                     tracing::error!(target: "alys::pegin", height, %error, "cannot record a Bitcoin block");
                     return true;
                 }
@@ -178,9 +178,12 @@ impl PeginWatcher {
         height: u64,
         hash: alloy_primitives::B256,
         deposits: &[DepositRecord],
+        txs: &[bitcoin::Transaction],
     ) -> Result<(), StorageError> {
         let tx = self.storage.write()?;
         tx.connect_bitcoin_block(height, hash, deposits)?;
+        // Peg-out payouts in the block are confirmed with it, so confirmations follow reorgs exactly.
+        let confirmed = tx.confirm_payouts(height, hash, txs)?;
         // Named for blocks that hold deposits: the ones whose loss would matter.
         if !deposits.is_empty() {
             alys_primitives::crash_point!("pegin::seen::before");
@@ -189,13 +192,21 @@ impl PeginWatcher {
         if !deposits.is_empty() {
             alys_primitives::crash_point!("pegin::seen::after");
         }
+        for txid in confirmed {
+            tracing::info!(target: "alys::pegout", txid = %display_txid(&txid), height, "peg-out transaction confirmed");
+        }
         Ok(())
     }
 
     fn disconnect(&self, height: u64) -> Result<Vec<DepositRecord>, StorageError> {
         let tx = self.storage.write()?;
         let reorged = tx.disconnect_bitcoin_block(height)?;
+        // Payouts confirmed in the block lose the confirmation with it: the payer broadcasts them again.
+        let unconfirmed = tx.unconfirm_payouts(height)?;
         tx.commit()?;
+        for txid in unconfirmed {
+            tracing::warn!(target: "alys::pegout", txid = %display_txid(&txid), height, "peg-out transaction's Bitcoin block left the best chain");
+        }
         Ok(reorged)
     }
 

@@ -208,6 +208,7 @@ fn block(parent: B256, height: u64, salt: u64, pegins: Vec<PegInClaim>) -> Signe
             execution_block_hash: B256::with_last_byte(salt as u8),
             pegins,
             auxpow: Bytes::new(),
+            pegout: None,
         },
         execution_block: Bytes::new(),
         execution_requests: vec![],
@@ -292,7 +293,7 @@ fn deposits_are_claimed_once_deep_enough_oldest_first() {
         &PegInClaim {
             txid: txid(&a),
             bitcoin_block: b100,
-            outputs: vec![PegInOutput { vout: 0, amount_sats: 10_000 }],
+            outputs: vec![PegInOutput { vout: 0, amount_sats: 10_000, script_pubkey: script_of(&f) }],
             amount_sats: 10_000,
             evm_address: ALICE,
         }
@@ -336,7 +337,10 @@ fn deposits_below_the_minimum_are_skipped_without_holding_back_later_ones() {
     assert_eq!(txids(&claims), vec![txid(&exact), txid(&split)]);
     assert_eq!(
         claims[1].outputs,
-        vec![PegInOutput { vout: 0, amount_sats: 6_000 }, PegInOutput { vout: 1, amount_sats: 6_000 }]
+        vec![
+            PegInOutput { vout: 0, amount_sats: 6_000, script_pubkey: script_of(&f) },
+            PegInOutput { vout: 1, amount_sats: 6_000, script_pubkey: script_of(&f) },
+        ]
     );
     assert_eq!(claims[1].amount_sats, 12_000);
     // Governance raises the minimum at height 7.
@@ -756,4 +760,9 @@ mod state_machine {
             }
         }
     }
+}
+
+/// The script a federation's deposits pay, as claims carry it.
+fn script_of(federation: &alys_governance::Federation) -> Bytes {
+    Bytes::copy_from_slice(federation.address.script_pubkey().as_bytes())
 }

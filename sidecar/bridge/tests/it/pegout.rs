@@ -48,6 +48,7 @@ fn consensus_block(parent: B256, height: u64, execution: B256, salt: u64) -> Sig
             execution_block_hash: execution,
             pegins: vec![],
             auxpow: Bytes::new(),
+            pegout: None,
         },
         execution_block: Bytes::new(),
         execution_requests: vec![],

@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, reason = "test code")]
 
 use alloy_primitives::{Address as EvmAddress, B256, Bytes, U256};
-use alys_bridge::pegout_tx::{
+use alys_bridge::pegout::tx::{
     PegoutCheckError, PegoutParams, RefundReason, SpendableUtxo, build, check, destination,
 };
 use alys_burns::Burn;
@@ -64,6 +64,7 @@ fn params() -> PegoutParams {
         fee_rate_sat_vb: 10,
         change_script: federation().0,
         max_outputs: 100,
+        min_sats: 1,
     }
 }
 
@@ -221,7 +222,7 @@ fn the_fee_covers_the_signed_transaction_and_every_witness_verifies() {
 
 #[test]
 fn a_batch_stays_under_the_standard_transaction_size_once_signed() {
-    use alys_bridge::pegout_tx::MAX_STANDARD_VSIZE;
+    use alys_bridge::pegout::tx::MAX_STANDARD_VSIZE;
     // Small UTXOs: many inputs per burn.
     let burns: Vec<Burn> = (0..400).map(|n| burn(n, USER, 1_000_000)).collect();
     let template = utxo(1, 200_000);
@@ -239,4 +240,41 @@ fn a_batch_stays_under_the_standard_transaction_size_once_signed() {
     let signed = proposal.tx.vsize() as u64 + (proposal.tx.input.len() as u64 * 255).div_ceil(4);
     assert!(signed <= MAX_STANDARD_VSIZE, "{signed} vB");
     assert!(signed > MAX_STANDARD_VSIZE * 9 / 10, "and not needlessly small: {signed} vB");
+}
+
+#[test]
+fn burns_below_the_governed_minimum_are_refunded_and_the_rest_paid() {
+    let burns = vec![burn(0, USER, 999_999), burn(1, USER, 1_000_000)];
+    let plan = build(&burns, &[utxo(1, 100_000_000)], &PegoutParams { min_sats: 1_000_000, ..params() });
+    let reasons: Vec<(u64, RefundReason)> =
+        plan.refunds.iter().map(|r| (r.burn.log_index, r.reason)).collect();
+    assert_eq!(reasons, vec![(0, RefundReason::BelowMinimum)]);
+    assert_eq!(RefundReason::BelowMinimum.code(), "below_minimum");
+    let proposal = plan.proposal.unwrap();
+    assert_eq!(proposal.payments.len(), 1);
+    assert_eq!(proposal.payments[0].burn.log_index, 1);
+    assert_eq!(proposal.payments[0].block_number, burns[1].block_number);
+}
+
+#[test]
+fn a_sweep_moves_every_output_to_the_new_federation_minus_its_fee() {
+    use alys_bridge::pegout::tx::{MAX_SWEEP_INPUTS, build_sweep};
+    let to = ScriptBuf::new_p2wsh(&ScriptBuf::from_bytes(vec![0x51]).wscript_hash());
+    let old = vec![utxo(3, 50_000), utxo(1, 70_000), utxo(2, 30_000)];
+    let sweep = build_sweep(&old, &to, 10).unwrap();
+    // Inputs by outpoint, whatever order the set came in; one output to the new federation.
+    let inputs: Vec<u8> = sweep.tx.input.iter().map(|i| i.previous_output.txid.to_byte_array()[0]).collect();
+    assert_eq!(inputs, vec![1, 2, 3]);
+    assert_eq!(sweep.tx.output.len(), 1);
+    assert_eq!(sweep.tx.output[0].script_pubkey, to);
+    assert_eq!(sweep.tx.output[0].value.to_sat() + sweep.fee_sats, 150_000);
+    assert!(sweep.fee_sats > 0 && sweep.payments.is_empty());
+    // Deterministic: every node builds the same sweep.
+    assert_eq!(build_sweep(&[utxo(2, 30_000), utxo(3, 50_000), utxo(1, 70_000)], &to, 10).unwrap(), sweep);
+    // Nothing to sweep, or too little to pay its fee: no transaction.
+    assert!(build_sweep(&[], &to, 10).is_none());
+    assert!(build_sweep(&[utxo(1, 1_000)], &to, 10).is_none());
+    // A bounded number of inputs per sweep; the rest go in the next one.
+    let many: Vec<SpendableUtxo> = (0..=250u8).map(|n| utxo(n, 10_000)).collect();
+    assert_eq!(build_sweep(&many, &to, 1).unwrap().tx.input.len(), MAX_SWEEP_INPUTS);
 }

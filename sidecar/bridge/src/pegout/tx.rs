@@ -2,9 +2,7 @@
 //! what it pays each, and the change — by rules every node recomputes, so all honest nodes build the
 //! same transaction (same txid) from the same burns and UTXOs.
 //!
-//! This is the builder and checker the peg-out flow uses (the slot author builds, every importer
-//! rebuilds and compares); wiring it into consensus blocks, signing and broadcast is the peg-out
-//! issue's remaining work.
+//! The slot author builds ([`super::rules`]), every importer rebuilds and compares.
 //!
 //! # Rules
 //!
@@ -56,6 +54,9 @@ pub enum RefundReason {
     /// After its share of the fee, the payment would be below the dust limit.
     #[error("below the dust limit after its share of the fee")]
     BelowDust,
+    /// The burn is below the governed smallest peg-out (`pegout_min_sats`).
+    #[error("below the smallest peg-out")]
+    BelowMinimum,
 }
 
 impl RefundReason {
@@ -66,6 +67,7 @@ impl RefundReason {
             Self::InvalidAddress => "invalid_address",
             Self::WrongNetwork => "wrong_network",
             Self::BelowDust => "below_dust",
+            Self::BelowMinimum => "below_minimum",
         }
     }
 }
@@ -96,6 +98,8 @@ pub struct PegoutParams {
     pub change_script: ScriptBuf,
     /// Most burns paid by one transaction.
     pub max_outputs: usize,
+    /// Smallest burn paid, in satoshis; smaller ones are refunded.
+    pub min_sats: u64,
 }
 
 /// A burn the transaction pays.
@@ -103,6 +107,8 @@ pub struct PegoutParams {
 pub struct Payment {
     /// The burn.
     pub burn: BurnKey,
+    /// The number of the execution block that holds it.
+    pub block_number: u64,
     /// Its output in the transaction.
     pub vout: u32,
     /// What the output pays: the burn minus its fee share.
@@ -116,6 +122,8 @@ pub struct Payment {
 pub struct Refund {
     /// The burn.
     pub burn: BurnKey,
+    /// The number of the execution block that holds it.
+    pub block_number: u64,
     /// The burner.
     pub to: EvmAddress,
     /// The burned value, returned whole.
@@ -211,7 +219,37 @@ pub fn destination(burn: &Burn, network: Network) -> Result<Address, RefundReaso
 }
 
 fn refund(burn: &Burn, reason: RefundReason) -> Refund {
-    Refund { burn: burn.key(), to: burn.sender, amount_wei: burn.value, reason }
+    Refund {
+        burn: burn.key(),
+        block_number: burn.block_number,
+        to: burn.sender,
+        amount_wei: burn.value,
+        reason,
+    }
+}
+
+/// The unsigned transaction spending `inputs` (in order, each signalling replacement) to `output`, and
+/// the outputs it spends.
+fn unsigned(inputs: &[&SpendableUtxo], output: Vec<TxOut>) -> (Transaction, Vec<TxOut>) {
+    let tx = Transaction {
+        version: Version::TWO,
+        lock_time: LockTime::ZERO,
+        input: inputs
+            .iter()
+            .map(|u| TxIn {
+                previous_output: u.outpoint,
+                script_sig: ScriptBuf::new(),
+                sequence: Sequence::ENABLE_RBF_NO_LOCKTIME,
+                witness: Witness::new(),
+            })
+            .collect(),
+        output,
+    };
+    let spent = inputs
+        .iter()
+        .map(|u| TxOut { value: Amount::from_sat(u.amount_sats), script_pubkey: u.script_pubkey.clone() })
+        .collect();
+    (tx, spent)
 }
 
 /// Applies the rules (see the module docs) to `burns` (chain order) over `utxos`.
@@ -226,7 +264,11 @@ pub fn build(burns: &[Burn], utxos: &[SpendableUtxo], params: &PegoutParams) -> 
         match destination(burn, params.network) {
             Ok(address) => {
                 let sats = u64::try_from(burn.value / U256::from(WEI_PER_SAT)).unwrap_or(u64::MAX);
-                batch.push((index, burn, address.script_pubkey(), sats));
+                if sats < params.min_sats {
+                    refunds.push((index, refund(burn, RefundReason::BelowMinimum)));
+                } else {
+                    batch.push((index, burn, address.script_pubkey(), sats));
+                }
             }
             Err(reason) => refunds.push((index, refund(burn, reason))),
         }
@@ -312,31 +354,20 @@ pub fn build(burns: &[Burn], utxos: &[SpendableUtxo], params: &PegoutParams) -> 
         for (((_, burn, script, sats), share), vout) in batch.iter().zip(&shares).zip(0u32..) {
             let amount = sats - share;
             output.push(TxOut { value: Amount::from_sat(amount), script_pubkey: script.clone() });
-            payments.push(Payment { burn: burn.key(), vout, amount_sats: amount, fee_share_sats: *share });
+            payments.push(Payment {
+                burn: burn.key(),
+                block_number: burn.block_number,
+                vout,
+                amount_sats: amount,
+                fee_share_sats: *share,
+            });
         }
         let change = covered - total;
         if change >= params.change_script.minimal_non_dust().to_sat() {
             output
                 .push(TxOut { value: Amount::from_sat(change), script_pubkey: params.change_script.clone() });
         }
-        let tx = Transaction {
-            version: Version::TWO,
-            lock_time: LockTime::ZERO,
-            input: inputs
-                .iter()
-                .map(|u| TxIn {
-                    previous_output: u.outpoint,
-                    script_sig: ScriptBuf::new(),
-                    sequence: Sequence::ENABLE_RBF_NO_LOCKTIME,
-                    witness: Witness::new(),
-                })
-                .collect(),
-            output,
-        };
-        let spent = inputs
-            .iter()
-            .map(|u| TxOut { value: Amount::from_sat(u.amount_sats), script_pubkey: u.script_pubkey.clone() })
-            .collect();
+        let (tx, spent) = unsigned(&inputs, output);
         let paid_out = tx.output.iter().fold(0u64, |sum, o| sum.saturating_add(o.value.to_sat()));
         let fee_sats = covered - paid_out;
         return PegoutPlan {
@@ -365,4 +396,27 @@ pub fn check(
         Some(expected) if expected.tx == *proposed => Ok(plan),
         other => Err(PegoutCheckError::Differs { expected: other.as_ref().map(|p| p.tx.compute_txid()) }),
     }
+}
+
+/// Most inputs one sweep spends (a signed sweep of this many 2-of-3 inputs stays far below
+/// [`MAX_STANDARD_VSIZE`]).
+pub const MAX_SWEEP_INPUTS: usize = 200;
+
+/// The sweep of a previous federation's `utxos` to `to` (the current federation's script): inputs by
+/// outpoint, at most [`MAX_SWEEP_INPUTS`], one output of their sum minus the fee at `fee_rate_sat_vb`.
+/// `None` when there is nothing to sweep or the sum would not cover the fee and a non-dust output (the
+/// outputs then wait for more, or for a lower fee rate).
+pub fn build_sweep(utxos: &[SpendableUtxo], to: &ScriptBuf, fee_rate_sat_vb: u64) -> Option<PegoutProposal> {
+    let mut inputs: Vec<&SpendableUtxo> = utxos.iter().collect();
+    inputs.sort_by_key(|u| u.outpoint);
+    inputs.truncate(MAX_SWEEP_INPUTS);
+    if inputs.is_empty() {
+        return None;
+    }
+    let total = inputs.iter().fold(0u64, |sum, u| sum.saturating_add(u.amount_sats));
+    let fee = virtual_size(&inputs, &[to]).saturating_mul(fee_rate_sat_vb);
+    let value = total.checked_sub(fee).filter(|v| *v >= to.minimal_non_dust().to_sat())?;
+    let (tx, spent) =
+        unsigned(&inputs, vec![TxOut { value: Amount::from_sat(value), script_pubkey: to.clone() }]);
+    Some(PegoutProposal { tx, spent, payments: Vec::new(), fee_sats: fee })
 }
