@@ -140,6 +140,17 @@ async fn burns_are_paid_once_on_bitcoin_and_unpayable_ones_refunded() {
     assert!(confirmed["confirmations"].as_u64().unwrap() >= 1, "{confirmed}");
     assert_eq!(received(&btc, &user, 1).await, paid_sats);
 
+    // A Bitcoin reorg takes the payment's block away: the node follows it back to broadcast (the
+    // transaction is in the mempool again, or sent again), then it is mined again, and paid once.
+    let best = blocking(&btc, |c| c.get_best_block_hash().unwrap()).await;
+    blocking(&btc, move |c| c.invalidate_block(&best).unwrap()).await;
+    let back = wait_pegout(&node, &paid, &["broadcast"]).await;
+    assert_eq!(back["bitcoinTxid"], json!(txid));
+    assert_eq!(received(&btc, &user, 1).await, 0);
+    mine(&btc, 1).await;
+    wait_pegout(&node, &paid, &["confirmed"]).await;
+    assert_eq!(received(&btc, &user, 1).await, paid_sats, "paid once after the reorg");
+
     // The federation's change is on the Bitcoin node's UTXO set, and the node's UTXO set says the same:
     // the deposit is spent, the change (the deposit minus the burn) is the federation's.
     let utxos = raw_call(&node.rpc, "alys_federationUtxos", json!([])).await.unwrap();
@@ -313,9 +324,10 @@ async fn crash_at(point: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_at_a_peg_out_transition_pays_exactly_once() {
-    // The proposing block built but not committed; the signed transaction stored but not sent; sent but
-    // not recorded as sent. Every other transition is one of these states seen from the other side;
-    // `ALYS_PEGOUT_CRASH_ALL=1` runs them all.
+    // The proposing block built but not committed; the transaction sent but not recorded as sent (sent
+    // again after the restart: the same txid). Every other transition leaves one of the states around
+    // these (nothing of the step, or the step committed); `ALYS_PEGOUT_CRASH_ALL=1` runs every point,
+    // which CI leaves out to keep a cold run under 15 minutes.
     let all = [
         "pegout::propose",
         "pegout::settle::before",
@@ -332,7 +344,7 @@ async fn a_crash_at_a_peg_out_transition_pays_exactly_once() {
     let points: Vec<&str> = if std::env::var_os("ALYS_PEGOUT_CRASH_ALL").is_some() {
         all.to_vec()
     } else {
-        vec!["pegout::settle::before", "pegout::signed::after", "pegout::broadcast::after"]
+        vec!["pegout::settle::before", "pegout::broadcast::before"]
     };
     for point in points {
         crash_at(point).await;

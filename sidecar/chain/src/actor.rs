@@ -559,8 +559,11 @@ impl ChainActor {
             if !header.pegins.is_empty() {
                 alys_primitives::crash_point!("pegin::mint::after");
             }
-            if header.pegout.is_some() {
+            if let Some(pegout) = &header.pegout {
                 alys_primitives::crash_point!("pegout::settle::after");
+                let settled = alys_bridge::pegout::metrics::SETTLED;
+                metrics::counter!(settled, "outcome" => "paid").increment(pegout.paid.len() as u64);
+                metrics::counter!(settled, "outcome" => "refunded").increment(pegout.refunded.len() as u64);
             }
             self.head = Head {
                 block: head,

@@ -258,7 +258,7 @@ impl WriteTx {
                 && let Some(bytes) = blocks.get(&old.0)?
             {
                 let old_block = decode_block(bytes.value())?;
-                if !old_block.header.pegins.is_empty() {
+                if !old_block.header.pegins.is_empty() || old_block.header.pegout.is_some() {
                     left.push(old_block);
                 }
             }
@@ -273,12 +273,12 @@ impl WriteTx {
             }
             canonical.insert(b.height, &b.hash.0)?;
             if b.hash == hash {
-                if !block.header.pegins.is_empty() {
+                if !block.header.pegins.is_empty() || block.header.pegout.is_some() {
                     joined.push(block.clone());
                 }
             } else if let Some(bytes) = blocks.get(&b.hash.0)? {
                 let joining = decode_block(bytes.value())?;
-                if !joining.header.pegins.is_empty() {
+                if !joining.header.pegins.is_empty() || joining.header.pegout.is_some() {
                     joined.push(joining);
                 }
             }
@@ -287,6 +287,7 @@ impl WriteTx {
         drop((blocks, canonical, meta));
         if !joined.is_empty() || !left.is_empty() {
             self.reopen_claims(&joined, &left)?;
+            self.requeue_settled(&joined, &left)?;
         }
         Ok(head)
     }

@@ -18,6 +18,8 @@
 //! settling block is an ancestor" ([`ChainRead::is_ancestor`]), so a reorg needs no rewrite and a fork
 //! block is checked against its own ancestry.
 
+use std::collections::{HashMap, HashSet};
+
 use alloy_primitives::{B256, Bytes};
 use alys_primitives::{BlockRef, BurnRef, ConsensusHeader, outpoint_key};
 use bitcoin::{Transaction, hashes::Hash as _};
@@ -163,19 +165,38 @@ pub trait FederationRead: Tables + ChainRead + Sized {
 
     /// The federation's UTXO set on the chain ending at `tip`: outputs created by its blocks and spent
     /// by none of them, ordered by outpoint.
+    ///
+    /// One pass over each table; whether a block is an ancestor of `tip` is asked once per block.
     fn federation_utxos_at(&self, tip: BlockRef) -> Result<Vec<FederationOutput>, StorageError> {
-        let outputs = self.open(OUTPUTS)?;
+        let mut on_chain: HashMap<B256, bool> = HashMap::new();
+        let mut ancestor = |block: BlockRef| -> Result<bool, StorageError> {
+            if let Some(known) = on_chain.get(&block.hash) {
+                return Ok(*known);
+            }
+            let answer = self.is_ancestor(block, tip)?;
+            on_chain.insert(block.hash, answer);
+            Ok(answer)
+        };
+        let mut spent: HashSet<[u8; 36]> = HashSet::new();
+        for entry in self.open(SPENDS)?.iter()? {
+            let (key, height) = entry?;
+            let key = key.value();
+            let (_, _, hash) = split_fact(key);
+            if ancestor(BlockRef { height: height.value(), hash })? {
+                let mut outpoint = [0u8; 36];
+                outpoint.copy_from_slice(key.split_at(36).0);
+                spent.insert(outpoint);
+            }
+        }
         let mut out: Vec<FederationOutput> = Vec::new();
-        for entry in outputs.iter()? {
+        for entry in self.open(OUTPUTS)?.iter()? {
             let (key, value) = entry?;
             let output = decode_output(key.value(), value.value())?;
             // Several blocks may state one outpoint (a claim on two branches); it counts once.
             if out.last().is_some_and(|last| last.txid == output.txid && last.vout == output.vout) {
                 continue;
             }
-            if self.is_ancestor(output.created_in, tip)?
-                && self.spent_on(&output.txid, output.vout, tip)?.is_none()
-            {
+            if ancestor(output.created_in)? && !spent.contains(&outpoint_key(&output.txid, output.vout)) {
                 out.push(output);
             }
         }

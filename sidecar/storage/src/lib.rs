@@ -34,7 +34,10 @@
 //! | federation | `federation_outputs` | outpoint ‖ creating consensus hash → height ‖ sats ‖ script (consensus state: deposits minted, peg-out change) |
 //! | federation | `federation_spends` | outpoint ‖ spending consensus hash → height (consensus state) |
 //! | peg-out | `pegout_settled` | burn position ‖ settling consensus hash → height ‖ 0 paid / 1 refunded (consensus state) |
-//! | peg-out | `pegout_meta` | `geth_height`, `burn_cursor` → u64 |
+//! | peg-out | `pegout_unsettled` | burn position → unix seconds queued: released burns no canonical block settled yet (follows the canonical chain) |
+//! | peg-out | `pegout_payouts` | txid → `PayoutRecord` (RLP): this node's progress getting a final peg-out transaction signed, broadcast and confirmed |
+//! | peg-out | `pegout_payouts_by_status` | status ‖ height ‖ txid → () |
+//! | peg-out | `pegout_meta` | `geth_height`, `burn_cursor`, `payer_height` → u64 |
 //! | governance | `signature_requests` | request id → `SignatureRequest` (protobuf) |
 //! | governance | `signature_responses` | request id → `SignatureResponse` (protobuf), answered and not yet taken |
 //! | governance | `federation_updates` | effective height → `FederationUpdate` (protobuf) |

@@ -24,6 +24,7 @@ use std::{collections::HashMap, ops::Bound};
 
 use alloy_primitives::B256;
 use alys_burns::{Burn, BurnPosition};
+use alys_primitives::{BurnRef, SignedBlock};
 use redb::{ReadableTable, TableDefinition, TableHandle, WriteTransaction};
 
 use crate::{ChainRead, StorageError, Tables, WriteTx};
@@ -31,6 +32,8 @@ use crate::{ChainRead, StorageError, Tables, WriteTx};
 const PENDING: TableDefinition<'static, &[u8; 48], &[u8]> = TableDefinition::new("pegout_pending");
 const RELEASED: TableDefinition<'static, &[u8; 48], &[u8]> = TableDefinition::new("pegout_released");
 const META: TableDefinition<'static, &str, u64> = TableDefinition::new("pegout_meta");
+/// Released burns no canonical block settled yet (the peg-out queue) → unix seconds they were queued.
+const UNSETTLED: TableDefinition<'static, &[u8; 48], u64> = TableDefinition::new("pegout_unsettled");
 
 /// The sets as an earlier version keyed them (block hash ‖ log index), moved on open.
 const LEGACY_PENDING: TableDefinition<'static, &[u8; 40], &[u8]> = TableDefinition::new("pending_burns");
@@ -43,6 +46,17 @@ pub(crate) fn create_tables(tx: &WriteTransaction) -> Result<(), StorageError> {
     tx.open_table(PENDING)?;
     tx.open_table(RELEASED)?;
     tx.open_table(META)?;
+    // A database from before the queue existed: nothing was settled then, so every released burn is
+    // queued.
+    let queued = tx.list_tables()?.any(|t| t.name() == UNSETTLED.name());
+    if !queued {
+        let released: Vec<[u8; 48]> =
+            tx.open_table(RELEASED)?.iter()?.map(|e| e.map(|(k, _)| *k.value())).collect::<Result<_, _>>()?;
+        let mut unsettled = tx.open_table(UNSETTLED)?;
+        for key in &released {
+            unsettled.insert(key, now_secs())?;
+        }
+    }
     let legacy: Vec<String> = tx
         .list_tables()?
         .map(|t| t.name().to_owned())
@@ -72,6 +86,10 @@ pub(crate) fn create_tables(tx: &WriteTransaction) -> Result<(), StorageError> {
     Ok(())
 }
 
+fn now_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
 fn decode(table: &'static str, bytes: &[u8]) -> Result<Burn, StorageError> {
     Burn::decode(bytes).map_err(|source| StorageError::Decode { table, source })
 }
@@ -89,6 +107,10 @@ fn page(
         out.push(decode(name, entry?.1.value())?);
     }
     Ok(out)
+}
+
+const fn position_of(burn: &BurnRef) -> BurnPosition {
+    BurnPosition { block_number: burn.block_number, log_index: burn.log_index, block_hash: burn.block_hash }
 }
 
 /// Pending burns at or below `height`, in chain order.
@@ -168,6 +190,39 @@ pub trait PegoutRead: Tables + ChainRead + Sized {
             Some(bytes) => Ok(Some(decode("pegout_released", bytes.value())?)),
             None => Ok(None),
         }
+    }
+
+    /// Up to `limit` released burns no canonical block settled yet (the peg-out queue) after position
+    /// `after`, in chain order, each with when it was queued (unix seconds).
+    fn unsettled_burns_page(
+        &self,
+        after: Option<BurnPosition>,
+        limit: usize,
+    ) -> Result<Vec<(Burn, u64)>, StorageError> {
+        let unsettled = self.open(UNSETTLED)?;
+        let released = self.open(RELEASED)?;
+        let after = after.map(BurnPosition::to_bytes);
+        let start = after.as_ref().map_or(Bound::Unbounded, Bound::Excluded);
+        let mut out = Vec::new();
+        for entry in unsettled.range::<&[u8; 48]>((start, Bound::Unbounded))?.take(limit) {
+            let (key, queued) = entry?;
+            if let Some(bytes) = released.get(key.value())? {
+                out.push((decode("pegout_released", bytes.value())?, queued.value()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// How many released burns wait for a canonical block to settle them, and since when the oldest
+    /// waits (unix seconds).
+    fn unsettled_burns(&self) -> Result<(u64, Option<u64>), StorageError> {
+        let (mut count, mut oldest) = (0u64, None::<u64>);
+        for entry in self.open(UNSETTLED)?.iter()? {
+            let queued = entry?.1.value();
+            count += 1;
+            oldest = Some(oldest.map_or(queued, |o| o.min(queued)));
+        }
+        Ok((count, oldest))
     }
 
     /// Whether the burn is released.
@@ -252,10 +307,13 @@ impl WriteTx {
         }
         let mut pending = self.table(PENDING)?;
         let mut released = self.table(RELEASED)?;
+        let mut unsettled = self.table(UNSETTLED)?;
+        let now = now_secs();
         for burn in &releasable {
             let key = burn.position().to_bytes();
             pending.remove(&key)?;
             released.insert(&key, burn.encoded().as_slice())?;
+            unsettled.insert(&key, now)?;
         }
         Ok(releasable)
     }
@@ -273,6 +331,36 @@ impl WriteTx {
         self.add_pending_burns(burns)?;
         self.table(META)?.insert(GETH_HEIGHT, to)?;
         if release { self.release_burns() } else { Ok(Vec::new()) }
+    }
+
+    /// The canonical chain changed: burns settled by `joined` blocks leave the queue, those settled by
+    /// `left` blocks return to it.
+    pub(crate) fn requeue_settled(
+        &self,
+        joined: &[SignedBlock],
+        left: &[SignedBlock],
+    ) -> Result<(), StorageError> {
+        let mut unsettled = self.table(UNSETTLED)?;
+        let released = self.table(RELEASED)?;
+        let settled = |block: &SignedBlock| -> Vec<[u8; 48]> {
+            block.header.pegout.as_ref().map_or_else(Vec::new, |p| {
+                p.paid.iter().chain(&p.refunded).map(|b| position_of(b).to_bytes()).collect()
+            })
+        };
+        let now = now_secs();
+        for block in left {
+            for key in settled(block) {
+                if released.get(&key)?.is_some() {
+                    unsettled.insert(&key, now)?;
+                }
+            }
+        }
+        for block in joined {
+            for key in settled(block) {
+                unsettled.remove(&key)?;
+            }
+        }
+        Ok(())
     }
 
     /// Records the burn-feed cursor whose event this transaction records.
@@ -378,6 +466,69 @@ mod tests {
         assert_eq!(store.read().unwrap().pending_burns().unwrap(), vec![burn(5, 0)], "released is not held");
         assert_eq!(write(&store, |tx| tx.release_burns()), vec![burn(5, 0)]);
         assert!(write(&store, |tx| tx.release_burns()).is_empty());
+    }
+
+    /// A block at `height` on `parent` (execution block `repeat_byte(salt)`) settling `paid` burns.
+    fn settling(parent: B256, height: u64, salt: u8, paid: Vec<alys_primitives::BurnRef>) -> SignedBlock {
+        SignedBlock {
+            header: ConsensusHeader {
+                parent_hash: parent,
+                height,
+                slot: height + u64::from(salt),
+                author: 0,
+                execution_block_hash: B256::repeat_byte(salt),
+                pegins: vec![],
+                auxpow: Bytes::new(),
+                pegout: (!paid.is_empty()).then(|| alys_primitives::PegoutBlock {
+                    paid: vec![],
+                    refunded: paid,
+                    fee_rate_sat_vb: 1,
+                    tx: Bytes::new(),
+                }),
+            },
+            execution_block: Bytes::new(),
+            execution_requests: vec![],
+            author_signature: Bytes::new(),
+            approvals: Approvals { signers: Bytes::new(), signature: Bytes::new() },
+        }
+    }
+
+    fn queued(store: &Storage) -> Vec<Burn> {
+        store.read().unwrap().unsettled_burns_page(None, 100).unwrap().into_iter().map(|(b, _)| b).collect()
+    }
+
+    #[test]
+    fn the_queue_follows_the_canonical_chain_through_settlements_and_reorgs() {
+        let store = Storage::in_memory().unwrap();
+        chain(&store, 2, 2);
+        write(&store, |tx| tx.add_pending_burns(&[burn(1, 0), burn(2, 0)]));
+        write(&store, |tx| tx.release_burns());
+        assert_eq!(queued(&store), vec![burn(1, 0), burn(2, 0)]);
+        let (depth, oldest) = store.read().unwrap().unsettled_burns().unwrap();
+        assert_eq!(depth, 2);
+        assert!(oldest.is_some_and(|t| t > 0));
+        let reference = |b: &Burn| alys_primitives::BurnRef {
+            block_number: b.block_number,
+            log_index: b.log_index,
+            block_hash: b.block_hash,
+        };
+        // Block 3 settles the first burn: it leaves the queue.
+        let head = store.read().unwrap().head().unwrap().unwrap();
+        let settles = settling(head.hash, 3, 3, vec![reference(&burn(1, 0))]);
+        write(&store, |tx| tx.set_head(&settles));
+        assert_eq!(queued(&store), vec![burn(2, 0)]);
+        // A sibling without it becomes the head (blocks 3' and 4'): the burn is queued again.
+        let sibling = settling(head.hash, 3, 0x33, vec![]);
+        let on_sibling = settling(sibling.header.hash(), 4, 0x34, vec![]);
+        write(&store, |tx| tx.put_block(&sibling));
+        write(&store, |tx| tx.set_head(&on_sibling));
+        assert_eq!(queued(&store), vec![burn(1, 0), burn(2, 0)]);
+        // Back to the settling branch: it leaves the queue again, once.
+        let after = settling(settles.header.hash(), 4, 0x44, vec![]);
+        let longer = settling(after.header.hash(), 5, 0x45, vec![]);
+        write(&store, |tx| tx.put_block(&after));
+        write(&store, |tx| tx.set_head(&longer));
+        assert_eq!(queued(&store), vec![burn(2, 0)]);
     }
 
     /// Extends the test chain of [`chain`] to `n` blocks and finalizes the tip.

@@ -4,6 +4,12 @@
 /// Gauge, by `status` (`final`, `requested`, `signed`, `broadcast`, `confirming`, `confirmed`): payouts
 /// at each stage; `confirming` are confirmed with fewer than `pegout_confirmations`.
 pub const PAYOUTS: &str = "alys_pegout_payouts";
+/// Gauge: released burns waiting for a block to settle them (the queue).
+pub const QUEUE_DEPTH: &str = "alys_pegout_queue_depth";
+/// Gauge: seconds the oldest burn in the queue has waited.
+pub const OLDEST_QUEUED_SECONDS: &str = "alys_pegout_oldest_queued_seconds";
+/// Counter: burns settled by canonical blocks this node committed, by outcome (`paid`, `refunded`).
+pub const SETTLED: &str = "alys_pegout_burns_settled_total";
 /// Gauge: the highest finalized consensus height whose peg-out transactions are recorded.
 pub const PAYER_HEIGHT: &str = "alys_pegout_payer_height";
 /// Histogram: seconds from this process's first signature request under an id to verified witnesses.
@@ -25,6 +31,18 @@ pub const PAYER_ERRORS: &str = "alys_pegout_payer_errors_total";
 pub fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
     describe_gauge!(PAYOUTS, "Peg-out transactions by payment stage");
+    describe_gauge!(
+        QUEUE_DEPTH,
+        "Released (final, canonical) burns waiting for a block to pay or refund them"
+    );
+    describe_gauge!(
+        OLDEST_QUEUED_SECONDS,
+        "Seconds the oldest released burn has waited for a block to settle it"
+    );
+    describe_counter!(
+        SETTLED,
+        "Burns settled by blocks this node committed as head, by outcome (paid, refunded)"
+    );
     describe_gauge!(
         PAYER_HEIGHT,
         "Highest finalized consensus height whose peg-out transactions are recorded"

@@ -70,7 +70,7 @@ use alys_governance::{
 use alys_primitives::{BlockRef, ChainHeads};
 use alys_proto::governance::v1::{SignatureRequest, SignatureResponse, TransactionType};
 use alys_storage::{
-    ChainRead, FederationRead, GovernanceRead, PayoutRead, PayoutRecord, PayoutStatus, PeginRead,
+    ChainRead, FederationRead, GovernanceRead, PayoutRead, PayoutRecord, PayoutStatus, PeginRead, PegoutRead,
     SpentOutput, Storage, StorageError, WriteTx, pegout_transaction,
 };
 use bitcoin::{Amount, BlockHash, ScriptBuf, Transaction, TxOut, Txid, hashes::Hash as _};
@@ -750,12 +750,23 @@ impl<Io: PayerIo> Payer<Io> {
             metrics::gauge!(m::PAYOUTS, "status" => status.as_str()).set(read.payout_count(status)? as f64);
         }
         let tip = read.bitcoin_tip()?.map_or(0, |(h, _)| h);
-        // Confirmations below the configured depth: confirmed at `tip + 2 - depth` or above.
-        let since = tip.saturating_add(2).saturating_sub(self.config.pegout_confirmations.max(1));
+        // The governed depth at the next block, else the configured one.
+        let next = read.head()?.map_or(0, |h| h.height.saturating_add(1));
+        let depth = match self.runtime.state_at(next).parameters.pegout_confirmations {
+            0 => self.config.pegout_confirmations,
+            governed => u64::from(governed),
+        };
+        // Confirmations below the depth: confirmed at `tip + 2 - depth` or above.
+        let since = tip.saturating_add(2).saturating_sub(depth.max(1));
         let confirming = read.payouts_confirmed_since(since)?.len() as u64;
         let confirmed = read.payout_count(PayoutStatus::Confirmed)?.saturating_sub(confirming);
         metrics::gauge!(m::PAYOUTS, "status" => "confirming").set(confirming as f64);
         metrics::gauge!(m::PAYOUTS, "status" => "confirmed").set(confirmed as f64);
+        let (queued, oldest) = read.unsettled_burns()?;
+        metrics::gauge!(m::QUEUE_DEPTH).set(queued as f64);
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        metrics::gauge!(m::OLDEST_QUEUED_SECONDS).set(oldest.map_or(0, |t| now.saturating_sub(t)) as f64);
         Ok(())
     }
 }

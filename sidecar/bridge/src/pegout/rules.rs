@@ -4,7 +4,8 @@
 //! # What the author proposes, at height `H` on parent `P`
 //!
 //! Nothing while governance pauses peg-outs at `H`. Otherwise, from the burns released in its ledger
-//! (final and canonical) that no block of `P`'s chain settled, oldest first, at most
+//! (final and canonical) that no block of `P`'s chain settled (the queue the database keeps in step
+//! with the canonical chain), oldest first, at most
 //! [`MAX_BURNS_PER_BLOCK`], and from the federation's UTXO set at `P` that pays the federation in force
 //! at `H`, the transaction [`build`] makes at the governed fee rate: the burns it pays, the burns it
 //! refunds (invalid or wrong-network address, below `pegout_min_sats`, below dust after the fee), and
@@ -232,11 +233,13 @@ impl PegoutRules {
         let fee_rate = state.parameters.pegout_fee_rate_sat_vb;
         let mut burns = Vec::new();
         let mut after = None;
+        // The queue: released burns no canonical block settled (the parent is the head when producing;
+        // each is still checked against the parent's chain).
         'pages: loop {
-            let page = read.released_burns_page(after, 256)?;
-            let Some(last) = page.last() else { break };
+            let page = read.unsettled_burns_page(after, 256)?;
+            let Some((last, _)) = page.last() else { break };
             after = Some(last.position());
-            for burn in page {
+            for (burn, _) in page {
                 if read.settled_on(&burn_ref(&burn), parent)?.is_none() {
                     burns.push(burn);
                     if burns.len() >= self.max_burns {
