@@ -20,9 +20,10 @@ mod commit;
 mod geth;
 pub mod metrics;
 pub mod pegin;
-pub mod pegout;
 pub mod source;
 
+/// Peg-out proposals, their checks and the payer (the `alys-pegout` crate).
+pub use alys_pegout as pegout;
 pub use commit::PegoutCommit;
 pub use geth::{Chunks, GethPoller, GethPollerError, LogChunk};
 pub use source::{BurnSourceConfig, SourceError};

@@ -1,4 +1,4 @@
-//! Peg-out: BTC leaving Alys.
+//! Peg-out: BTC leaving Alys (re-exported by `alys-bridge` as `alys_bridge::pegout`).
 //!
 //! ```text
 //!  burn on the bridge contract ──▶ ledger (pending → released once final and canonical, `source`)

@@ -1,4 +1,4 @@
-//! Peg-out payer metrics (`alys_pegout_*`, [`super::payer`]); [`describe`] registers their help text
+//! Peg-out metrics (`alys_pegout_*`) of the payer; [`describe`] registers their help text
 //! with the installed recorder.
 
 /// Gauge, by `status` (`final`, `requested`, `signed`, `broadcast`, `confirming`, `confirmed`): payouts

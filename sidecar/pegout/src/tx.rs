@@ -2,7 +2,7 @@
 //! what it pays each, and the change — by rules every node recomputes, so all honest nodes build the
 //! same transaction (same txid) from the same burns and UTXOs.
 //!
-//! The slot author builds ([`super::rules`]), every importer rebuilds and compares.
+//! The slot author builds (the `rules` module), every importer rebuilds and compares.
 //!
 //! # Rules
 //!
