@@ -414,3 +414,53 @@ async fn a_rotation_mid_flight_sweeps_the_old_outputs_and_pays_every_burn_once()
         "the deposit minus both burns minus the sweep's fee: {total}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_peg_out_is_replaced_at_a_higher_fee_and_paid_once() {
+    let dir = tempdir();
+    let node = DevnetProcess::start_with_args(dir.path(), &MANUAL_MINING);
+    let btc = bitcoin_client(&node).await;
+    fund_federation(&node, &btc, 50_000_000).await;
+    // Governance lets an unconfirmed peg-out be bumped four blocks after its proposal.
+    let head =
+        raw_call(&node.rpc, "alys_syncStatus", json!([])).await.unwrap()["head"]["height"].as_u64().unwrap();
+    raw_call(
+        &node.governance_admin,
+        "governance_propose",
+        json!([{ "action": "parameter", "name": "pegout_bump_after_blocks", "value": "4", "effectiveHeight": head + 3 }]),
+    )
+    .await
+    .unwrap();
+    crate::support::wait_for_height(&node.client(), head + 4, Duration::from_secs(30)).await;
+
+    let user = wallet_address(&btc).await;
+    let tx_hash = burn(&node, 5, &user, "0.02ether").await;
+    let first = wait_pegout(&node, &tx_hash, &["broadcast"]).await;
+    let first_txid = first["bitcoinTxid"].as_str().unwrap().to_owned();
+    let first_share = 2_000_000 - first["paidSats"].as_u64().unwrap();
+
+    // No Bitcoin block comes: a later block proposes the same payment at twice the fee rate, governance
+    // signs it, and it replaces the first in the mempool (BIP125).
+    let mut bumped = Value::Null;
+    until("the stuck payment is replaced", Duration::from_secs(120), async || {
+        bumped = pegout(&node, &tx_hash).await.unwrap();
+        bumped["status"] == json!("broadcast") && bumped["bitcoinTxid"] != json!(first_txid)
+    })
+    .await;
+    let share = 2_000_000 - bumped["paidSats"].as_u64().unwrap();
+    assert!(
+        share >= 2 * first_share && share.is_multiple_of(first_share),
+        "the fee doubles per bump: {first_share} -> {share}"
+    );
+    let pool = mempool(&btc).await;
+    assert!(!pool.contains(&first_txid), "the replaced transaction left the mempool");
+
+    mine(&btc, 1).await;
+    let paid = wait_pegout(&node, &tx_hash, &["confirmed"]).await;
+    assert_ne!(paid["bitcoinTxid"], json!(first_txid));
+    assert_eq!(received(&btc, &user, 1).await, paid["paidSats"].as_u64().unwrap(), "paid exactly once");
+    // The change is the replacement's, the same value: the fee came out of the burn.
+    let utxos = raw_call(&node.rpc, "alys_federationUtxos", json!([])).await.unwrap();
+    assert_eq!(utxos["totalSats"], json!(48_000_000), "{utxos}");
+    assert_eq!(utxos["utxos"][0]["txid"], paid["bitcoinTxid"]);
+}

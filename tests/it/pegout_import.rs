@@ -569,6 +569,7 @@ async fn blocks_whose_pegout_does_not_follow_the_rules_are_refused_on_import() {
             tx.output[0].value = bitcoin::Amount::from_sat(late_sats - fee);
             tx.output[1].value = bitcoin::Amount::from_sat(big - late_sats);
         }),
+        replaces: None,
     };
     let spent_txid = deserialize::<Transaction>(&spent_again.tx).unwrap().compute_txid();
     let error = pegout_error(importer.import(child(14, spent_again)).await);

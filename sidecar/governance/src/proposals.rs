@@ -63,6 +63,7 @@
 //! | `pegout_min_sats` | u64 | 546..=2100000000000000 | 1000000 (0.01 BTC, the bridge's minimum burn) | smallest burn the bridge pays; smaller ones are refunded |
 //! | `pegout_fee_rate_cap_sat_vb` | u64 | 1..=10000 | 1000 | highest fee rate a proposed peg-out may pay (`pegout_fee_rate_sat_vb` is the floor) |
 //! | `pegout_confirmations` | u32 | 1..=1000 | 6 (`[bitcoin] pegout_confirmations`) | Bitcoin confirmations after which a peg-out is done |
+//! | `pegout_bump_after_blocks` | u64 | 1..=10000000 | 1800 (an hour of 2-second slots) | Alys blocks after its proposal an unconfirmed peg-out transaction is replaced by one at twice the fee rate (RBF) |
 //!
 //! Everything else (authorities, slot length, chain id, AuxPow difficulty rules, reward split) is a
 //! consensus rule every node must agree on from genesis and is not changeable by proposal.
@@ -183,6 +184,8 @@ pub struct RuntimeParameters {
     pub pegout_fee_rate_cap_sat_vb: u64,
     /// Bitcoin confirmations after which a peg-out transaction is done.
     pub pegout_confirmations: u32,
+    /// Alys blocks after its proposal after which an unconfirmed peg-out transaction is fee-bumped.
+    pub pegout_bump_after_blocks: u64,
 }
 
 impl RuntimeParameters {
@@ -197,6 +200,7 @@ impl RuntimeParameters {
             pegin_grace_blocks: 43_200,
             pegout_fee_rate_cap_sat_vb: 1_000,
             pegout_confirmations: 6,
+            pegout_bump_after_blocks: 1_800,
         }
     }
 
@@ -216,7 +220,7 @@ impl RuntimeParameters {
     }
 
     /// Names of the parameters that may change, for RPC and error messages.
-    pub const NAMES: [&'static str; 8] = [
+    pub const NAMES: [&'static str; 9] = [
         "max_blocks_without_pow",
         "pegout_fee_rate_sat_vb",
         "pegin_confirmations",
@@ -225,6 +229,7 @@ impl RuntimeParameters {
         "pegin_grace_blocks",
         "pegout_fee_rate_cap_sat_vb",
         "pegout_confirmations",
+        "pegout_bump_after_blocks",
     ];
 
     /// Applies `name = value` after checking name and range.
@@ -251,6 +256,7 @@ impl RuntimeParameters {
             "pegin_min_sats" => self.pegin_min_sats = number(1, 2_100_000_000_000_000)?,
             "pegin_grace_blocks" => self.pegin_grace_blocks = number(0, 10_000_000)?,
             "pegout_fee_rate_cap_sat_vb" => self.pegout_fee_rate_cap_sat_vb = number(1, 10_000)?,
+            "pegout_bump_after_blocks" => self.pegout_bump_after_blocks = number(1, 10_000_000)?,
             "pegout_confirmations" => {
                 self.pegout_confirmations = u32::try_from(number(1, 1_000)?).map_err(|_| bad("1..=1000"))?;
             }

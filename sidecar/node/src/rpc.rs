@@ -343,6 +343,7 @@ impl<'a, R: PegoutRead + FederationRead + PayoutRead + PeginRead> Settlements<'a
                 alys_storage::PayoutStatus::Signed => "signed",
                 alys_storage::PayoutStatus::Broadcast => "broadcast",
                 alys_storage::PayoutStatus::Confirmed => "confirmed",
+                alys_storage::PayoutStatus::Replaced => "replaced",
             },
         }
         .into();

@@ -394,6 +394,7 @@ impl<Io: PayerIo> Payer<Io> {
         let from = read.payer_height()?.saturating_add(1);
         let mut to = finalized.height.min(from.saturating_add(RECORD_RANGE - 1));
         let mut records = Vec::new();
+        let mut replaced_txids = Vec::new();
         'blocks: for height in from..=to {
             let block = match read.canonical_hash(height)? {
                 Some(hash) => read.block(&hash)?.map(|b| (hash, b)),
@@ -428,6 +429,13 @@ impl<Io: PayerIo> Payer<Io> {
                 });
             }
             let txid = B256::from(tx.compute_txid().to_byte_array());
+            // A fee bump: the transaction it replaces is not to be sent any more.
+            if let Some(replaced) = block.header.pegout.as_ref().and_then(|p| p.replaces)
+                && let Some(old) = read.block(&replaced)?
+                && let Ok(Some(old)) = pegout_transaction(&old.header)
+            {
+                replaced_txids.push(B256::from(old.compute_txid().to_byte_array()));
+            }
             let unsigned = block.header.pegout.map(|p| p.tx).unwrap_or_default();
             records.push(PayoutRecord::new(txid, BlockRef::new(height, hash), unsigned, spent, unix_now()));
         }
@@ -438,6 +446,14 @@ impl<Io: PayerIo> Payer<Io> {
         let tx = self.storage.write()?;
         for record in &records {
             tx.insert_payout(record)?;
+        }
+        for txid in &replaced_txids {
+            if let Some(mut old) = tx.payout(txid)?
+                && old.status != PayoutStatus::Confirmed
+            {
+                old.status = PayoutStatus::Replaced;
+                tx.put_payout(&old)?;
+            }
         }
         tx.set_payer_height(to)?;
         if records.is_empty() {

@@ -17,6 +17,18 @@
 //! signature request signs it). The swept output is the current federation's at once, so the next
 //! block pays the waiting burns from it (the payer broadcasts the sweep first).
 //!
+//! # Fee bumps (BIP125 replace-by-fee)
+//!
+//! A payment transaction still unconfirmed `pegout_bump_after_blocks` after the block that proposed
+//! it is replaced: the author (whose own payer has it broadcast and unconfirmed) proposes the same
+//! inputs paying the same burns at twice the fee rate (within the governed bounds), each burn bearing
+//! its share of the higher fee, with `replaces` naming the original block. Every transaction signals
+//! replacement, so Bitcoin Core accepts the new one in place of the old. It is signed under a new
+//! request id (its own txid) like any proposal. Allowed only while no later block replaced it or
+//! spends its change (a replacement would orphan that spend); importers rebuild the bump exactly and
+//! refuse one of a transaction their own Bitcoin node saw confirmed. The replaced transaction's change
+//! leaves the UTXO set, the replacement's enters it, and the payer stops sending the old one.
+//!
 //! # What an importer checks
 //!
 //! Every listed burn is released in its own ledger (final and canonical by its own chain), listed
@@ -37,7 +49,9 @@ use alloy_primitives::{Address as EvmAddress, B256, Bytes, U256};
 use alys_burns::{Burn, BurnPosition};
 use alys_governance::{Federation, RuntimeView};
 use alys_primitives::{BlockRef, BurnRef, ConsensusHeader, PegoutBlock};
-use alys_storage::{FederationOutput, FederationRead, PegoutRead, StorageError};
+use alys_storage::{
+    FederationOutput, FederationRead, PayoutRead, PayoutStatus, PegoutRead, StorageError, pegout_transaction,
+};
 use bitcoin::{
     Network, OutPoint, ScriptBuf, Transaction, Txid, consensus::deserialize, consensus::serialize,
     hashes::Hash as _,
@@ -112,6 +126,13 @@ pub enum PegoutError {
         /// The txid the rules build, if any.
         expected: Option<Txid>,
     },
+    /// A fee bump that the rules do not allow: too early, of a transaction replaced or built on
+    /// already, or whose replacement would not pay the same burns.
+    #[error("fee bump refused: {0}")]
+    NotBumpable(&'static str),
+    /// A fee bump of a transaction this node's Bitcoin node has confirmed.
+    #[error("fee bump of {0}, which is confirmed")]
+    AlreadyConfirmed(Txid),
     /// The database failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
@@ -129,6 +150,8 @@ impl PegoutError {
             Self::FeeRate { .. } => "fee_rate",
             Self::Decode(_) => "decode",
             Self::Differs { .. } => "differs",
+            Self::NotBumpable(_) => "not_bumpable",
+            Self::AlreadyConfirmed(_) => "already_confirmed",
             Self::Storage(_) => "storage",
         }
     }
@@ -221,7 +244,7 @@ impl PegoutRules {
     /// The peg-out the block at `height` on `parent` proposes (module docs), or `None`.
     pub fn propose(
         &self,
-        read: &(impl PegoutRead + FederationRead),
+        read: &(impl PegoutRead + FederationRead + PayoutRead),
         height: u64,
         parent: BlockRef,
     ) -> Result<Option<Proposed>, PegoutError> {
@@ -230,6 +253,9 @@ impl PegoutRules {
             return Ok(None);
         }
         let Some(current) = self.runtime.federations_at(height).0 else { return Ok(None) };
+        if let Some(bump) = self.stuck_bump(read, height, parent)? {
+            return Ok(Some(bump));
+        }
         let fee_rate = state.parameters.pegout_fee_rate_sat_vb;
         let mut burns = Vec::new();
         let mut after = None;
@@ -266,15 +292,116 @@ impl PegoutRules {
             refunded: Vec::new(),
             fee_rate_sat_vb: fee_rate,
             tx: Bytes::from(serialize(&sweep.tx)),
+            replaces: None,
         };
         Ok(Some(Proposed { block, refunds: Vec::new() }))
+    }
+
+    /// The fee bump the author proposes, if one of the transactions it broadcast is stuck: unconfirmed
+    /// `pegout_bump_after_blocks` after its block, oldest first.
+    fn stuck_bump(
+        &self,
+        read: &(impl PegoutRead + FederationRead + PayoutRead),
+        height: u64,
+        parent: BlockRef,
+    ) -> Result<Option<Proposed>, PegoutError> {
+        let after = self.runtime.state_at(height).parameters.pegout_bump_after_blocks;
+        for record in read.payouts_with_status(PayoutStatus::Broadcast)? {
+            if record.block_height.saturating_add(after) > height {
+                continue;
+            }
+            let Some(block) = read.block(&record.block_hash)? else { continue };
+            match self.bump_of(read, height, parent, &block.header) {
+                Ok(bump) => return Ok(Some(bump)),
+                Err(PegoutError::NotBumpable(_)) => continue,
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(None)
+    }
+
+    /// The fee bump of the transaction `replaced` proposes, in the block at `height` on `parent`: the
+    /// same inputs and burns at twice the fee rate (within the governed bounds), the burns bearing the
+    /// difference. Allowed `pegout_bump_after_blocks` after `replaced`, when it is on `parent`'s chain,
+    /// no later block replaced it, and no later block spends its change (a replacement would orphan
+    /// that spend).
+    fn bump_of(
+        &self,
+        read: &(impl PegoutRead + FederationRead),
+        height: u64,
+        parent: BlockRef,
+        replaced: &ConsensusHeader,
+    ) -> Result<Proposed, PegoutError> {
+        let Some(pegout) = &replaced.pegout else { return Err(PegoutError::NotBumpable("no peg-out")) };
+        let Some(tx) = pegout_transaction(replaced).ok().flatten() else {
+            return Err(PegoutError::NotBumpable("no transaction"));
+        };
+        if pegout.paid.is_empty() {
+            return Err(PegoutError::NotBumpable("a sweep"));
+        }
+        let state = self.runtime.state_at(height);
+        let at = BlockRef { height: replaced.height, hash: replaced.hash() };
+        if at.height.saturating_add(state.parameters.pegout_bump_after_blocks) > height {
+            return Err(PegoutError::NotBumpable("too early"));
+        }
+        if !read.is_ancestor(at, parent)? {
+            return Err(PegoutError::NotBumpable("not on this chain"));
+        }
+        for burn in &pegout.paid {
+            if read.settled_on(burn, parent)?.map(|s| s.block) != Some(at) {
+                return Err(PegoutError::NotBumpable("replaced already"));
+            }
+        }
+        let txid = B256::from(tx.compute_txid().to_byte_array());
+        for (vout, _) in (0u32..).zip(&tx.output).skip(pegout.paid.len()) {
+            if read.spent_on(&txid, vout, parent)?.is_some() {
+                return Err(PegoutError::NotBumpable("its change is spent"));
+            }
+        }
+        let (floor, cap) =
+            (state.parameters.pegout_fee_rate_sat_vb, state.parameters.pegout_fee_rate_cap_sat_vb);
+        let rate = pegout.fee_rate_sat_vb.saturating_mul(2).max(floor).min(cap);
+        if rate <= pegout.fee_rate_sat_vb {
+            return Err(PegoutError::NotBumpable("at the fee cap"));
+        }
+        let mut burns = Vec::with_capacity(pegout.paid.len());
+        for burn in &pegout.paid {
+            burns.push(read.released_burn(&position(burn))?.ok_or(PegoutError::UnknownBurn(*burn))?);
+        }
+        let mut utxos = Vec::with_capacity(tx.input.len());
+        for input in &tx.input {
+            let prev = B256::from(input.previous_output.txid.to_byte_array());
+            let output = read
+                .federation_output(&prev, input.previous_output.vout)?
+                .ok_or(PegoutError::NotBumpable("spends an unknown output"))?;
+            let federation = self
+                .federation_of(&output.script_pubkey)
+                .ok_or(PegoutError::NotBumpable("unknown federation"))?;
+            utxos.push(spendable(&output, &federation));
+        }
+        let change_script = tx.output.get(pegout.paid.len()).map(|o| o.script_pubkey.clone());
+        let Some(current) = self.runtime.federations_at(height).0 else {
+            return Err(PegoutError::NoFederation(height));
+        };
+        let mut params = self.params(height, &current, rate);
+        if let Some(script) = change_script {
+            params.change_script = script;
+        }
+        let plan = build(&burns, &utxos, &params);
+        let Some(bump) = proposed(&plan, rate) else {
+            return Err(PegoutError::NotBumpable("nothing to pay"));
+        };
+        if bump.block.paid != pegout.paid || !bump.block.refunded.is_empty() {
+            return Err(PegoutError::NotBumpable("the burns would not all be paid at the higher fee"));
+        }
+        Ok(Proposed { block: PegoutBlock { replaces: Some(at.hash), ..bump.block }, refunds: Vec::new() })
     }
 
     /// Checks the peg-out `header` proposes on `parent` (module docs); returns the refunds it mints,
     /// in order: (burner, gwei).
     pub fn verify(
         &self,
-        read: &(impl PegoutRead + FederationRead),
+        read: &(impl PegoutRead + FederationRead + PayoutRead),
         header: &ConsensusHeader,
         parent: BlockRef,
     ) -> Result<Vec<(EvmAddress, u64)>, PegoutError> {
@@ -283,6 +410,22 @@ impl PegoutRules {
         let state = self.runtime.state_at(height);
         if state.pegouts_paused {
             return Err(PegoutError::Paused(height));
+        }
+        if let Some(replaced) = pegout.replaces {
+            let block = read.block(&replaced)?.ok_or(PegoutError::NotBumpable("replaced block unknown"))?;
+            let replaced_tx = pegout_transaction(&block.header)
+                .ok()
+                .flatten()
+                .ok_or(PegoutError::NotBumpable("replaced block pays nothing"))?;
+            let txid = B256::from(replaced_tx.compute_txid().to_byte_array());
+            if read.payout(&txid)?.is_some_and(|r| r.status == PayoutStatus::Confirmed) {
+                return Err(PegoutError::AlreadyConfirmed(replaced_tx.compute_txid()));
+            }
+            let expected = self.bump_of(read, height, parent, &block.header)?;
+            if expected.block != *pegout {
+                return Err(PegoutError::Differs { what: "fee bump", expected: None });
+            }
+            return Ok(Vec::new());
         }
         let current = self.runtime.federations_at(height).0.ok_or(PegoutError::NoFederation(height))?;
         let (floor, cap) =
@@ -391,5 +534,5 @@ fn proposed(plan: &PegoutPlan, fee_rate_sat_vb: u64) -> Option<Proposed> {
         plan.refunds.iter().map(|r| key_ref(r.burn.block_hash, r.burn.log_index, r.block_number)).collect();
     let refunds = plan.refunds.iter().map(|r| (r.to, gwei(r.amount_wei))).collect();
     let tx = plan.proposal.as_ref().map(|p| Bytes::from(serialize(&p.tx))).unwrap_or_default();
-    Some(Proposed { block: PegoutBlock { paid, refunded, fee_rate_sat_vb, tx }, refunds })
+    Some(Proposed { block: PegoutBlock { paid, refunded, fee_rate_sat_vb, tx, replaces: None }, refunds })
 }

@@ -6,7 +6,8 @@
 //! PegInClaim      = RLP[ txid: B256, bitcoin_block: B256, outputs: [PegInOutput], amount_sats: u64,
 //!                        evm_address: Address ]
 //! PegInOutput     = RLP[ vout: u32, amount_sats: u64, script_pubkey: bytes ]
-//! PegoutBlock     = RLP[ paid: [BurnRef], refunded: [BurnRef], fee_rate_sat_vb: u64, tx: bytes ]
+//! PegoutBlock     = RLP[ paid: [BurnRef], refunded: [BurnRef], fee_rate_sat_vb: u64, tx: bytes,
+//!                        replaces: B256 (trailing, optional) ]
 //!                   (a trailing, optional header field)
 //! BurnRef         = RLP[ block_number: u64, log_index: u64, block_hash: B256 ]
 //! hash            = keccak256(RLP(ConsensusHeader))
@@ -91,6 +92,7 @@ pub struct BurnRef {
 /// from the listed burns, its own federation UTXO set at the parent and the fee rate, and refuses the
 /// block when it differs (`alys_bridge::pegout`).
 #[derive(Debug, Clone, PartialEq, Eq, RlpEncodable, RlpDecodable)]
+#[rlp(trailing)]
 pub struct PegoutBlock {
     /// The burns `tx` pays, in output order (chain order).
     pub paid: Vec<BurnRef>,
@@ -101,6 +103,9 @@ pub struct PegoutBlock {
     /// The unsigned transaction (Bitcoin consensus encoding, no witnesses); empty when every listed
     /// burn is refunded.
     pub tx: Bytes,
+    /// A fee bump: the consensus hash of the block whose stuck transaction this one replaces (same
+    /// inputs, same burns, a higher fee rate; BIP125). Absent from the encoding when `None`.
+    pub replaces: Option<B256>,
 }
 
 /// The signed part of a consensus block.

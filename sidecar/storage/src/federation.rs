@@ -203,14 +203,18 @@ pub trait FederationRead: Tables + ChainRead + Sized {
         Ok(out)
     }
 
-    /// Where `burn` was settled on the chain ending at `tip`, if it was.
+    /// Where `burn` was settled on the chain ending at `tip`, if it was: the latest block that did (a
+    /// fee bump settles the burns of the transaction it replaces again).
     fn settled_on(&self, burn: &BurnRef, tip: BlockRef) -> Result<Option<Settlement>, StorageError> {
+        let mut latest: Option<Settlement> = None;
         for settlement in self.settlements(burn)? {
-            if self.is_ancestor(settlement.block, tip)? {
-                return Ok(Some(settlement));
+            if latest.is_none_or(|l| settlement.block.height > l.block.height)
+                && self.is_ancestor(settlement.block, tip)?
+            {
+                latest = Some(settlement);
             }
         }
-        Ok(None)
+        Ok(latest)
     }
 
     /// Every block, on any branch, that settled `burn`.
@@ -274,6 +278,19 @@ impl WriteTx {
                 let key = fact_key(&outpoint_key(&txid, vout), hash);
                 outputs
                     .insert(&key, value(output.value.to_sat(), output.script_pubkey.as_bytes()).as_slice())?;
+            }
+            // A fee bump: the replaced transaction's change never exists on this chain.
+            if let Some(replaced) = pegout.replaces {
+                let block = self.block(&replaced)?.ok_or(StorageError::UnknownBlock(replaced))?;
+                let paid = block.header.pegout.as_ref().map_or(0, |p| p.paid.len());
+                let old =
+                    pegout_transaction(&block.header).map_err(|e| StorageError::PegoutTx(Box::new(e)))?;
+                if let Some(old) = old {
+                    let old_txid = B256::from(old.compute_txid().to_byte_array());
+                    for (vout, _) in (0u32..).zip(&old.output).skip(paid) {
+                        spends.insert(&fact_key(&outpoint_key(&old_txid, vout), hash), height)?;
+                    }
+                }
             }
         }
         let mut settled = self.table(SETTLED)?;

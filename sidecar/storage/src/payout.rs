@@ -59,11 +59,15 @@ pub enum PayoutStatus {
     Broadcast = 3,
     /// In a Bitcoin block the follower recorded.
     Confirmed = 4,
+    /// A later block proposed a fee bump of it (same inputs, same burns): it is not signed, sent or
+    /// re-sent any more; the replacement is.
+    Replaced = 5,
 }
 
 impl PayoutStatus {
     /// Every status, in order.
-    pub const ALL: [Self; 5] = [Self::Final, Self::Requested, Self::Signed, Self::Broadcast, Self::Confirmed];
+    pub const ALL: [Self; 6] =
+        [Self::Final, Self::Requested, Self::Signed, Self::Broadcast, Self::Confirmed, Self::Replaced];
 
     /// The status's name, as in metrics and RPC.
     pub const fn as_str(self) -> &'static str {
@@ -73,6 +77,7 @@ impl PayoutStatus {
             Self::Signed => "signed",
             Self::Broadcast => "broadcast",
             Self::Confirmed => "confirmed",
+            Self::Replaced => "replaced",
         }
     }
 
@@ -84,6 +89,7 @@ impl PayoutStatus {
             2 => Some(Self::Signed),
             3 => Some(Self::Broadcast),
             4 => Some(Self::Confirmed),
+            5 => Some(Self::Replaced),
             _ => None,
         }
     }
@@ -511,9 +517,9 @@ mod tests {
             assert!(matches!(error, StorageError::Decode { table: "pegout_payouts", .. }), "{error}");
         }
         // An unknown status byte.
-        assert_eq!(PayoutStatus::from_u8(5), None);
+        assert_eq!(PayoutStatus::from_u8(6), None);
         let mut status = Vec::new();
-        5u8.encode(&mut status);
+        6u8.encode(&mut status);
         assert!(PayoutStatus::decode(&mut status.as_slice()).is_err());
         for status in PayoutStatus::ALL {
             assert_eq!(PayoutStatus::from_u8(status as u8), Some(status));

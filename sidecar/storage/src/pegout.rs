@@ -349,6 +349,11 @@ impl WriteTx {
         };
         let now = now_secs();
         for block in left {
+            // A fee bump settles again what the block it replaces (an ancestor) settled: if that block
+            // stays, so does the settlement; if it leaves too, it requeues them itself.
+            if block.header.pegout.as_ref().is_some_and(|p| p.replaces.is_some()) {
+                continue;
+            }
             for key in settled(block) {
                 if released.get(&key)?.is_some() {
                     unsettled.insert(&key, now)?;
@@ -484,6 +489,7 @@ mod tests {
                     refunded: paid,
                     fee_rate_sat_vb: 1,
                     tx: Bytes::new(),
+                    replaces: None,
                 }),
             },
             execution_block: Bytes::new(),

@@ -451,6 +451,7 @@ fn blocks(seeds: &mut Seeds) {
             refunded: vec![burn(2)],
             fee_rate_sat_vb: 2,
             tx: Bytes::from(bitcoin::consensus::serialize(&tx)),
+            replaces: None,
         }),
         ..consensus_header(Bytes::new())
     };

@@ -371,9 +371,15 @@ impl Harness {
             refunded: vec![],
             fee_rate_sat_vb: 10,
             tx: bitcoin::consensus::serialize(&unsigned).into(),
+            replaces: None,
         };
-        let refund =
-            PegoutBlock { paid: vec![], refunded: vec![burn(2)], fee_rate_sat_vb: 10, tx: Bytes::new() };
+        let refund = PegoutBlock {
+            paid: vec![],
+            refunded: vec![burn(2)],
+            fee_rate_sat_vb: 10,
+            tx: Bytes::new(),
+            replaces: None,
+        };
         let storage = Arc::new(Storage::in_memory().unwrap());
         let b1 = write(&storage, |tx| tx.set_head(&block(B256::ZERO, 1, vec![claim], None)));
         let b2 = write(&storage, |tx| tx.set_head(&block(b1.hash, 2, vec![], Some(pegout))));
@@ -630,6 +636,7 @@ async fn a_final_payout_spending_an_output_the_database_lacks_waits_instead_of_b
         refunded: vec![],
         fee_rate_sat_vb: 10,
         tx: bitcoin::consensus::serialize(&unknown).into(),
+        replaces: None,
     };
     let b1 = write(&storage, |tx| tx.set_head(&block(B256::ZERO, 1, vec![], None)));
     let b2 = write(&storage, |tx| tx.set_head(&block(b1.hash, 2, vec![], Some(pegout))));
