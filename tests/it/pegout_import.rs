@@ -9,6 +9,12 @@
 //! federation its UTXOs; the same burns are released in both ledgers. Forged blocks are re-signed with
 //! the (public) devnet authority key, so only the bridge rules (or the withdrawal check) can refuse
 //! them.
+//!
+//! Then a fee bump: with `pegout_bump_after_blocks` low, the producer's payer holding the payment as
+//! broadcast, the producer proposes its replacement at twice the fee rate; forged bumps (other
+//! outputs, another rate, too early, of a transaction the importer saw confirmed, proposed again) are
+//! refused, the genuine one is taken, and both nodes agree the original's change left the UTXO set and
+//! the replacement's entered it.
 
 use std::{
     collections::HashSet,
@@ -44,7 +50,10 @@ use alys_governance::{
 use alys_primitives::{
     Approvals, AuthorityKey, BlockRef, BlsSignature, BurnRef, ChainHeads, PegoutBlock, SignedBlock,
 };
-use alys_storage::{ChainRead, FederationOutput, FederationRead, PeginRead, Settlement, Storage};
+use alys_storage::{
+    ChainRead, FederationOutput, FederationRead, PayoutRecord, PayoutStatus, PeginRead, Settlement,
+    SpentOutput, Storage,
+};
 use bitcoin::hashes::Hash as _;
 use bitcoin::{OutPoint, Transaction, TxOut, consensus::deserialize, consensus::serialize};
 use bitcoincore_rpc::RpcApi;
@@ -60,6 +69,8 @@ const GAP: u64 = 20;
 const FEE_FLOOR: u64 = 10;
 const FEE_CAP: u64 = 1_000;
 const MIN_SATS: u64 = 1_000_000;
+/// `pegout_bump_after_blocks`, set low so a stuck payment is bumped within the test.
+const BUMP_AFTER: u64 = 2;
 
 struct Net {
     spec: Arc<ChainSpec>,
@@ -192,8 +203,9 @@ async fn setup(dir: &std::path::Path) -> (Net, BitcoinHandle) {
     let federation = governance.federation().unwrap();
     let mut history = FederationHistory::default();
     history.insert(federation.clone()).unwrap();
-    let parameters =
+    let mut parameters =
         RuntimeParameters::with_max_blocks_without_pow(u64::MAX).with_pegin(CONFIRMATIONS, 10_000, 100);
+    parameters.pegout_bump_after_blocks = BUMP_AFTER;
     assert_eq!(
         (
             parameters.pegout_fee_rate_sat_vb,
@@ -220,6 +232,11 @@ async fn setup(dir: &std::path::Path) -> (Net, BitcoinHandle) {
     };
     net.mine(101).await;
     (net, handle)
+}
+
+/// `chain.import(block)` with its (large) future on the heap, so the scenario's frame stays small.
+async fn import(chain: &mut ChainActor, block: SignedBlock) -> Result<B256, ImportError> {
+    Box::pin(chain.import(block)).await
 }
 
 fn pegout_error(result: Result<B256, ImportError>) -> PegoutError {
@@ -268,6 +285,12 @@ fn signed_vsize(tx: &Transaction, federation: &Federation) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blocks_whose_pegout_does_not_follow_the_rules_are_refused_on_import() {
+    // On the heap: the scenario's future is too large for a test thread's stack in debug builds.
+    Box::pin(refused_on_import_then_bumped()).await;
+}
+
+/// The peg-out import scenario, then a fee bump of its payment (module docs).
+async fn refused_on_import_then_bumped() {
     let dir = tempdir();
     let (mut net, _bitcoin) = setup(dir.path()).await;
     let producer_store = Arc::new(Storage::in_memory().unwrap());
@@ -295,7 +318,7 @@ async fn blocks_whose_pegout_does_not_follow_the_rules_are_refused_on_import() {
         read.block(&head.hash).unwrap().unwrap()
     };
     let base = build(&net, &mut producer).await;
-    importer.import(base.clone()).await.unwrap();
+    import(&mut importer, base.clone()).await.unwrap();
 
     // Two deposits, deep enough, minted in one block on both nodes: the federation's UTXOs.
     let (big, small) = (30_000_000u64, 20_000_000u64);
@@ -314,7 +337,7 @@ async fn blocks_whose_pegout_does_not_follow_the_rules_are_refused_on_import() {
     let minting = build(&net, &mut producer).await;
     assert_eq!(minting.header.pegins.len(), 2, "both deposits claimed");
     assert!(minting.header.pegout.is_none(), "no burn released yet");
-    importer.import(minting.clone()).await.unwrap();
+    import(&mut importer, minting.clone()).await.unwrap();
     let head = BlockRef::new(minting.header.height, minting.header.hash());
     assert_eq!(
         importer_store.read().unwrap().federation_utxos_at(head).unwrap(),
@@ -396,7 +419,7 @@ async fn blocks_whose_pegout_does_not_follow_the_rules_are_refused_on_import() {
         .expect("the wallet holds coins");
     let foreign = OutPoint { txid: coin.txid, vout: coin.vout };
     let tx_foreign = with_tx(&|tx| tx.input[0].previous_output = foreign);
-    let error = pegout_error(importer.import(sibling(1, &|p| p.tx = tx_foreign.clone())).await);
+    let error = pegout_error(import(&mut importer, sibling(1, &|p| p.tx = tx_foreign.clone())).await);
     assert!(
         matches!(error, PegoutError::Differs { what: "transaction", expected: Some(e) } if e == txid),
         "{error}"
@@ -407,23 +430,23 @@ async fn blocks_whose_pegout_does_not_follow_the_rules_are_refused_on_import() {
         extra.previous_output = small_outpoint;
         tx.input.push(extra);
     });
-    let error = pegout_error(importer.import(sibling(2, &|p| p.tx = tx_both.clone())).await);
+    let error = pegout_error(import(&mut importer, sibling(2, &|p| p.tx = tx_both.clone())).await);
     assert!(matches!(error, PegoutError::Differs { what: "transaction", .. }), "{error}");
 
     // (b) The payable burn listed twice.
-    let error = pegout_error(importer.import(sibling(3, &|p| p.paid = vec![paid_ref, paid_ref])).await);
+    let error = pegout_error(import(&mut importer, sibling(3, &|p| p.paid = vec![paid_ref, paid_ref])).await);
     assert!(matches!(error, PegoutError::Duplicate(b) if b == paid_ref), "{error}");
 
     // (c) A fee rate above the cap; one within the bounds that is not the rate the tx was built at.
-    let error = pegout_error(importer.import(sibling(4, &|p| p.fee_rate_sat_vb = FEE_CAP + 1)).await);
+    let error = pegout_error(import(&mut importer, sibling(4, &|p| p.fee_rate_sat_vb = FEE_CAP + 1)).await);
     assert!(
         matches!(error, PegoutError::FeeRate { rate, floor: FEE_FLOOR, cap: FEE_CAP } if rate == FEE_CAP + 1),
         "{error}"
     );
-    let error = pegout_error(importer.import(sibling(5, &|p| p.fee_rate_sat_vb = FEE_FLOOR + 1)).await);
+    let error = pegout_error(import(&mut importer, sibling(5, &|p| p.fee_rate_sat_vb = FEE_FLOOR + 1)).await);
     assert!(matches!(error, PegoutError::Differs { what: "transaction", .. }), "{error}");
     // Below the floor too.
-    let error = pegout_error(importer.import(sibling(6, &|p| p.fee_rate_sat_vb = FEE_FLOOR - 1)).await);
+    let error = pegout_error(import(&mut importer, sibling(6, &|p| p.fee_rate_sat_vb = FEE_FLOOR - 1)).await);
     assert!(matches!(error, PegoutError::FeeRate { .. }), "{error}");
 
     // (d) A burn the importer's ledger does not have (released by the producer's only, for now).
@@ -432,14 +455,14 @@ async fn blocks_whose_pegout_does_not_follow_the_rules_are_refused_on_import() {
     assert_eq!(release(&producer_store, std::slice::from_ref(&late), head), vec![late.clone()]);
     let late_ref = burn_ref(&late);
     let error = pegout_error(
-        importer.import(sibling(7, &|p| p.refunded = vec![invalid_ref, below_ref, late_ref])).await,
+        import(&mut importer, sibling(7, &|p| p.refunded = vec![invalid_ref, below_ref, late_ref])).await,
     );
     assert!(matches!(error, PegoutError::UnknownBurn(b) if b == late_ref), "{error}");
 
     // (e) The change sent elsewhere.
     let elsewhere = net.address().await.script_pubkey();
     let tx_elsewhere = with_tx(&|tx| tx.output[1].script_pubkey = elsewhere.clone());
-    let error = pegout_error(importer.import(sibling(8, &|p| p.tx = tx_elsewhere.clone())).await);
+    let error = pegout_error(import(&mut importer, sibling(8, &|p| p.tx = tx_elsewhere.clone())).await);
     assert!(
         matches!(error, PegoutError::Differs { what: "transaction", expected: Some(e) } if e == txid),
         "{error}"
@@ -458,7 +481,7 @@ async fn blocks_whose_pegout_does_not_follow_the_rules_are_refused_on_import() {
 
     // (f) Invariant 2 for refunds: a header that no longer lists a refund its withdrawals still mint,
     // and a header listing both whose (re-built, otherwise valid) execution block mints one.
-    let result = importer.import(sibling(10, &|p| p.refunded = vec![below_ref])).await;
+    let result = import(&mut importer, sibling(10, &|p| p.refunded = vec![below_ref])).await;
     assert!(
         matches!(result, Err(ImportError::Execution(ExecutionBlockError::WithdrawalsMismatch))),
         "{result:?}"
@@ -497,14 +520,14 @@ async fn blocks_whose_pegout_does_not_follow_the_rules_are_refused_on_import() {
         net.resign(block)
     };
     assert_eq!(omitting.header.pegout, genuine.header.pegout);
-    let result = importer.import(omitting).await;
+    let result = import(&mut importer, omitting).await;
     assert!(
         matches!(result, Err(ImportError::Execution(ExecutionBlockError::WithdrawalsMismatch))),
         "{result:?}"
     );
 
     // The genuine block is taken.
-    assert_eq!(importer.import(genuine.clone()).await.unwrap(), genuine.header.hash());
+    assert_eq!(import(&mut importer, genuine.clone()).await.unwrap(), genuine.header.hash());
     let settled_in = BlockRef::new(genuine.header.height, genuine.header.hash());
 
     // (b) A child proposing the paid burn again: settled already on its chain.
@@ -516,7 +539,7 @@ async fn blocks_whose_pegout_does_not_follow_the_rules_are_refused_on_import() {
         block.header.pegout = Some(pegout);
         net.resign(block)
     };
-    let error = pegout_error(importer.import(child(12, proposal.clone())).await);
+    let error = pegout_error(import(&mut importer, child(12, proposal.clone())).await);
     assert!(
         matches!(error, PegoutError::AlreadySettled { burn, block } if burn == paid_ref && block == settled_in),
         "{error}"
@@ -524,7 +547,7 @@ async fn blocks_whose_pegout_does_not_follow_the_rules_are_refused_on_import() {
     // A refunded burn refunded again.
     let again =
         PegoutBlock { paid: Vec::new(), refunded: vec![below_ref], tx: Bytes::new(), ..proposal.clone() };
-    let error = pegout_error(importer.import(child(13, again)).await);
+    let error = pegout_error(import(&mut importer, child(13, again)).await);
     assert!(matches!(error, PegoutError::AlreadySettled { burn, .. } if burn == below_ref), "{error}");
 
     // Both nodes hold the same federation UTXO set (the spent deposit gone, the change in) and the same
@@ -572,7 +595,7 @@ async fn blocks_whose_pegout_does_not_follow_the_rules_are_refused_on_import() {
         replaces: None,
     };
     let spent_txid = deserialize::<Transaction>(&spent_again.tx).unwrap().compute_txid();
-    let error = pegout_error(importer.import(child(14, spent_again)).await);
+    let error = pegout_error(import(&mut importer, child(14, spent_again)).await);
     assert!(
         matches!(error, PegoutError::Differs { what: "transaction", expected: Some(e) } if e != spent_txid),
         "{error}"
@@ -590,7 +613,7 @@ async fn blocks_whose_pegout_does_not_follow_the_rules_are_refused_on_import() {
         vec![small_outpoint],
         "the largest unspent federation output"
     );
-    importer.import(next.clone()).await.unwrap();
+    import(&mut importer, next.clone()).await.unwrap();
     let tip = BlockRef::new(next.header.height, next.header.hash());
     let at_tip = |store: &Storage| -> Vec<FederationOutput> {
         store.read().unwrap().federation_utxos_at(tip).unwrap()
@@ -604,4 +627,148 @@ async fn blocks_whose_pegout_does_not_follow_the_rules_are_refused_on_import() {
     let settled_late = Some(Settlement { block: tip, refunded: false });
     assert_eq!(producer_store.read().unwrap().settled_on(&late_ref, tip).unwrap(), settled_late);
     assert_eq!(importer_store.read().unwrap().settled_on(&late_ref, tip).unwrap(), settled_late);
+
+    // Fee bumps. The producer's payer has the genuine block's transaction broadcast and unconfirmed:
+    // `BUMP_AFTER` blocks after it, the producer proposes the same inputs paying the same burn at twice
+    // the fee rate, the burn bearing the extra fee, with `replaces` naming the genuine block.
+    let genuine_hash = genuine.header.hash();
+    let genuine_txid = B256::from(txid.to_byte_array());
+    let spent = vec![SpentOutput {
+        amount_sats: big,
+        script_pubkey: Bytes::copy_from_slice(federation_script.as_bytes()),
+    }];
+    let broadcast = PayoutRecord {
+        status: PayoutStatus::Broadcast,
+        ..PayoutRecord::new(genuine_txid, settled_in, proposal.tx.clone(), spent, 1)
+    };
+    {
+        let write = producer_store.write().unwrap();
+        assert!(write.insert_payout(&broadcast).unwrap());
+        write.commit().unwrap();
+    }
+    assert_eq!(next.header.height, genuine.header.height + 1);
+    assert!(next.header.height < genuine.header.height + BUMP_AFTER, "not due at the next height yet");
+    let bump = build(&net, &mut producer).await;
+    assert_eq!(bump.header.height, genuine.header.height + BUMP_AFTER, "due now");
+    assert_eq!(bump.header.parent_hash, next.header.hash());
+    let bump_proposal = bump.header.pegout.clone().expect("a fee bump");
+    assert_eq!(bump_proposal.replaces, Some(genuine_hash));
+    assert_eq!(bump_proposal.fee_rate_sat_vb, 2 * FEE_FLOOR, "twice the original rate");
+    assert_eq!((bump_proposal.paid.clone(), bump_proposal.refunded.clone()), (vec![paid_ref], Vec::new()));
+    let bump_tx: Transaction = deserialize(&bump_proposal.tx).unwrap();
+    let bump_txid = bump_tx.compute_txid();
+    assert_ne!(bump_txid, txid);
+    assert_eq!(
+        bump_tx.input.iter().map(|i| i.previous_output).collect::<Vec<_>>(),
+        vec![big_outpoint],
+        "the same inputs"
+    );
+    let bump_fee = 2 * FEE_FLOOR * signed_vsize(&bump_tx, &net.federation);
+    assert_eq!(bump_fee, 2 * fee, "the same size at twice the rate");
+    assert_eq!(
+        bump_tx.output,
+        vec![
+            TxOut {
+                value: bitcoin::Amount::from_sat(paid_sats - fee - (bump_fee - fee)),
+                script_pubkey: payee.script_pubkey()
+            },
+            TxOut {
+                value: bitcoin::Amount::from_sat(big - paid_sats),
+                script_pubkey: federation_script.clone()
+            },
+        ],
+        "the payment lower by the extra fee, the change unchanged"
+    );
+    let bump_execution = decode_execution_block(&bump).unwrap();
+    assert!(bump_execution.body.withdrawals.as_ref().is_none_or(|w| w.is_empty()), "a bump refunds nothing");
+
+    // Forged bumps, each refused for its reason. Siblings of the genuine bump (same parent):
+    let bump_sibling = |k: u64, change: &dyn Fn(&mut PegoutBlock)| -> SignedBlock {
+        assert!(k < GAP);
+        let mut block = bump.clone();
+        block.header.slot += k;
+        change(block.header.pegout.as_mut().unwrap());
+        net.resign(block)
+    };
+    let with_bump_tx = |change: &dyn Fn(&mut Transaction)| -> Bytes {
+        let mut tx = bump_tx.clone();
+        change(&mut tx);
+        Bytes::from(serialize(&tx))
+    };
+    // (g) The payment kept at the original amount (the change pays the extra fee), ...
+    let kept = with_bump_tx(&|tx| {
+        tx.output[0].value = bitcoin::Amount::from_sat(paid_sats - fee);
+        tx.output[1].value = bitcoin::Amount::from_sat(big - paid_sats - (bump_fee - fee));
+    });
+    let error = pegout_error(import(&mut importer, bump_sibling(1, &|p| p.tx = kept.clone())).await);
+    assert!(matches!(error, PegoutError::Differs { what: "fee bump", .. }), "{error}");
+    // ... the change sent elsewhere, ...
+    let tx_elsewhere = with_bump_tx(&|tx| tx.output[1].script_pubkey = elsewhere.clone());
+    let error = pegout_error(import(&mut importer, bump_sibling(2, &|p| p.tx = tx_elsewhere.clone())).await);
+    assert!(matches!(error, PegoutError::Differs { what: "fee bump", .. }), "{error}");
+    // ... the original transaction re-proposed at the doubled rate, or the bump at another rate.
+    let error = pegout_error(import(&mut importer, bump_sibling(3, &|p| p.tx = proposal.tx.clone())).await);
+    assert!(matches!(error, PegoutError::Differs { what: "fee bump", .. }), "{error}");
+    let error =
+        pegout_error(import(&mut importer, bump_sibling(4, &|p| p.fee_rate_sat_vb = 3 * FEE_FLOOR)).await);
+    assert!(matches!(error, PegoutError::Differs { what: "fee bump", .. }), "{error}");
+    // (h) The importer's own Bitcoin node saw the original confirmed.
+    let set_importer_status = |status: PayoutStatus| {
+        let record = PayoutRecord { status, ..broadcast.clone() };
+        let write = importer_store.write().unwrap();
+        write.put_payout(&record).unwrap();
+        write.commit().unwrap();
+    };
+    set_importer_status(PayoutStatus::Confirmed);
+    let error = pegout_error(import(&mut importer, bump_sibling(5, &|_| {})).await);
+    assert!(matches!(error, PegoutError::AlreadyConfirmed(t) if t == txid), "{error}");
+    set_importer_status(PayoutStatus::Broadcast);
+    // (i) The same bump proposed too early: a child of the genuine block (a sibling of `next`).
+    let early = {
+        let mut block = bump.clone();
+        block.header.parent_hash = genuine_hash;
+        block.header.height = genuine.header.height + 1;
+        block.header.slot = genuine.header.slot + 15;
+        net.resign(block)
+    };
+    assert!(early.header.height < genuine.header.height + BUMP_AFTER);
+    let error = pegout_error(import(&mut importer, early).await);
+    assert!(matches!(error, PegoutError::NotBumpable("too early")), "{error}");
+
+    // The genuine bump is taken; both nodes agree on the UTXO set: the original's change gone, the
+    // bump's in, and the burn settled by the bump.
+    assert_eq!(import(&mut importer, bump.clone()).await.unwrap(), bump.header.hash());
+    let bumped = BlockRef::new(bump.header.height, bump.header.hash());
+    let at_bump = |store: &Storage| -> HashSet<(B256, u32, u64, Bytes)> {
+        store
+            .read()
+            .unwrap()
+            .federation_utxos_at(bumped)
+            .unwrap()
+            .into_iter()
+            .map(|u| (u.txid, u.vout, u.amount_sats, u.script_pubkey))
+            .collect()
+    };
+    let script = Bytes::copy_from_slice(federation_script.as_bytes());
+    let expected: HashSet<_> = [
+        (B256::from(bump_txid.to_byte_array()), 1, big - paid_sats, script.clone()),
+        (B256::from(next_tx.compute_txid().to_byte_array()), 1, small - late_sats, script),
+    ]
+    .into();
+    assert_eq!(at_bump(&producer_store), expected, "the producer's UTXO set after the bump");
+    assert_eq!(at_bump(&importer_store), expected, "the importer's UTXO set after the bump");
+    let settled_bump = Some(Settlement { block: bumped, refunded: false });
+    assert_eq!(producer_store.read().unwrap().settled_on(&paid_ref, bumped).unwrap(), settled_bump);
+    assert_eq!(importer_store.read().unwrap().settled_on(&paid_ref, bumped).unwrap(), settled_bump);
+
+    // (j) A child of the bump proposing it again: the original was replaced already.
+    let again = {
+        let mut block = bump.clone();
+        block.header.parent_hash = bump.header.hash();
+        block.header.height = bump.header.height + 1;
+        block.header.slot = bump.header.slot + 6;
+        net.resign(block)
+    };
+    let error = pegout_error(import(&mut importer, again).await);
+    assert!(matches!(error, PegoutError::NotBumpable("replaced already")), "{error}");
 }
