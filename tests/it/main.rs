@@ -6,6 +6,8 @@ mod bitcoin;
 mod blobs;
 mod crash;
 mod el_cast;
+mod federation;
+mod federation_support;
 mod governance;
 mod mining;
 mod network;

@@ -71,3 +71,44 @@ pub(crate) async fn run(args: GovernanceArgs) -> eyre::Result<()> {
     admin.stop();
     Ok(())
 }
+
+/// The devnet governance service run inside the devnet process: a 2-of-3 software federation with
+/// public devnet keys, requiring the devnet bearer token like a real service would, and its admin RPC
+/// (rotation, proposals).
+pub(crate) struct Embedded {
+    /// Where the `governance.v1` service listens.
+    pub(crate) addr: SocketAddr,
+    /// Its public key, hex (the nodes' `[governance].governance_key`).
+    pub(crate) key_hex: String,
+    /// The admin JSON-RPC.
+    pub(crate) admin: admin::AdminHandle,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Embedded {
+    /// Starts the service on `addr` and its admin RPC on `admin_addr`.
+    pub(crate) async fn start(addr: SocketAddr, admin_addr: SocketAddr) -> eyre::Result<Self> {
+        let service = DevGovernance::devnet(3, 2)?
+            .with_bearer_token(alys_devnet_governance::DEVNET_TOKEN)
+            .into_service();
+        let key_hex = alloy_primitives::hex::encode(service.state().governance_key().serialize());
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .wrap_err_with(|| format!("binding governance {addr}"))?;
+        let addr = listener.local_addr()?;
+        let serve = alys_devnet_governance::serve(service.clone(), listener, None);
+        let task = tokio::spawn(async move {
+            if let Err(error) = serve.await {
+                tracing::error!(target: "alys::devnet", %error, "the governance service stopped");
+            }
+        });
+        let admin = admin::start(service, admin_addr).await?;
+        Ok(Self { addr, key_hex, admin, task })
+    }
+
+    /// Stops the service and its admin RPC.
+    pub(crate) fn stop(self) {
+        self.task.abort();
+        self.admin.stop();
+    }
+}

@@ -4,12 +4,16 @@
 //! driving it. `alys-devnet el` runs the embedded execution engine on its own, as an operator runs reth or
 //! geth: an Engine API (JWT) for a consensus client and an eth JSON-RPC for dApps and tools.
 //! `alys-devnet governance` runs the devnet governance service on its own. `alys-devnet pegin` deposits
-//! BTC from the devnet's Bitcoin wallet to an EVM address on Alys.
+//! BTC from the devnet's Bitcoin wallet to an EVM address on Alys. `alys-devnet --authorities N` runs a
+//! federation instead: each node and its engine as processes of their own (`alys-devnet node`, `alys-devnet
+//! el`), and `alys-devnet join` adds a full node to a running one.
 
 mod bitcoin;
 mod el;
 mod exex;
+mod federation;
 mod governance;
+mod node;
 mod pegin;
 mod up;
 
@@ -33,6 +37,10 @@ enum Command {
     Governance(governance::GovernanceArgs),
     /// Deposit BTC from the devnet's Bitcoin wallet to an EVM address (a peg-in), as a user would.
     Pegin(pegin::PeginArgs),
+    /// Run the Alys node from a configuration file, exactly as `alys run --config` does.
+    Node(node::NodeArgs),
+    /// Add a full node (its own engine and node processes) to a running multi-node devnet.
+    Join(federation::JoinArgs),
 }
 
 fn main() -> eyre::Result<()> {
@@ -46,6 +54,7 @@ fn main() -> eyre::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -54,6 +63,8 @@ fn main() -> eyre::Result<()> {
             Some(Command::El(args)) => el::run(args).await,
             Some(Command::Governance(args)) => governance::run(args).await,
             Some(Command::Pegin(args)) => pegin::run(args).await,
+            Some(Command::Node(args)) => node::run(args).await,
+            Some(Command::Join(args)) => federation::join(args).await,
             None => up::run(cli.up).await,
         }
     })

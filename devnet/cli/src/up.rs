@@ -1,6 +1,7 @@
 //! `alys-devnet` (no subcommand): a complete local network in one process.
 //!
-//! It starts the embedded execution engine (Engine API + eth JSON-RPC, persisted under the data
+//! With `--authorities N` (N ≥ 2) or `--full-nodes M` it runs a federation of node processes instead
+//! (see [`crate::federation`]). Otherwise it starts the embedded execution engine (Engine API + eth JSON-RPC, persisted under the data
 //! directory) and one Alys authority node driving it, with the public devnet key, genesis and JWT from
 //! `etc/`. Stop it with Ctrl-C; start it again and the chain continues from where it stopped.
 
@@ -26,64 +27,124 @@ use eyre::WrapErr;
 pub(crate) struct UpArgs {
     /// Data directory of the network (execution chain and sidecar store).
     #[arg(long, default_value = "data/devnet")]
-    datadir: PathBuf,
+    pub(crate) datadir: PathBuf,
     /// Delete the data directory first and start a new chain.
     #[arg(long)]
-    fresh: bool,
+    pub(crate) fresh: bool,
     /// Directory holding the genesis, JWT and devnet key files.
     #[arg(long, default_value = "etc")]
-    etc: PathBuf,
+    pub(crate) etc: PathBuf,
     /// Aura slot length in milliseconds (at least 100: the execution client needs time to build).
     #[arg(long, default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(100..))]
-    slot_ms: u64,
+    pub(crate) slot_ms: u64,
     /// eth JSON-RPC over HTTP.
     #[arg(long = "http.addr", default_value = "127.0.0.1:8545")]
-    http_addr: SocketAddr,
+    pub(crate) http_addr: SocketAddr,
     /// eth JSON-RPC over WebSocket.
     #[arg(long = "ws.addr", default_value = "127.0.0.1:8546")]
-    ws_addr: SocketAddr,
+    pub(crate) ws_addr: SocketAddr,
     /// Engine API.
     #[arg(long = "authrpc.addr", default_value = "127.0.0.1:8551")]
-    authrpc_addr: SocketAddr,
+    pub(crate) authrpc_addr: SocketAddr,
     /// Alys RPC (mining, alys_*, admin).
     #[arg(long = "rpc.addr", default_value = "127.0.0.1:3000")]
-    rpc_addr: SocketAddr,
+    pub(crate) rpc_addr: SocketAddr,
     /// gRPC burn feed of the ExEx (what `alys-reth` serves).
     #[arg(long = "feed.addr", default_value = "127.0.0.1:50551")]
-    feed_addr: SocketAddr,
+    pub(crate) feed_addr: SocketAddr,
     /// The devnet governance service (federation keys, signing).
     #[arg(long = "governance.addr", default_value = "127.0.0.1:50061")]
-    governance_addr: SocketAddr,
+    pub(crate) governance_addr: SocketAddr,
     /// The devnet governance service's admin JSON-RPC (rotate the federation, issue proposals).
     #[arg(long = "governance.admin-addr", default_value = "127.0.0.1:50062")]
-    governance_admin_addr: SocketAddr,
+    pub(crate) governance_admin_addr: SocketAddr,
     /// Do not run the embedded reference miner (blocks then stop finalizing).
     #[arg(long)]
-    no_miner: bool,
+    pub(crate) no_miner: bool,
     /// Prometheus metrics.
     #[arg(long = "metrics.addr", default_value = "127.0.0.1:9101")]
-    metrics_addr: SocketAddr,
+    pub(crate) metrics_addr: SocketAddr,
     /// The Bitcoin regtest node's JSON-RPC (bitcoind's `-rpcport`; cookie in `<datadir>/bitcoin/.cookie`).
     #[arg(long = "bitcoin.addr", default_value = "127.0.0.1:18443")]
-    bitcoin_addr: SocketAddr,
+    pub(crate) bitcoin_addr: SocketAddr,
     /// Seconds between the Bitcoin blocks the devnet mines (0: mine only on request, `generatetoaddress`).
     #[arg(long = "bitcoin.block-secs", default_value_t = 5)]
-    bitcoin_block_secs: u64,
+    pub(crate) bitcoin_block_secs: u64,
     /// Bitcoin confirmations a deposit needs before it is minted (governance may change it later).
     #[arg(long = "pegin.confirmations", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
-    pegin_confirmations: u32,
+    pub(crate) pegin_confirmations: u32,
     /// Bitcoin confirmations after which a peg-out is done (governance may change it later).
     #[arg(long = "pegout.confirmations", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
-    pegout_confirmations: u32,
+    pub(crate) pegout_confirmations: u32,
     /// The fee rate peg-out transactions are built at, sat/vB (governance may change it later).
     #[arg(long = "pegout.fee-rate", default_value_t = 2)]
-    pegout_fee_rate: u64,
+    pub(crate) pegout_fee_rate: u64,
+    /// Authorities of the network. 1 runs everything in this one process; 2 or more run each node and
+    /// its execution engine as processes of their own (keys `etc/keys/devnet-authority[-i].key`), with
+    /// node i's ports at the base ports above plus i (plus 10·i for the engine's).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) authorities: u32,
+    /// Full (non-authority) nodes beside the authorities; giving it selects the multi-process mode even
+    /// with one authority (default there: 1).
+    #[arg(long = "full-nodes")]
+    pub(crate) full_nodes: Option<u32>,
+    /// Base address of node 0's peer-to-peer listener; node i listens on its port + i (multi-process
+    /// mode only).
+    #[arg(long = "p2p.addr", default_value = "127.0.0.1:30333")]
+    pub(crate) p2p_addr: SocketAddr,
+    /// Added to every port above that is not 0 (to run several devnets side by side).
+    #[arg(long = "ports.offset", default_value_t = 0)]
+    pub(crate) ports_offset: u16,
+}
+
+impl UpArgs {
+    /// Whether the network runs as a federation of processes.
+    pub(crate) fn is_federation(&self) -> bool {
+        self.authorities > 1 || self.full_nodes.is_some()
+    }
+
+    /// Adds `--ports.offset` to every address whose port is not 0.
+    fn with_port_offset(mut self) -> eyre::Result<Self> {
+        let offset = self.ports_offset;
+        for addr in [
+            &mut self.http_addr,
+            &mut self.ws_addr,
+            &mut self.authrpc_addr,
+            &mut self.rpc_addr,
+            &mut self.feed_addr,
+            &mut self.governance_addr,
+            &mut self.governance_admin_addr,
+            &mut self.metrics_addr,
+            &mut self.bitcoin_addr,
+            &mut self.p2p_addr,
+        ] {
+            *addr = offset_addr(*addr, offset)?;
+        }
+        self.ports_offset = 0;
+        Ok(self)
+    }
+}
+
+/// `addr` with `offset` added to its port, unless the port is 0 (any).
+pub(crate) fn offset_addr(mut addr: SocketAddr, offset: u16) -> eyre::Result<SocketAddr> {
+    if addr.port() != 0 {
+        let port = addr
+            .port()
+            .checked_add(offset)
+            .ok_or_else(|| eyre::eyre!("port {} + offset {offset} is past 65535", addr.port()))?;
+        addr.set_port(port);
+    }
+    Ok(addr)
 }
 
 pub(crate) async fn run(args: UpArgs) -> eyre::Result<()> {
+    let args = args.with_port_offset()?;
     if args.fresh && args.datadir.exists() {
         std::fs::remove_dir_all(&args.datadir)
             .wrap_err_with(|| format!("removing {}", args.datadir.display()))?;
+    }
+    if args.is_federation() {
+        return crate::federation::run(args).await;
     }
     let genesis = args.etc.join("genesis/devnet.json");
     let jwt = args.etc.join("jwt/jwt.hex");
@@ -121,18 +182,9 @@ pub(crate) async fn run(args: UpArgs) -> eyre::Result<()> {
 
     // The devnet governance service: a 2-of-3 software federation with public devnet keys, requiring
     // the devnet bearer token like a real service would, and its admin RPC (rotation, proposals).
-    let governance = alys_devnet_governance::DevGovernance::devnet(3, 2)?
-        .with_bearer_token(alys_devnet_governance::DEVNET_TOKEN)
-        .into_service();
-    let governance_key = governance.state().governance_key();
-    let governance_listener = tokio::net::TcpListener::bind(args.governance_addr)
-        .await
-        .wrap_err_with(|| format!("binding governance {}", args.governance_addr))?;
-    let governance_addr = governance_listener.local_addr()?;
-    let governance_task =
-        tokio::spawn(alys_devnet_governance::serve(governance.clone(), governance_listener, None));
-    let governance_admin =
-        alys_devnet_governance::admin::start(governance, args.governance_admin_addr).await?;
+    let governance =
+        crate::governance::Embedded::start(args.governance_addr, args.governance_admin_addr).await?;
+    let governance_addr = governance.addr;
 
     let authority = AuthorityKey::from_file(&key_file)?;
     // The Bitcoin node first, like the execution engine: infrastructure the node runs beside.
@@ -161,10 +213,7 @@ pub(crate) async fn run(args: UpArgs) -> eyre::Result<()> {
         metrics: MetricsSection { listen: None },
         governance: Some(GovernanceSection {
             bearer_token_file: Some(args.etc.join("keys/devnet-governance.token")),
-            ..GovernanceSection::new(
-                format!("http://{governance_addr}"),
-                alloy_primitives::hex::encode(governance_key.serialize()),
-            )
+            ..GovernanceSection::new(format!("http://{governance_addr}"), governance.key_hex.clone())
         }),
         // Devnet proofs come from the embedded miner: aim for one every 10 s. The pow limit lets any CPU
         // mine, so a fresh devnet starts some 2^22 times too easy for one core; a half-life of 10
@@ -192,6 +241,7 @@ pub(crate) async fn run(args: UpArgs) -> eyre::Result<()> {
             poll_interval: std::time::Duration::from_millis(250),
             ..BitcoinSection::with_cookie(bitcoin.url(), bitcoin_cookie.clone())
         }),
+        network: None,
     };
     let node = node::launch(config).await?;
 
@@ -208,7 +258,7 @@ pub(crate) async fn run(args: UpArgs) -> eyre::Result<()> {
         "minerPayout": DEV_ACCOUNTS[1],
         "federationFees": alys_chainspec::dev::DEVNET_FEDERATION_FEES,
         "governance": format!("http://{governance_addr}"),
-        "governanceAdmin": format!("http://{}", governance_admin.addr),
+        "governanceAdmin": format!("http://{}", governance.admin.addr),
         "bitcoinRpc": bitcoin.url(),
         "bitcoinCookie": bitcoin_cookie,
     });
@@ -235,7 +285,7 @@ pub(crate) async fn run(args: UpArgs) -> eyre::Result<()> {
         feed = exex.feed_addr,
         metrics = args.metrics_addr,
         governance = governance_addr,
-        admin = governance_admin.addr,
+        admin = governance.admin.addr,
         bitcoin = bitcoin.url(),
         cookie = bitcoin_cookie,
         account = DEV_ACCOUNTS[0],
@@ -263,17 +313,19 @@ pub(crate) async fn run(args: UpArgs) -> eyre::Result<()> {
     eth.stopped().await;
     engine_api.stopped().await;
     exex.stop().await;
-    governance_task.abort();
     if let Some(miner) = bitcoin_miner {
         miner.abort();
     }
     bitcoin.stop().await;
-    governance_admin.stop();
+    governance.stop();
     Ok(())
 }
 
 /// Copies the public devnet authority key into `datadir` as a private key file (once).
-fn install_devnet_key(public_key_file: &std::path::Path, datadir: &std::path::Path) -> eyre::Result<PathBuf> {
+pub(crate) fn install_devnet_key(
+    public_key_file: &std::path::Path,
+    datadir: &std::path::Path,
+) -> eyre::Result<PathBuf> {
     let installed = datadir.join("authority.key");
     if !installed.exists() {
         std::fs::create_dir_all(datadir).wrap_err_with(|| format!("creating {}", datadir.display()))?;

@@ -23,12 +23,16 @@ use alys_consensus::{
 use alys_engine_client::{EngineClient, EngineClientError};
 use alys_governance::{RuntimeState, RuntimeView};
 use alys_primitives::{
-    Approvals, AuthorityKey, BlockRef, BlsSignature, ChainHeads, ConsensusHeader, SignedBlock,
+    Approval, Approvals, AuthorityKey, BlockRef, BlsSignature, ChainHeads, ConsensusHeader,
+    EquivocationEvidence, SignedBlock,
 };
 use alys_storage::{ChainRead, Storage, StorageError};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::mining::{self, AuxTemplate, MiningError};
+use crate::{
+    federation::{ApprovalOutcome, ChainEvent},
+    mining::{self, AuxTemplate, MiningError},
+};
 
 /// The wall clock the chain reads, in unix milliseconds. Benchmarks and tests may drive their own.
 pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
@@ -116,6 +120,16 @@ pub enum ChainMessage {
     CreateAuxBlock(Address, oneshot::Sender<Result<AuxTemplate, MiningError>>),
     /// `submitauxblock`: a committed hash and a serialized CAuxPow.
     SubmitAuxBlock(B256, Bytes, oneshot::Sender<Result<bool, MiningError>>),
+    /// Another authority's block, waiting for approvals: check it as an import would (without the
+    /// approvals) and, if this node is an authority, answer its approval to gossip.
+    Proposal(Box<SignedBlock>, oneshot::Sender<Result<Option<Approval>, ImportError>>),
+    /// An authority's approval, from the network.
+    Approval(Approval, oneshot::Sender<Result<ApprovalOutcome, ImportError>>),
+    /// Equivocation evidence, from the network: `Ok(true)` when it is new and now stored.
+    Evidence(Box<EquivocationEvidence>, oneshot::Sender<Result<bool, ImportError>>),
+    /// A merged-mining proof another node queued (an encoded `AuxPowHeader`), from the network:
+    /// `Ok(true)` when it is valid here and now queued for this node's next block.
+    GossipProof(Bytes, oneshot::Sender<Result<bool, ImportError>>),
 }
 
 /// Why a block was not imported.
@@ -159,6 +173,39 @@ pub enum ImportError {
     /// The block proposes a peg-out but this node has no peg-out rules (no `[governance].network`).
     #[error("the block proposes a peg-out but this node has no peg-out rules")]
     NoPegoutRules,
+    /// This node approved or proposed another block of this height in a recent slot.
+    #[error("already voted for a block of height {height} in slot {slot}")]
+    AlreadyVoted {
+        /// The height voted for.
+        height: u64,
+        /// The slot of that vote.
+        slot: u64,
+    },
+    /// A proposal that does not extend this node's head: not approved (this node may be behind).
+    #[error("proposal's parent {parent} is not this node's head {head}")]
+    NotOnHead {
+        /// The proposal's parent.
+        parent: B256,
+        /// This node's head.
+        head: B256,
+    },
+}
+
+impl ImportError {
+    /// Whether the block itself is at fault (a sender relaying it should be penalized), as opposed to
+    /// this node lacking something (its parent, its execution client, its database).
+    pub const fn is_invalid_block(&self) -> bool {
+        !matches!(
+            self,
+            Self::UnknownParent(_)
+                | Self::Engine(_)
+                | Self::Storage(_)
+                | Self::NoPegoutRules
+                | Self::NotOnHead { .. }
+                | Self::AlreadyVoted { .. }
+                | Self::Equivocation { .. }
+        ) && !matches!(self, Self::Aura(AuraError::FutureSlot { .. }))
+    }
 }
 
 /// The head as the actor tracks it.
@@ -195,6 +242,18 @@ pub struct ChainActor {
     /// Peg-out proposals: building them when producing, checking them when importing (`None`: this
     /// node proposes none and refuses blocks that do).
     pub(crate) pegouts: Option<PegoutRules>,
+    /// Where blocks, proposals and evidence go out to the network (`None`: this node runs alone).
+    pub(crate) events: Option<mpsc::Sender<ChainEvent>>,
+    /// This node's own block waiting for approvals.
+    pub(crate) pending: Option<crate::federation::Pending>,
+    /// Proposals already checked in full here (peg-ins, peg-outs, proof, execution), by hash: their
+    /// block, arriving with approvals, needs only the approvals checked.
+    pub(crate) validated: lru::LruCache<B256, ()>,
+    /// The (height, slot) of the last block this node proposed or approved: it approves no other block
+    /// of that height until two slots later, so two blocks of one height rarely both gather a quorum.
+    pub(crate) last_vote: Option<(u64, u64)>,
+    /// The first signed header seen per (slot, author), to build evidence when a second one arrives.
+    pub(crate) seen_headers: lru::LruCache<(u64, u32), (ConsensusHeader, Bytes)>,
 }
 
 /// How long producing one block took, split into the sidecar's own work and Engine API calls.
@@ -213,9 +272,17 @@ fn now_ms() -> u64 {
 /// An execution block ready for `newPayload`: decoded and checked, with its payload when it was built
 /// here (so our own blocks are neither decoded nor hashed again).
 #[derive(Debug)]
-struct Execution {
-    block: Block<TxEnvelope>,
-    payload: Option<ExecutionPayload>,
+pub(crate) struct Execution {
+    pub(crate) block: Block<TxEnvelope>,
+    pub(crate) payload: Option<ExecutionPayload>,
+}
+
+/// A block the execution client validated, ready to commit: the proof it carries and its execution
+/// timestamp.
+#[derive(Debug)]
+pub(crate) struct Executed {
+    pub(crate) proof: Option<AuxPowHeader>,
+    pub(crate) timestamp: u64,
 }
 
 impl ChainActor {
@@ -258,6 +325,7 @@ impl ChainActor {
         let mining = mining::MiningState::load(&read, &config.auxpow, config.genesis_timestamp)?;
         let runtime = config.runtime.clone();
         let paused = read.production_paused()?;
+        let equivocation_count = alys_storage::EvidenceRead::equivocation_count(&read)?;
         drop(read);
         heads.send_replace(ChainHeads {
             head: head.block,
@@ -275,13 +343,22 @@ impl ChainActor {
             head,
             finalized_execution_hash,
             equivocations: EquivocationDetector::default(),
-            equivocation_count: 0,
+            equivocation_count,
             paused,
             engine_synced: false,
             engine_online: true,
             engine_nanos: std::sync::atomic::AtomicU64::new(0),
             pegins: PeginRules::new(runtime, None),
             pegouts: None,
+            events: None,
+            pending: None,
+            last_vote: None,
+            validated: lru::LruCache::new(
+                std::num::NonZeroUsize::new(256).unwrap_or(std::num::NonZeroUsize::MIN),
+            ),
+            seen_headers: lru::LruCache::new(
+                std::num::NonZeroUsize::new(4_096).unwrap_or(std::num::NonZeroUsize::MIN),
+            ),
         })
     }
 
@@ -289,6 +366,14 @@ impl ChainActor {
     /// claim: a node without a Bitcoin node cannot check them).
     pub fn with_pegins(mut self, rules: PeginRules) -> Self {
         self.pegins = rules;
+        self
+    }
+
+    /// Sends blocks this node authors, its proposals and equivocation evidence to `events` (the
+    /// network), and lets it produce with more than one authority (approvals arrive as
+    /// [`ChainMessage::Approval`]).
+    pub fn with_events(mut self, events: mpsc::Sender<ChainEvent>) -> Self {
+        self.events = Some(events);
         self
     }
 
@@ -455,21 +540,41 @@ impl ChainActor {
         if self.storage.read()?.has_block(&hash)? {
             return Ok(hash);
         }
+        let execution = self.check(&block, hash, true).await?;
+        self.apply(block, hash, execution).await
+    }
+
+    /// The checks of a block from another node, before execution: Aura (author, slot, signature,
+    /// equivocation, parent, execution timestamp inside the slot), the approvals if `approvals`, and,
+    /// unless this node checked the same block as a proposal already, its peg-in claims, peg-out
+    /// proposal and merged-mining proof.
+    pub(crate) async fn check(
+        &mut self,
+        block: &SignedBlock,
+        hash: B256,
+        approvals: bool,
+    ) -> Result<Execution, ImportError> {
         let header = &block.header;
         self.aura.verify_header(header, &block.author_signature, (self.config.clock)())?;
-        if self.equivocations.observe(header.slot, header.author, hash).is_err() {
-            self.equivocation_count += 1;
-            metrics::counter!("alys_chain_equivocations_total").increment(1);
-            tracing::warn!(target: "alys::chain", slot = header.slot, author = header.author, %hash, "equivocation");
-            return Err(ImportError::Equivocation { slot: header.slot, author: header.author });
-        }
+        self.observe(header, &block.author_signature)?;
         let parent = self.parent_of(header)?.ok_or(ImportError::UnknownParent(header.parent_hash))?;
         match &parent {
             Some(parent) => self.aura.check_child(parent, header)?,
             None if header.height != 1 => return Err(AuraError::NotChild("height").into()),
             None => {}
         }
-        self.aura.verify_approvals(&hash, &block.approvals)?;
+        if approvals {
+            self.aura.verify_approvals(&hash, &block.approvals)?;
+        }
+        if self.validated.get(&hash).is_none() {
+            self.check_bridge(block, hash).await?;
+        }
+        Ok(Execution { block: decode_execution_block(block)?, payload: None })
+    }
+
+    /// A block's merged-mining proof, peg-in claims and peg-out proposal, against this node's state.
+    async fn check_bridge(&self, block: &SignedBlock, hash: B256) -> Result<(), ImportError> {
+        let header = &block.header;
         if !block.header.auxpow.is_empty() {
             self.verify_block_auxpow(block.header.parent_hash, &block.header.auxpow)?;
         }
@@ -492,8 +597,7 @@ impl ChainActor {
                 return Err(error.into());
             }
         }
-        let execution = Execution { block: decode_execution_block(&block)?, payload: None };
-        self.apply(block, hash, execution).await
+        Ok(())
     }
 
     /// Imports a block whose signatures and Aura rules are already checked (received and verified, or
@@ -505,6 +609,17 @@ impl ChainActor {
         hash: B256,
         execution: Execution,
     ) -> Result<B256, ImportError> {
+        let executed = self.execute(&block, execution).await?;
+        self.commit(block, hash, executed).await
+    }
+
+    /// The execution side of a checked block: the withdrawals it must mint, its binding to the
+    /// consensus parent, and the execution client's `newPayload`. Nothing is stored.
+    pub(crate) async fn execute(
+        &mut self,
+        block: &SignedBlock,
+        execution: Execution,
+    ) -> Result<Executed, ImportError> {
         let header = &block.header;
         let proof = if header.auxpow.is_empty() {
             None
@@ -524,19 +639,51 @@ impl ChainActor {
         {
             return Err(AuraError::NotChild("execution block not bound to the consensus parent").into());
         }
+        self.aura.check_timestamp(header.slot, timestamp)?;
         if !self.engine_synced {
             self.sync_engine().await?;
         }
-        self.send_execution(&block, execution).await?;
+        self.send_execution(block, execution).await?;
+        Ok(Executed { proof, timestamp })
+    }
 
-        if header.height > self.head.block.height {
+    /// Stores an executed block and, when fork choice prefers it, makes it the head (with the finality
+    /// its proof brings) in one commit, then tells the execution client.
+    pub(crate) async fn commit(
+        &mut self,
+        block: SignedBlock,
+        hash: B256,
+        executed: Executed,
+    ) -> Result<B256, ImportError> {
+        let Executed { proof, timestamp } = executed;
+        let header = &block.header;
+        if self.prefer(header)? {
             // The block, the finality its proof brings, the new difficulty and the consumed proof are
             // one commit: a crash leaves all of them or none (a reward is never paid for a batch that
             // stays unfinalized). Memory follows the commit.
+            // A branch becoming canonical may carry proofs in blocks stored while it was a fork: their
+            // finality and difficulty are applied in the same commit, in order, before this block's.
+            let joined = if header.parent_hash == self.head.block.hash {
+                Vec::new()
+            } else {
+                self.joined_proofs(header)?
+            };
             let tx = self.storage.write()?;
             let head = tx.set_head(&block)?;
-            let finalization =
-                proof.as_ref().map(|p| self.stage_finalization(&tx, p, timestamp)).transpose()?;
+            let mut staged: Vec<mining::Finalization> = Vec::new();
+            for (proof, proof_timestamp) in &joined {
+                staged.push(self.stage_finalization(&tx, proof, *proof_timestamp, staged.last())?);
+            }
+            let finalization = proof
+                .as_ref()
+                .map(|p| self.stage_finalization(&tx, p, timestamp, staged.last()))
+                .transpose()?;
+            if !staged.is_empty() {
+                tracing::info!(target: "alys::chain", proofs = staged.len(), height = header.height,
+                    "a branch with merged-mining proofs became canonical");
+            }
+            // Memory takes the last one after the commit (each overwrites the one before).
+            let finalization = finalization.or_else(|| staged.pop());
             alys_primitives::crash_point!("chain::commit::before");
             if finalization.is_some() {
                 // The same commit, named for the blocks that finalize a batch and pay its reward.
@@ -642,8 +789,8 @@ impl ChainActor {
         }
         let Some(key) = self.key.clone() else { return Ok(false) };
         let need = Aura::required_approvals(self.aura.authorities().len());
-        if need > 1 {
-            // Approvals from other authorities arrive over the network, which this build does not have yet.
+        if need > 1 && self.events.is_none() {
+            // Approvals from other authorities arrive over the network, and this node has none.
             metrics::counter!("alys_chain_slots_skipped_total", "reason" => "no_network").increment(1);
             return Ok(false);
         }
@@ -736,7 +883,33 @@ impl ChainActor {
         if self.equivocations.observe(slot, index, hash).is_err() {
             return Err(ImportError::Equivocation { slot, author: index });
         }
-        self.apply(block, hash, Execution { block: execution, payload: Some(built.payload) }).await?;
+        self.seen_headers.put((slot, index), (block.header.clone(), block.author_signature.clone()));
+        let execution = Execution { block: execution, payload: Some(built.payload) };
+        if need > 1 {
+            // Other authorities approve it first: it is executed (the execution client holds it) and
+            // gossiped; the commit waits for `need` approvals (`ChainMessage::Approval`).
+            let executed = self.execute(&block, execution).await?;
+            // Equivocation tests arm this (`FAILPOINTS=chain::equivocate=return`) to make an authority
+            // sign a second, different block for its slot and gossip it after the first.
+            let twin = fail::eval("chain::equivocate", |_| {
+                let mut header = block.header.clone();
+                header.execution_block_hash = alloy_primitives::keccak256(header.execution_block_hash);
+                let signature = key.sign(&header.hash());
+                SignedBlock {
+                    header,
+                    author_signature: signature.to_bytes().to_vec().into(),
+                    ..block.clone()
+                }
+            });
+            self.propose(block, hash, signature, executed);
+            if let Some(twin) = twin {
+                tracing::warn!(target: "alys::chain", slot, "failpoint chain::equivocate: gossiping a second block");
+                self.emit(ChainEvent::Proposed(Box::new(twin)));
+            }
+            return Ok(true);
+        }
+        self.apply(block.clone(), hash, execution).await?;
+        self.emit(ChainEvent::Block(Box::new(block)));
         metrics::counter!("alys_chain_blocks_produced_total").increment(1);
         let finalized = self.heads.borrow().finalized.map_or(0, |f| f.height);
         let pegins = self.head.header.as_ref().map_or(0, |h| h.pegins.len());
@@ -755,6 +928,7 @@ impl Actor for ChainActor {
         fail::fail_point!("chain::handle");
         match message {
             ChainMessage::Tick { slot } => {
+                self.expire_pending(slot);
                 let result = self.produce_slot(slot).await;
                 self.engine_online = !matches!(&result, Err(ImportError::Engine(e)) if e.is_transport());
                 metrics::gauge!("alys_engine_online").set(if self.engine_online { 1.0 } else { 0.0 });
@@ -780,7 +954,25 @@ impl Actor for ChainActor {
                 let _ = reply.send(self.create_aux_block(miner));
             }
             ChainMessage::SubmitAuxBlock(hash, proof, reply) => {
-                let _ = reply.send(self.submit_aux_block(hash, proof));
+                let result = self.submit_aux_block(hash, proof);
+                if matches!(result, Ok(true))
+                    && let Some(queued) = &self.mining.queued
+                {
+                    self.emit(ChainEvent::Proof(queued.encoded()));
+                }
+                let _ = reply.send(result);
+            }
+            ChainMessage::Proposal(block, reply) => {
+                let _ = reply.send(self.on_proposal(*block).await);
+            }
+            ChainMessage::Approval(approval, reply) => {
+                let _ = reply.send(self.on_approval(approval).await);
+            }
+            ChainMessage::Evidence(evidence, reply) => {
+                let _ = reply.send(self.on_evidence(*evidence));
+            }
+            ChainMessage::GossipProof(proof, reply) => {
+                let _ = reply.send(self.on_gossip_proof(&proof));
             }
             ChainMessage::SetPaused(paused, reply) => {
                 // Saved first: an operator's pause holds across restarts.

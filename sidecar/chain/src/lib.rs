@@ -18,6 +18,7 @@
 //! commit.
 
 mod actor;
+mod federation;
 pub mod metrics;
 pub mod mining;
 mod templates;
@@ -26,4 +27,5 @@ pub use actor::{
     ChainActor, ChainConfig, ChainMessage, ChainStatus, Clock, ImportError, ProductionTiming, run_slot_clock,
     system_clock,
 };
+pub use federation::{ApprovalOutcome, ChainEvent};
 pub use mining::{AuxTemplate, MiningError};

@@ -313,9 +313,13 @@ impl ChainActor {
         tx: &WriteTx,
         proof: &AuxPowHeader,
         block_timestamp: u64,
+        after: Option<&Finalization>,
     ) -> Result<Finalization, ImportError> {
         let retarget = self.config.auxpow.retarget();
-        let schedule = self.mining.schedule.after_proof(block_timestamp, &retarget);
+        // `after`: a finalization staged earlier in the same transaction (the proofs of a branch that
+        // becomes canonical, applied in order).
+        let schedule =
+            after.map_or(self.mining.schedule, |f| f.schedule).after_proof(block_timestamp, &retarget);
         let bits = schedule.next_bits(&retarget);
         let finalized = BlockRef { height: proof.head_height, hash: proof.head };
         tx.set_finalized(finalized)?;

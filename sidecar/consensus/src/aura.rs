@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 
 use alloy_primitives::B256;
 
-use alys_primitives::{Approvals, AuthorityPublicKey, BlsSignature, ConsensusHeader, KeyError};
+use alys_primitives::{
+    Approval, Approvals, AuthorityPublicKey, BlsSignature, ConsensusHeader, EquivocationEvidence, KeyError,
+};
 
 /// Why a header or its approvals were refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -51,6 +53,17 @@ pub enum AuraError {
     /// The aggregate approval signature does not verify, or is malformed.
     #[error("approvals signature: {0}")]
     ApprovalSignature(KeyError),
+    /// The execution block's timestamp is not inside the consensus block's slot.
+    #[error("execution timestamp {timestamp} is outside slot {slot}")]
+    TimestampOutsideSlot {
+        /// The slot.
+        slot: u64,
+        /// The execution timestamp, unix seconds.
+        timestamp: u64,
+    },
+    /// Equivocation evidence that proves nothing.
+    #[error("not an equivocation: {0}")]
+    NotEquivocation(&'static str),
 }
 
 /// The Aura schedule of one authority set.
@@ -88,6 +101,18 @@ impl Aura {
     /// The unix time in milliseconds at which `slot` starts.
     pub const fn slot_start_ms(&self, slot: u64) -> u64 {
         slot.saturating_mul(self.slot_duration_ms)
+    }
+
+    /// Checks that an execution timestamp (unix seconds) falls inside `slot`: the second it names
+    /// overlaps `[slot_start, slot_start + slot_duration)`.
+    pub const fn check_timestamp(&self, slot: u64, timestamp_secs: u64) -> Result<(), AuraError> {
+        let start = self.slot_start_ms(slot);
+        let end = start.saturating_add(self.slot_duration_ms);
+        let second = timestamp_secs.saturating_mul(1_000);
+        if second.saturating_add(999) < start || second >= end {
+            return Err(AuraError::TimestampOutsideSlot { slot, timestamp: timestamp_secs });
+        }
+        Ok(())
     }
 
     /// The index of the authority scheduled for `slot`: `slot mod n`.
@@ -156,6 +181,45 @@ impl Aura {
             BlsSignature::from_bytes(&approvals.signature).map_err(AuraError::ApprovalSignature)?;
         signature.fast_aggregate_verify(block_hash, &keys).map_err(AuraError::ApprovalSignature)?;
         Ok(keys.len())
+    }
+}
+
+impl Aura {
+    /// Checks one authority's approval of `approval.block_hash`.
+    pub fn verify_approval(&self, approval: &Approval) -> Result<(), AuraError> {
+        let key = self
+            .authorities
+            .get(approval.authority as usize)
+            .ok_or(AuraError::UnknownAuthority(approval.authority))?;
+        let signature =
+            BlsSignature::from_bytes(&approval.signature).map_err(AuraError::ApprovalSignature)?;
+        key.verify(&approval.block_hash, &signature).map_err(AuraError::ApprovalSignature)
+    }
+
+    /// Checks equivocation evidence: two different headers for one (slot, author), both signed by the
+    /// author, whose slot is the author's by the schedule. Returns what it proves.
+    pub fn verify_evidence(&self, evidence: &EquivocationEvidence) -> Result<Equivocation, AuraError> {
+        let (first, second) = (&evidence.first, &evidence.second);
+        if first.slot != second.slot || first.author != second.author {
+            return Err(AuraError::NotEquivocation("different slot or author"));
+        }
+        let (first_hash, second_hash) = (first.hash(), second.hash());
+        if first_hash == second_hash {
+            return Err(AuraError::NotEquivocation("the same block twice"));
+        }
+        let key =
+            self.authorities.get(first.author as usize).ok_or(AuraError::UnknownAuthority(first.author))?;
+        let expected = self.author_of(first.slot);
+        if first.author != expected {
+            return Err(AuraError::WrongAuthor { slot: first.slot, expected, got: first.author });
+        }
+        for (hash, signature) in
+            [(first_hash, &evidence.first_signature), (second_hash, &evidence.second_signature)]
+        {
+            let signature = BlsSignature::from_bytes(signature).map_err(AuraError::AuthorSignature)?;
+            key.verify(&hash, &signature).map_err(AuraError::AuthorSignature)?;
+        }
+        Ok(Equivocation { slot: first.slot, author: first.author, first: first_hash, second: second_hash })
     }
 }
 
@@ -247,6 +311,79 @@ mod tests {
         assert_eq!(a.index_of(k[2].public()), Some(2));
         assert_eq!(a.index_of(AuthorityKey::from_seed(&[99; 32]).unwrap().public()), None);
         assert!(matches!(Aura::new(vec![], 1, 0), Err(AuraError::NoAuthorities)));
+    }
+
+    #[test]
+    fn one_approval_verifies_only_for_its_authority_and_block() {
+        let k = keys(3);
+        let a = aura(&k);
+        let hash = B256::repeat_byte(7);
+        let good = Approval {
+            block_hash: hash,
+            authority: 2,
+            signature: k[2].sign(&hash).to_bytes().to_vec().into(),
+        };
+        a.verify_approval(&good).unwrap();
+        let other_signer = Approval { authority: 1, ..good.clone() };
+        assert!(matches!(a.verify_approval(&other_signer), Err(AuraError::ApprovalSignature(_))));
+        let other_block = Approval { block_hash: B256::repeat_byte(8), ..good.clone() };
+        assert!(matches!(a.verify_approval(&other_block), Err(AuraError::ApprovalSignature(_))));
+        let unknown = Approval { authority: 3, ..good.clone() };
+        assert_eq!(a.verify_approval(&unknown), Err(AuraError::UnknownAuthority(3)));
+        let garbage = Approval { signature: Bytes::from_static(&[1, 2, 3]), ..good };
+        assert!(matches!(a.verify_approval(&garbage), Err(AuraError::ApprovalSignature(_))));
+    }
+
+    #[test]
+    fn evidence_needs_two_different_headers_of_one_slot_both_signed_by_its_author() {
+        let k = keys(3);
+        let a = aura(&k);
+        let first = header(10, 1);
+        let second = ConsensusHeader { execution_block_hash: B256::repeat_byte(1), ..first.clone() };
+        let sign = |key: &AuthorityKey, h: &ConsensusHeader| -> Bytes {
+            key.sign(&h.hash()).to_bytes().to_vec().into()
+        };
+        let evidence = EquivocationEvidence {
+            first: first.clone(),
+            first_signature: sign(&k[1], &first),
+            second: second.clone(),
+            second_signature: sign(&k[1], &second),
+        };
+        let proven = a.verify_evidence(&evidence).unwrap();
+        assert_eq!(
+            (proven.slot, proven.author, proven.first, proven.second),
+            (10, 1, first.hash(), second.hash())
+        );
+        let same = EquivocationEvidence {
+            second: first.clone(),
+            second_signature: sign(&k[1], &first),
+            ..evidence.clone()
+        };
+        assert_eq!(a.verify_evidence(&same), Err(AuraError::NotEquivocation("the same block twice")));
+        let other_slot = ConsensusHeader { slot: 13, ..second.clone() };
+        let moved = EquivocationEvidence {
+            second: other_slot.clone(),
+            second_signature: sign(&k[1], &other_slot),
+            ..evidence.clone()
+        };
+        assert!(matches!(a.verify_evidence(&moved), Err(AuraError::NotEquivocation(_))));
+        let forged = EquivocationEvidence { second_signature: sign(&k[2], &second), ..evidence };
+        assert!(matches!(a.verify_evidence(&forged), Err(AuraError::AuthorSignature(_))));
+    }
+
+    #[test]
+    fn execution_timestamps_must_fall_inside_the_slot() {
+        let a = aura(&keys(1)); // 2 s slots: slot 5 is [10 s, 12 s)
+        a.check_timestamp(5, 10).unwrap();
+        a.check_timestamp(5, 11).unwrap();
+        assert!(a.check_timestamp(5, 12).is_err());
+        assert!(a.check_timestamp(5, 9).is_err());
+        assert!(a.check_timestamp(5, 0).is_err());
+        let fast =
+            Aura::new(vec![AuthorityKey::from_seed(&[1; 32]).unwrap().public().clone()], 500, 0).unwrap();
+        // 500 ms slots: slot 3 is [1.5 s, 2 s), inside second 1.
+        fast.check_timestamp(3, 1).unwrap();
+        assert!(fast.check_timestamp(3, 2).is_err());
     }
 
     #[test]

@@ -46,6 +46,37 @@ pub struct NodeConfig {
     /// The node's own Bitcoin node; without it the node claims no deposits and refuses blocks that do.
     #[serde(default)]
     pub bitcoin: Option<BitcoinSection>,
+    /// The federation's peer-to-peer network; without it the node runs alone (one authority only).
+    #[serde(default)]
+    pub network: Option<NetworkSection>,
+}
+
+/// `[network]`: libp2p (TCP, noise, yamux) gossip and sync with the other nodes of the federation.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkSection {
+    /// Where to listen for peers (TCP).
+    #[serde(default = "default_p2p_listen")]
+    pub listen: SocketAddr,
+    /// Peers to dial at start and whenever the node has none, as multiaddrs
+    /// (`/ip4/10.0.0.2/tcp/30333`, optionally ending in `/p2p/<peer id>`).
+    #[serde(default)]
+    pub bootnodes: Vec<String>,
+    /// The node's network identity (an ed25519 key, created on first start); default
+    /// `<data_dir>/network.key`.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// Most peers connected at once.
+    #[serde(default = "default_max_peers")]
+    pub max_peers: u32,
+}
+
+fn default_p2p_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 30333))
+}
+
+const fn default_max_peers() -> u32 {
+    50
 }
 
 /// `[bitcoin]`: the node's own Bitcoin node (Bitcoin Core 25+), and the peg-in rules' starting values.

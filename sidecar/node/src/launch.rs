@@ -49,6 +49,17 @@ pub enum LaunchError {
     /// The authority set is unusable.
     #[error("authorities: {0}")]
     Aura(#[from] AuraError),
+    /// The peer-to-peer network could not start.
+    #[error("[network]: {0}")]
+    Network(#[from] alys_network::NetworkError),
+    /// A `[network].bootnodes` entry is not a multiaddr.
+    #[error("[network].bootnodes: {addr:?} is not a multiaddr: {reason}")]
+    Bootnode {
+        /// The entry.
+        addr: String,
+        /// Why.
+        reason: String,
+    },
     /// The JWT secret is unusable.
     #[error("JWT secret {}: {source}", path.display())]
     Jwt {
@@ -255,6 +266,9 @@ pub struct NodeHandle {
     pub heads: watch::Receiver<ChainHeads>,
     /// The number of connected peers, reported to governance (written by the network when it runs).
     pub peers: watch::Sender<u32>,
+    /// Where peers reach this node: its listen multiaddrs ending in `/p2p/<peer id>` (empty without
+    /// `[network]`).
+    pub p2p: Vec<String>,
     chain_task: JoinHandle<()>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -430,6 +444,13 @@ pub async fn launch(config: NodeConfig) -> Result<NodeHandle, LaunchError> {
     };
     tracing::info!(target: "alys::node", chain_id = spec.chain_id(), genesis = %chain_config.genesis_hash,
         authorities = aura.authorities().len(), "starting node");
+    // The federation network: started before the chain, which sends its blocks and proposals to it.
+    let network = match &config.network {
+        Some(section) => Some(start_network(section, &config.storage.data_dir, spec.genesis_hash()).await?),
+        None => None,
+    };
+    let (chain_events_tx, chain_events) = tokio::sync::mpsc::channel(1_024);
+    let chain_events_tx = network.is_some().then_some(chain_events_tx);
     let chain_storage = Arc::clone(&storage);
     let pegin_rules = PeginRules::new(runtime.clone(), bitcoin.clone());
     // Peg-outs pay addresses of the federation's network; without governance there is no federation.
@@ -452,6 +473,10 @@ pub async fn launch(config: NodeConfig) -> Result<NodeHandle, LaunchError> {
                 Some(rules) => chain.with_pegouts(rules.clone()),
                 None => chain,
             })
+            .map(|chain| match &chain_events_tx {
+                Some(events) => chain.with_events(events.clone()),
+                None => chain,
+            })
             .map_err(|e| alys_actor::ActorError::new("chain", e))
         },
         256,
@@ -462,6 +487,26 @@ pub async fn launch(config: NodeConfig) -> Result<NodeHandle, LaunchError> {
     if let Some(governance) = &governance {
         tasks.push(tokio::spawn(report_status(governance.clone(), chain.clone(), peer_count)));
     }
+    let mut p2p = Vec::new();
+    let network_view = match network {
+        Some((handle, events, network_id)) => {
+            p2p = handle.enode().into_iter().map(|a| a.to_string()).collect();
+            let (sync_tasks, view) = alys_sync::spawn(alys_sync::SyncDeps {
+                network: handle,
+                events,
+                chain: chain.clone(),
+                chain_events,
+                storage: Arc::clone(&storage),
+                heads: heads.clone(),
+                network_id,
+                slot_duration: config.chain.slot_duration,
+                peer_count: peers.clone(),
+            });
+            tasks.extend(sync_tasks);
+            Some(view)
+        }
+        None => None,
+    };
     let pegouts = match &config.pegout {
         Some(section) => {
             let source = burn_source(section, &config.engine)?;
@@ -517,9 +562,39 @@ pub async fn launch(config: NodeConfig) -> Result<NodeHandle, LaunchError> {
         runtime,
         bitcoin: bitcoin_status,
         network: config.governance.as_ref().map(|g| bitcoin::Network::from(g.network)),
+        peers: network_view,
     };
     let rpc = rpc::start(config.rpc.listen, context).await?;
-    Ok(NodeHandle { chain, rpc, heads, peers, chain_task, tasks })
+    Ok(NodeHandle { chain, rpc, heads, peers, p2p, chain_task, tasks })
+}
+
+/// Starts the libp2p network of `[network]`; the network id is the genesis hash's first 8 bytes, so
+/// nodes of different chains never mix their gossip.
+async fn start_network(
+    section: &crate::config::NetworkSection,
+    data_dir: &Path,
+    genesis: alloy_primitives::B256,
+) -> Result<
+    (alys_network::NetworkHandle, tokio::sync::mpsc::Receiver<alys_network::NetworkEvent>, String),
+    LaunchError,
+> {
+    let network_id = alloy_primitives::hex::encode(genesis.get(..8).unwrap_or_default());
+    let key_file = section.key_file.clone().unwrap_or_else(|| data_dir.join("network.key"));
+    let mut config = alys_network::NetworkConfig::new(section.listen, key_file, network_id.clone());
+    config.max_peers = section.max_peers;
+    config.bootnodes = section
+        .bootnodes
+        .iter()
+        .map(|addr| {
+            addr.parse::<alys_network::Multiaddr>()
+                .map_err(|e| LaunchError::Bootnode { addr: addr.clone(), reason: e.to_string() })
+        })
+        .collect::<Result<_, _>>()?;
+    alys_network::describe_metrics();
+    let (handle, events) = alys_network::start(config).await?;
+    tracing::info!(target: "alys::node", peer_id = %handle.local_peer_id(), listen = ?handle.listen_addrs(),
+        "federation network started");
+    Ok((handle, events, network_id))
 }
 
 /// Refuses to start against an execution client that is not there, refuses our JWT, or lacks a method

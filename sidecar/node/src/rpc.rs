@@ -92,6 +92,8 @@ pub struct RpcContext {
     pub bitcoin: Option<watch::Receiver<BitcoinStatus>>,
     /// The network burn addresses must be on (`[governance].network`), for refund reasons.
     pub network: Option<bitcoin::Network>,
+    /// The federation network as the NetworkActor last saw it, if `[network]` is configured.
+    pub peers: Option<watch::Receiver<alys_sync::NetworkView>>,
 }
 
 /// Longest time a call waits for the part of the node that answers it (the chain actor's mailbox, the
@@ -201,7 +203,13 @@ fn status_view(status: &ChainStatus) -> types::SyncStatus {
         pow_bits: status.pow_bits,
         governance: runtime_view(&status.runtime),
         bitcoin: None,
+        engine_synced: status.engine_synced,
+        sync: None,
     }
+}
+
+fn block_id(block: alys_primitives::BlockRef) -> types::BlockId {
+    types::BlockId { height: block.height, hash: block.hash }
 }
 
 /// A recorded deposit as `alys_pegins` shows it.
@@ -523,7 +531,43 @@ impl ChainApiServer for AlysRpc {
                 followed_height: status.followed_height,
             }
         });
+        view.sync = self.0.peers.as_ref().map(|network| {
+            let network = network.borrow();
+            types::SyncInfo {
+                state: network.mode.name().to_owned(),
+                target: network.target,
+                peers: network.peers.len(),
+            }
+        });
         Ok(view)
+    }
+
+    async fn peers(&self) -> RpcResult<types::Peers> {
+        let network = self
+            .0
+            .peers
+            .as_ref()
+            .ok_or_else(|| rpc_error(ErrorCode::Unavailable, "this node has no [network]"))?
+            .borrow()
+            .clone();
+        Ok(types::Peers {
+            peer_id: network.peer_id,
+            listen: network.listen,
+            peers: network
+                .peers
+                .into_iter()
+                .map(|p| types::Peer {
+                    peer_id: p.peer_id,
+                    address: p.address,
+                    direction: p.direction.to_owned(),
+                    score: p.score,
+                    client: p.client,
+                    connected_secs: p.connected_secs,
+                    head: p.head.map(block_id),
+                    finalized: p.finalized.map(block_id),
+                })
+                .collect(),
+        })
     }
 
     async fn health(&self) -> RpcResult<String> {

@@ -14,6 +14,9 @@
 //! SignedBlock     = RLP[ header, execution_block: bytes, execution_requests: [bytes],
 //!                        author_signature: bytes96, approvals ]
 //! Approvals       = RLP[ signers: bytes (bitfield, authority i = bit i%8 of byte i/8), signature: bytes96 ]
+//! Approval        = RLP[ block_hash: B256, authority: u32, signature: bytes96 ]   (one authority's, gossiped)
+//! Evidence        = RLP[ first: ConsensusHeader, first_signature: bytes96,
+//!                        second: ConsensusHeader, second_signature: bytes96 ]
 //! ```
 //!
 //! `parent_hash` is the parent consensus header's hash (the execution genesis hash for the first block),
@@ -209,6 +212,55 @@ impl SignedBlock {
     }
 
     /// Decodes a block; trailing bytes are refused.
+    pub fn decode(bytes: &[u8]) -> Result<Self, alloy_rlp::Error> {
+        decode_exact(bytes)
+    }
+}
+
+/// One authority's approval of a proposed block, as gossiped before the author aggregates them.
+#[derive(Debug, Clone, PartialEq, Eq, RlpEncodable, RlpDecodable)]
+pub struct Approval {
+    /// The approved block's hash.
+    pub block_hash: B256,
+    /// The approving authority's index.
+    pub authority: u32,
+    /// Its BLS signature over `block_hash` (96 bytes).
+    pub signature: Bytes,
+}
+
+impl Approval {
+    /// The canonical encoding.
+    pub fn encoded(&self) -> Vec<u8> {
+        alloy_rlp::encode(self)
+    }
+
+    /// Decodes an approval; trailing bytes are refused.
+    pub fn decode(bytes: &[u8]) -> Result<Self, alloy_rlp::Error> {
+        decode_exact(bytes)
+    }
+}
+
+/// Proof that an authority signed two different blocks for one slot: both headers with the author's
+/// signatures. Anyone can check it with the author's public key alone.
+#[derive(Debug, Clone, PartialEq, Eq, RlpEncodable, RlpDecodable)]
+pub struct EquivocationEvidence {
+    /// The block seen first.
+    pub first: ConsensusHeader,
+    /// The author's signature over `first`'s hash.
+    pub first_signature: Bytes,
+    /// The conflicting block.
+    pub second: ConsensusHeader,
+    /// The author's signature over `second`'s hash.
+    pub second_signature: Bytes,
+}
+
+impl EquivocationEvidence {
+    /// The canonical encoding.
+    pub fn encoded(&self) -> Vec<u8> {
+        alloy_rlp::encode(self)
+    }
+
+    /// Decodes evidence; trailing bytes are refused.
     pub fn decode(bytes: &[u8]) -> Result<Self, alloy_rlp::Error> {
         decode_exact(bytes)
     }

@@ -38,7 +38,8 @@ macro_rules! crash_point {
 }
 
 pub use block::{
-    Approvals, BurnRef, ConsensusHeader, PegInClaim, PegInOutput, PegoutBlock, SignedBlock, outpoint_key,
+    Approval, Approvals, BurnRef, ConsensusHeader, EquivocationEvidence, PegInClaim, PegInOutput,
+    PegoutBlock, SignedBlock, outpoint_key,
 };
 pub use keys::{AuthorityKey, AuthorityPublicKey, BlsSignature, KeyError, KeyFileError};
 

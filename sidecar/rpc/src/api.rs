@@ -5,8 +5,8 @@ use alloy_primitives::{Address, B256, Bytes};
 use jsonrpsee::{core::RpcResult, proc_macros::rpc};
 
 use crate::types::{
-    AuxBlock, ConsensusBlock, DepositAddresses, FederationUtxos, GovernanceStatus, PeginPage, PeginQuery,
-    PegoutPage, PegoutQuery, PendingPegouts, Proposals, RuntimeStateAt, SyncStatus,
+    AuxBlock, ConsensusBlock, DepositAddresses, FederationUtxos, GovernanceStatus, Peers, PeginPage,
+    PeginQuery, PegoutPage, PegoutQuery, PendingPegouts, Proposals, RuntimeStateAt, SyncStatus,
 };
 
 /// Merged mining, in the shapes Namecoin's and Alys's pools speak.
@@ -46,6 +46,12 @@ pub trait ChainApi {
     /// `"ok"`, or error [`Unhealthy`](crate::ErrorCode::Unhealthy) saying why not.
     #[method(name = "alys_health")]
     async fn health(&self) -> RpcResult<String>;
+
+    /// This node's peer id and listen addresses, and every connected peer with its address, direction,
+    /// gossip score, client and last reported head. Error [`Unavailable`](crate::ErrorCode::Unavailable)
+    /// without `[network]`.
+    #[method(name = "alys_peers")]
+    async fn peers(&self) -> RpcResult<Peers>;
 }
 
 /// BTC in and out.

@@ -298,6 +298,58 @@ pub struct SyncStatus {
     pub governance: RuntimeState,
     /// The node's Bitcoin node (absent without `[bitcoin]`).
     pub bitcoin: Option<BitcoinSync>,
+    /// Whether the execution client is known to hold every canonical block up to the head.
+    #[serde(default)]
+    pub engine_synced: bool,
+    /// Catching up from peers or following gossip (absent without `[network]`).
+    #[serde(default)]
+    pub sync: Option<SyncInfo>,
+}
+
+/// `alys_syncStatus.sync`: the node against its peers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncInfo {
+    /// `"syncing"` (fetching blocks by range from a peer ahead) or `"following"` (blocks by gossip).
+    pub state: String,
+    /// The best head height a peer reported, while syncing.
+    pub target: Option<u64>,
+    /// Connected peers.
+    pub peers: usize,
+}
+
+/// One connected peer in `alys_peers`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Peer {
+    /// Its libp2p peer id.
+    pub peer_id: String,
+    /// The remote address of the connection.
+    pub address: Option<String>,
+    /// `"inbound"` or `"outbound"`.
+    pub direction: String,
+    /// Its gossip score (negative: misbehaving; far below zero: banned).
+    pub score: f64,
+    /// Its client version (identify agent).
+    pub client: Option<String>,
+    /// Seconds connected.
+    pub connected_secs: u64,
+    /// Its head, from its last status answer.
+    pub head: Option<BlockId>,
+    /// Its finalized block, from its last status answer.
+    pub finalized: Option<BlockId>,
+}
+
+/// `alys_peers`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Peers {
+    /// This node's peer id.
+    pub peer_id: String,
+    /// Where peers reach this node (multiaddrs with `/p2p/<peer id>`).
+    pub listen: Vec<String>,
+    /// Connected peers.
+    pub peers: Vec<Peer>,
 }
 
 /// `alys_runtimeState`.

@@ -127,6 +127,11 @@ pub trait ChainRead: Tables {
         blocks.get(&hash.0)?.map(|v| decode_block(v.value())).transpose()
     }
 
+    /// A stored block's encoding by consensus hash, as it travels between nodes (no decoding).
+    fn block_bytes(&self, hash: &B256) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.open(BLOCKS)?.get(&hash.0)?.map(|v| v.value().to_vec()))
+    }
+
     /// How many blocks are stored, canonical or not (fork blocks, blocks that lost a reorg).
     fn stored_block_count(&self) -> Result<u64, StorageError> {
         use redb::ReadableTableMetadata;

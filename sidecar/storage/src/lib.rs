@@ -45,6 +45,7 @@
 
 mod chain;
 mod error;
+mod evidence;
 mod federation;
 mod governance;
 mod payout;
@@ -53,6 +54,7 @@ mod pegout;
 
 pub use chain::{ChainRead, PowState};
 pub use error::StorageError;
+pub use evidence::EvidenceRead;
 pub use federation::{FederationOutput, FederationRead, PegoutTxError, Settlement, pegout_transaction};
 pub use governance::GovernanceRead;
 pub use payout::{PayoutRead, PayoutRecord, PayoutStatus, SpentOutput};
@@ -94,6 +96,7 @@ impl Storage {
         payout::create_tables(&tx)?;
         federation::create_tables(&tx)?;
         governance::create_tables(&tx)?;
+        evidence::create_tables(&tx)?;
         tx.commit()?;
         Ok(Self { db })
     }

@@ -48,6 +48,7 @@ fn config(dir: &Path) -> NodeConfig {
         pegout: None,
         auxpow: Default::default(),
         bitcoin: None,
+        network: None,
     }
 }
 
