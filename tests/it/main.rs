@@ -7,6 +7,7 @@ mod blobs;
 mod crash;
 mod el_cast;
 mod federation;
+mod federation_import;
 mod federation_support;
 mod governance;
 mod mining;

@@ -541,7 +541,11 @@ impl ChainActor {
             return Ok(hash);
         }
         let execution = self.check(&block, hash, true).await?;
-        self.apply(block, hash, execution).await
+        let (height, slot, author) = (block.header.height, block.header.slot, block.header.author);
+        self.apply(block, hash, execution).await?;
+        let head = self.head.block.hash == hash;
+        tracing::info!(target: "alys::chain", height, slot, author, consensus_hash = %hash, head, "imported block");
+        Ok(hash)
     }
 
     /// The checks of a block from another node, before execution: Aura (author, slot, signature,
@@ -799,6 +803,14 @@ impl ChainActor {
             || slot <= self.head.header.as_ref().map_or(0, |h| h.slot)
         {
             metrics::counter!("alys_chain_slots_skipped_total", "reason" => "timestamp").increment(1);
+            return Ok(false);
+        }
+        if let Some((voted, voted_slot)) = self.last_vote
+            && height <= voted
+            && slot < voted_slot.saturating_add(2)
+        {
+            // This node approved another block of this height a moment ago: a second one could fork.
+            metrics::counter!("alys_chain_slots_skipped_total", "reason" => "voted").increment(1);
             return Ok(false);
         }
         if let Some(reason) = self.production_stopped() {

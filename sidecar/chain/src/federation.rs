@@ -179,29 +179,25 @@ impl ChainActor {
     /// an authority and the block extends its head, its approval.
     pub(crate) async fn on_proposal(&mut self, block: SignedBlock) -> Result<Option<Approval>, ImportError> {
         let hash = block.header.hash();
-        let Some(key) = self.key.clone() else {
-            // A full node only checks who signed it (the gossip must not carry forgeries) and waits for
-            // the approved block.
-            self.aura.verify_header(&block.header, &block.author_signature, (self.config.clock)())?;
-            self.observe(&block.header, &block.author_signature)?;
+        // Who signed it, first, on every node: a forged proposal penalizes its sender, and a second
+        // block of a (slot, author) becomes evidence whatever else is wrong with it.
+        self.aura.verify_header(&block.header, &block.author_signature, (self.config.clock)())?;
+        self.observe(&block.header, &block.author_signature)?;
+        let Some((key, index)) =
+            self.key.clone().and_then(|key| self.aura.index_of(key.public()).map(|index| (key, index)))
+        else {
+            // A full node waits for the approved block.
             return Ok(None);
         };
-        let Some(index) = self.aura.index_of(key.public()) else {
-            self.aura.verify_header(&block.header, &block.author_signature, (self.config.clock)())?;
-            self.observe(&block.header, &block.author_signature)?;
-            return Ok(None);
+        let approve = |hash: B256| Approval {
+            block_hash: hash,
+            authority: index,
+            signature: key.sign(&hash).to_bytes().to_vec().into(),
         };
         if self.validated.get(&hash).is_some() {
-            return Ok(Some(Approval {
-                block_hash: hash,
-                authority: index,
-                signature: key.sign(&hash).to_bytes().to_vec().into(),
-            }));
+            return Ok(Some(approve(hash)));
         }
         if block.header.parent_hash != self.head.block.hash {
-            // Checked anyway (a forged proposal penalizes its sender), but not approved.
-            self.aura.verify_header(&block.header, &block.author_signature, (self.config.clock)())?;
-            self.observe(&block.header, &block.author_signature)?;
             return Err(ImportError::NotOnHead {
                 parent: block.header.parent_hash,
                 head: self.head.block.hash,
@@ -211,7 +207,6 @@ impl ChainActor {
             && block.header.height <= height
             && block.header.slot < slot.saturating_add(2)
         {
-            self.aura.verify_header(&block.header, &block.author_signature, (self.config.clock)())?;
             return Err(ImportError::AlreadyVoted { height, slot });
         }
         let started = std::time::Instant::now();

@@ -4,7 +4,7 @@
 //!
 //! Labels: `head` on `alys_chain_head_height` is `head` or `finalized`; `reason` on
 //! `alys_chain_slots_skipped_total` is why this authority's slot produced nothing (`governance_pause`,
-//! `no_network`, `timestamp`, `no_auxpow`).
+//! `no_network`, `timestamp`, `no_auxpow`, `no_quorum`, `head_moved`, `voted`).
 
 /// Registers the help text of every chain and AuxPow metric.
 pub fn describe() {
@@ -20,7 +20,21 @@ pub fn describe() {
     );
     describe_counter!(
         "alys_chain_slots_skipped_total",
-        "Slots of this authority that produced no block, by reason (governance_pause, no_network, timestamp, no_auxpow)"
+        "Slots of this authority that produced no block, by reason (governance_pause, no_network, timestamp, no_auxpow, no_quorum: too few approvals before the slot ended, head_moved: a peer's block arrived first, voted: this node approved another block of the height a moment ago)"
+    );
+    describe_histogram!(
+        "alys_chain_approval_seconds",
+        Unit::Seconds,
+        "Time from this authority's proposal to the quorum of approvals that commits it"
+    );
+    describe_histogram!(
+        "alys_chain_proposal_check_seconds",
+        Unit::Seconds,
+        "Time this authority takes to check and execute another authority's proposal before approving it"
+    );
+    describe_counter!(
+        "alys_chain_events_dropped_total",
+        "Blocks, proposals, evidence or proofs the chain could not hand to the network (its queue was full)"
     );
     describe_counter!(
         "alys_chain_production_errors_total",
@@ -32,7 +46,7 @@ pub fn describe() {
     );
     describe_counter!(
         "alys_chain_equivocations_total",
-        "Second blocks seen for one (slot, author): equivocation evidence"
+        "Equivocations recorded: two blocks one authority signed for one slot (found here or received as evidence)"
     );
     describe_histogram!(
         "alys_chain_consensus_overhead_seconds",

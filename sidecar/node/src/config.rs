@@ -69,6 +69,14 @@ pub struct NetworkSection {
     /// Most peers connected at once.
     #[serde(default = "default_max_peers")]
     pub max_peers: u32,
+    /// Ask peers for their peers and dial them (on by default); off, the node connects to its
+    /// bootnodes (and whoever dials it) only.
+    #[serde(default = "default_true")]
+    pub peer_exchange: bool,
+}
+
+const fn default_true() -> bool {
+    true
 }
 
 fn default_p2p_listen() -> SocketAddr {
@@ -552,11 +560,7 @@ mod tests {
 
     #[test]
     fn the_example_bitcoin_section_loads_when_uncommented() {
-        let text = include_str!("../../../etc/config/alys.toml");
-        let (head, tail) = text.split_at(text.find("# [bitcoin]").unwrap());
-        // One level of comment off: settings on, explanations (`# # …`) still comments.
-        let tail: String = tail.lines().map(|l| format!("{}\n", l.strip_prefix("# ").unwrap_or(l))).collect();
-        let config = NodeConfig::from_toml(&format!("{head}{tail}")).unwrap();
+        let config = NodeConfig::from_toml(&uncomment("# [bitcoin]")).unwrap();
         let bitcoin = config.bitcoin.unwrap();
         assert_eq!(bitcoin.url, "http://127.0.0.1:18443");
         assert_eq!(bitcoin.cookie_file, Some("data/devnet/bitcoin/.cookie".into()));
@@ -569,6 +573,30 @@ mod tests {
         assert_eq!(
             (bitcoin.pegin_confirmations, bitcoin.pegin_min_sats, bitcoin.pegin_grace_blocks),
             (6, 10_000, 43_200)
+        );
+    }
+
+    /// The example config with the commented-out section starting at `header` switched on: one level of
+    /// comment off up to the next blank line (explanations, `# # …`, stay comments).
+    fn uncomment(header: &str) -> String {
+        let text = include_str!("../../../etc/config/alys.toml");
+        let (head, tail) = text.split_at(text.find(header).unwrap());
+        let end = tail.find("\n\n").unwrap_or(tail.len());
+        let (section, rest) = tail.split_at(end);
+        let section: String =
+            section.lines().map(|l| format!("{}\n", l.strip_prefix("# ").unwrap_or(l))).collect();
+        format!("{head}{section}{rest}")
+    }
+
+    #[test]
+    fn the_example_network_section_loads_when_uncommented() {
+        let config = NodeConfig::from_toml(&uncomment("# [network]")).unwrap();
+        let network = config.network.unwrap();
+        assert_eq!(network.listen, SocketAddr::from(([0, 0, 0, 0], 30333)));
+        assert_eq!(network.bootnodes.len(), 2);
+        assert_eq!((network.key_file, network.max_peers, network.peer_exchange), (None, 50, true));
+        assert!(
+            NodeConfig::from_toml(include_str!("../../../etc/config/alys.toml")).unwrap().network.is_none()
         );
     }
 

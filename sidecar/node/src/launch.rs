@@ -582,6 +582,7 @@ async fn start_network(
     let key_file = section.key_file.clone().unwrap_or_else(|| data_dir.join("network.key"));
     let mut config = alys_network::NetworkConfig::new(section.listen, key_file, network_id.clone());
     config.max_peers = section.max_peers;
+    config.peer_exchange = section.peer_exchange;
     config.bootnodes = section
         .bootnodes
         .iter()

@@ -1,0 +1,292 @@
+//! Aura with three authorities on the real import path, in one process: three chain actors, each with
+//! its own embedded execution engine (Engine API, JWT) and database, a clock the test moves slot by
+//! slot, and the messages the network would carry between them handed over by the test. Covers what a
+//! proposal needs to be approved (its author's slot, its parent, an execution timestamp inside the
+//! slot, one vote per height), approvals counted to the quorum, a block without its quorum refused,
+//! equivocation evidence found, stored and accepted by a third node, and fork choice between two
+//! approved blocks of one height.
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicU64, Ordering},
+};
+
+use alloy_primitives::{Address, B256};
+use alys_actor::Actor;
+use alys_chain::{ApprovalOutcome, ChainActor, ChainConfig, ChainEvent, ChainMessage, ImportError};
+use alys_chainspec::ChainSpec;
+use alys_consensus::{Aura, AuraError};
+use alys_devnet_el::{Engine, EngineConfig};
+use alys_engine_api::{EngineApiConfig, EngineApiHandle, EngineApiServer, JwtSecret};
+use alys_engine_client::EngineClient;
+use alys_governance::{RuntimeParameters, RuntimeView};
+use alys_primitives::{Approval, AuthorityKey, BlockRef, ChainHeads, EquivocationEvidence, SignedBlock};
+use alys_storage::{ChainRead, EvidenceRead, Storage};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::support::root;
+
+const SLOT_MS: u64 = 1_000;
+
+struct Node {
+    chain: ChainActor,
+    events: mpsc::Receiver<ChainEvent>,
+    storage: Arc<Storage>,
+    heads: tokio::sync::watch::Receiver<ChainHeads>,
+    _api: EngineApiHandle,
+}
+
+impl Node {
+    async fn ask<R>(&mut self, make: impl FnOnce(oneshot::Sender<R>) -> ChainMessage) -> R {
+        let (tx, rx) = oneshot::channel();
+        Box::pin(self.chain.handle(make(tx))).await.unwrap();
+        rx.await.unwrap()
+    }
+
+    async fn proposal(&mut self, block: &SignedBlock) -> Result<Option<Approval>, ImportError> {
+        self.ask(|tx| ChainMessage::Proposal(Box::new(block.clone()), tx)).await
+    }
+
+    async fn approval(&mut self, approval: Approval) -> Result<ApprovalOutcome, ImportError> {
+        self.ask(|tx| ChainMessage::Approval(approval, tx)).await
+    }
+
+    async fn import(&mut self, block: &SignedBlock) -> Result<B256, ImportError> {
+        Box::pin(self.chain.import(block.clone())).await
+    }
+
+    async fn tick(&mut self, slot: u64) {
+        Box::pin(self.chain.handle(ChainMessage::Tick { slot })).await.unwrap();
+    }
+
+    fn next_event(&mut self) -> ChainEvent {
+        self.events.try_recv().expect("an event from the chain")
+    }
+
+    fn head(&self) -> BlockRef {
+        self.heads.borrow().head
+    }
+}
+
+fn keys() -> Vec<Arc<AuthorityKey>> {
+    ["devnet-authority.key", "devnet-authority-1.key", "devnet-authority-2.key"]
+        .iter()
+        .map(|f| {
+            let text = std::fs::read_to_string(root().join("etc/keys").join(f)).unwrap();
+            Arc::new(AuthorityKey::from_hex(text.trim()).unwrap())
+        })
+        .collect()
+}
+
+async fn node(spec: &Arc<ChainSpec>, keys: &[Arc<AuthorityKey>], me: usize, clock: &Arc<AtomicU64>) -> Node {
+    let secret = JwtSecret::from_file(&root().join("etc/jwt/jwt.hex")).unwrap();
+    let engine = Engine::spawn(EngineConfig::new(Arc::clone(spec))).unwrap();
+    let mut config = EngineApiConfig::new(secret);
+    config.addr = "127.0.0.1:0".parse().unwrap();
+    let api = EngineApiServer::new(engine, config).start().await.unwrap();
+    let client = EngineClient::new(&api.http_url(), secret, Arc::clone(spec)).unwrap();
+    let aura = Aura::new(keys.iter().map(|k| k.public().clone()).collect(), SLOT_MS, 500).unwrap();
+    let clock = Arc::clone(clock);
+    let config = ChainConfig {
+        genesis_hash: spec.genesis_hash(),
+        genesis_timestamp: spec.genesis().timestamp,
+        fee_recipient: Address::ZERO,
+        clock: Arc::new(move || clock.load(Ordering::Relaxed)),
+        auxpow: alys_auxpow::MiningParams {
+            chain_id: 0x2121,
+            pow_limit_bits: 0x207f_ffff,
+            target_spacing_secs: 60,
+            target_half_life_secs: 1_200,
+            split: alys_auxpow::RewardSplit { miner_percent: 80, federation: Address::ZERO },
+        },
+        runtime: RuntimeView::fixed(RuntimeParameters::with_max_blocks_without_pow(u64::MAX)),
+    };
+    let (heads_tx, heads) = tokio::sync::watch::channel(ChainHeads {
+        head: BlockRef::new(0, spec.genesis_hash()),
+        head_execution_hash: spec.genesis_hash(),
+        finalized: None,
+    });
+    let storage = Arc::new(Storage::in_memory().unwrap());
+    let (events_tx, events) = mpsc::channel(64);
+    let chain =
+        ChainActor::new(config, aura, Some(Arc::clone(&keys[me])), client, Arc::clone(&storage), heads_tx)
+            .unwrap()
+            .with_events(events_tx);
+    Node { chain, events, storage, heads, _api: api }
+}
+
+fn proposed(event: ChainEvent) -> SignedBlock {
+    match event {
+        ChainEvent::Proposed(block) => *block,
+        other => panic!("expected a proposal, got {other:?}"),
+    }
+}
+
+/// A slot whose author is `author`, after `after`.
+fn slot_of(author: u64, after: u64) -> u64 {
+    let mut slot = after + 1;
+    while slot % 3 != author {
+        slot += 1;
+    }
+    slot
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_authorities_approve_refuse_and_choose_on_the_import_path() {
+    let spec = Arc::new(ChainSpec::devnet().unwrap());
+    let keys = keys();
+    let genesis_ms = spec.genesis().timestamp * 1_000;
+    let clock = Arc::new(AtomicU64::new(genesis_ms));
+    let mut nodes = Vec::new();
+    for me in 0..3 {
+        nodes.push(node(&spec, &keys, me, &clock).await);
+    }
+    let at = |slot: u64| {
+        clock.store(slot * SLOT_MS + 10, Ordering::Relaxed);
+    };
+
+    // Slot of authority 0: it proposes (executed, not committed), 1 approves, the quorum commits it.
+    let s1 = slot_of(0, genesis_ms / SLOT_MS + 1);
+    at(s1);
+    nodes[0].tick(s1).await;
+    let b1 = proposed(nodes[0].next_event());
+    assert_eq!(nodes[0].head().height, 0, "a proposal is not the head before its approvals");
+    // As a block, a proposal lacks its quorum: refused on import.
+    assert!(matches!(
+        nodes[2].import(&b1).await,
+        Err(ImportError::Aura(AuraError::NotEnoughApprovals { have: 1, need: 2 }))
+    ));
+    let approval = nodes[1].proposal(&b1).await.unwrap().expect("an authority approves");
+    assert_eq!((approval.authority, approval.block_hash), (1, b1.header.hash()));
+    // A forged approval: refused before it counts.
+    let forged = Approval { authority: 2, ..approval.clone() };
+    assert!(matches!(
+        nodes[0].approval(forged).await,
+        Err(ImportError::Aura(AuraError::ApprovalSignature(_)))
+    ));
+    assert_eq!(nodes[0].approval(approval.clone()).await.unwrap(), ApprovalOutcome::Completed);
+    assert_eq!(nodes[0].approval(approval).await.unwrap(), ApprovalOutcome::NotOurs, "already committed");
+    let b1 = match nodes[0].next_event() {
+        ChainEvent::Block(block) => *block,
+        other => panic!("expected the approved block, got {other:?}"),
+    };
+    assert_eq!(b1.approvals.signer_indexes(), vec![0, 1]);
+    assert_eq!(nodes[0].head(), BlockRef::new(1, b1.header.hash()));
+    for i in 1..3 {
+        nodes[i].import(&b1).await.unwrap();
+        assert_eq!(nodes[i].head(), nodes[0].head());
+    }
+
+    // Authority 1's slot: a proposal whose execution timestamp lies outside its slot (re-signed by its
+    // author, so only the timestamp is wrong) is refused; so is one from the wrong author.
+    let s2 = slot_of(1, s1);
+    at(s2);
+    nodes[1].tick(s2).await;
+    let b2 = proposed(nodes[1].next_event());
+    let mut late = b2.clone();
+    late.header.slot = s2 + 3;
+    late.author_signature = keys[1].sign(&late.header.hash()).to_bytes().to_vec().into();
+    at(s2 + 3);
+    assert!(matches!(
+        nodes[2].proposal(&late).await,
+        Err(ImportError::Aura(AuraError::TimestampOutsideSlot { .. }))
+    ));
+    let mut wrong_author = b2.clone();
+    wrong_author.header.author = 2;
+    wrong_author.author_signature = keys[2].sign(&wrong_author.header.hash()).to_bytes().to_vec().into();
+    assert!(matches!(
+        nodes[2].proposal(&wrong_author).await,
+        Err(ImportError::Aura(AuraError::WrongAuthor { .. }))
+    ));
+    at(s2);
+
+    // Equivocation: authority 1 signs a second block for its slot; node 2 sees both, refuses the second,
+    // stores the evidence and emits it; node 0 takes the evidence from the "network" and refuses the
+    // second block too.
+    let mut twin = b2.clone();
+    twin.header.execution_block_hash = B256::repeat_byte(0xee);
+    twin.author_signature = keys[1].sign(&twin.header.hash()).to_bytes().to_vec().into();
+    let approval = nodes[2].proposal(&b2).await.unwrap().expect("node 2 approves the first");
+    assert!(matches!(nodes[2].proposal(&twin).await, Err(ImportError::Equivocation { author: 1, .. })));
+    let evidence: EquivocationEvidence = match nodes[2].next_event() {
+        ChainEvent::Equivocation(evidence) => *evidence,
+        other => panic!("expected evidence, got {other:?}"),
+    };
+    assert_eq!((evidence.first.hash(), evidence.second.hash()), (b2.header.hash(), twin.header.hash()));
+    assert_eq!(nodes[2].storage.read().unwrap().equivocation_count().unwrap(), 1);
+    assert!(nodes[0].ask(|tx| ChainMessage::Evidence(Box::new(evidence.clone()), tx)).await.unwrap());
+    assert!(matches!(nodes[0].next_event(), ChainEvent::Equivocation(_)), "new evidence is passed on");
+    assert!(
+        !nodes[0].ask(|tx| ChainMessage::Evidence(Box::new(evidence.clone()), tx)).await.unwrap(),
+        "known"
+    );
+    let mut bogus = evidence.clone();
+    bogus.second_signature = bogus.first_signature.clone();
+    assert!(nodes[0].ask(|tx| ChainMessage::Evidence(Box::new(bogus), tx)).await.is_err());
+    assert!(matches!(nodes[0].proposal(&twin).await, Err(ImportError::Equivocation { .. })));
+    assert_eq!(nodes[1].approval(approval).await.unwrap(), ApprovalOutcome::Completed);
+    let b2 = match nodes[1].next_event() {
+        ChainEvent::Block(block) => *block,
+        other => panic!("expected the approved block, got {other:?}"),
+    };
+    nodes[0].import(&b2).await.unwrap();
+    nodes[2].import(&b2).await.unwrap();
+    let status = nodes[0].ask(ChainMessage::Status).await;
+    assert_eq!(status.equivocations, 1);
+
+    // One vote per height: node 0 approves authority 2's block at height 3; in the next slot, its own,
+    // it proposes nothing while that vote stands (a second block of height 3 could fork the chain),
+    // and node 1, having approved the first, refuses another block of that height.
+    let s3 = slot_of(2, s2);
+    at(s3);
+    nodes[2].tick(s3).await;
+    let b3 = proposed(nodes[2].next_event());
+    let vote = nodes[0].proposal(&b3).await.unwrap().expect("node 0 approves");
+    at(s3 + 1);
+    nodes[0].tick(s3 + 1).await;
+    assert!(nodes[0].events.try_recv().is_err(), "no proposal for a height this node voted for");
+    assert!(matches!(nodes[1].proposal(&b3).await, Ok(Some(_))), "node 1 votes for the first it sees");
+    assert_eq!(nodes[2].approval(vote).await.unwrap(), ApprovalOutcome::Completed);
+    let b3 = match nodes[2].next_event() {
+        ChainEvent::Block(block) => *block,
+        other => panic!("expected the approved block, got {other:?}"),
+    };
+    nodes[0].import(&b3).await.unwrap();
+
+    // Fork choice. Node 1 has not seen b3: in its next slot it proposes a rival of height 3 on b2, and
+    // the test, holding every key, approves it as authority 2 (a faulty approver) so it completes at
+    // node 1. At node 0 the rival (same height, no more work) is stored beside b3, which stays the
+    // head; the rival's child (height 4) then outweighs b3 and node 0 reorganizes onto it.
+    let s5 = slot_of(1, s3 + 1);
+    at(s5);
+    nodes[1].tick(s5).await;
+    let rival = proposed(nodes[1].next_event());
+    assert_eq!((rival.header.height, rival.header.parent_hash), (3, b2.header.hash()));
+    let sign = |key: usize, block: &SignedBlock| Approval {
+        block_hash: block.header.hash(),
+        authority: key as u32,
+        signature: keys[key].sign(&block.header.hash()).to_bytes().to_vec().into(),
+    };
+    assert!(matches!(nodes[0].proposal(&rival).await, Err(ImportError::NotOnHead { .. })));
+    assert_eq!(nodes[1].approval(sign(2, &rival)).await.unwrap(), ApprovalOutcome::Completed);
+    let rival = match nodes[1].next_event() {
+        ChainEvent::Block(block) => *block,
+        other => panic!("expected the approved block, got {other:?}"),
+    };
+    nodes[0].import(&rival).await.unwrap();
+    assert_eq!(nodes[0].head(), BlockRef::new(3, b3.header.hash()), "an equal branch does not win");
+    let s6 = slot_of(1, s5);
+    at(s6);
+    nodes[1].tick(s6).await;
+    let child = proposed(nodes[1].next_event());
+    assert_eq!(nodes[1].approval(sign(2, &child)).await.unwrap(), ApprovalOutcome::Completed);
+    let child = match nodes[1].next_event() {
+        ChainEvent::Block(block) => *block,
+        other => panic!("expected the approved block, got {other:?}"),
+    };
+    nodes[0].import(&child).await.unwrap();
+    assert_eq!(nodes[0].head(), BlockRef::new(4, child.header.hash()), "the longer branch wins");
+    let read = nodes[0].storage.read().unwrap();
+    assert_eq!(read.canonical_hash(3).unwrap(), Some(rival.header.hash()));
+    assert!(read.has_block(&b3.header.hash()).unwrap(), "the losing block stays stored");
+}
