@@ -289,4 +289,23 @@ async fn three_authorities_approve_refuse_and_choose_on_the_import_path() {
     let read = nodes[0].storage.read().unwrap();
     assert_eq!(read.canonical_hash(3).unwrap(), Some(rival.header.hash()));
     assert!(read.has_block(&b3.header.hash()).unwrap(), "the losing block stays stored");
+    let canonical: Vec<SignedBlock> = (1..=4).map(|h| read.block_by_height(h).unwrap().unwrap()).collect();
+    drop(read);
+
+    // A fresh node takes the canonical chain as one range, as sync does: the second block forged
+    // (an approval signature that does not verify) stops the range there; the first stays, durable.
+    let mut fresh = node(&spec, &keys, 2, &clock).await;
+    let mut forged = canonical.clone();
+    forged[1].approvals.signature = forged[0].approvals.signature.clone();
+    let outcome = fresh.ask(|tx| ChainMessage::ImportRange(forged, tx)).await;
+    assert_eq!(outcome.imported, 1);
+    assert!(
+        matches!(outcome.error, Some((2, ImportError::Aura(AuraError::ApprovalSignature(_))))),
+        "{outcome:?}"
+    );
+    assert_eq!(fresh.head().height, 1);
+    let outcome = fresh.ask(|tx| ChainMessage::ImportRange(canonical.clone(), tx)).await;
+    assert!(outcome.error.is_none(), "{outcome:?}");
+    assert_eq!(outcome.imported, 4, "known blocks count as imported");
+    assert_eq!(fresh.head(), nodes[0].head());
 }

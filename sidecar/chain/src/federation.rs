@@ -364,3 +364,98 @@ impl ChainActor {
         Ok(out)
     }
 }
+
+/// What importing a range of blocks from a peer did.
+#[derive(Debug)]
+pub struct RangeOutcome {
+    /// Blocks imported (or already known) before the first refusal.
+    pub imported: usize,
+    /// The first block refused, by height, and why; the blocks after it were not tried.
+    pub error: Option<(u64, ImportError)>,
+}
+
+impl ChainActor {
+    /// Imports consecutive blocks fetched from a peer, in order, through the full import path. Their
+    /// signatures are verified ahead on blocking threads, their commits are deferred and made durable
+    /// together at the end (a crash in between rolls back to before the range, which sync fetches
+    /// again), and the execution client hears the new head once.
+    pub async fn import_range(&mut self, blocks: Vec<SignedBlock>) -> RangeOutcome {
+        self.preverify(&blocks).await;
+        self.range = true;
+        let mut imported = 0;
+        let mut error = None;
+        for block in blocks {
+            let height = block.header.height;
+            match Box::pin(self.import(block)).await {
+                Ok(_) => imported += 1,
+                Err(e) => {
+                    error = Some((height, e));
+                    break;
+                }
+            }
+        }
+        self.range = false;
+        self.preverified.clear();
+        if imported > 0
+            && let Err(e) = self.finish_range().await
+        {
+            tracing::warn!(target: "alys::chain", error = %e, "finishing a range import");
+            if error.is_none() {
+                error = Some((self.head.block.height, e));
+            }
+        }
+        RangeOutcome { imported, error }
+    }
+
+    /// Verifies the author signatures and approvals of `blocks` on the blocking pool, two halves in
+    /// parallel; the ones that verify skip those checks on import.
+    async fn preverify(&mut self, blocks: &[SignedBlock]) {
+        let now = (self.config.clock)();
+        let half = blocks.len().div_ceil(2).max(1);
+        let tasks: Vec<_> = blocks
+            .chunks(half)
+            .map(|chunk| {
+                let aura = self.aura.clone();
+                let chunk: Vec<(ConsensusHeader, Bytes, Approvals)> = chunk
+                    .iter()
+                    .map(|b| (b.header.clone(), b.author_signature.clone(), b.approvals.clone()))
+                    .collect();
+                tokio::task::spawn_blocking(move || {
+                    chunk
+                        .into_iter()
+                        .filter_map(|(header, signature, approvals)| {
+                            let hash = header.hash();
+                            (aura.verify_header(&header, &signature, now).is_ok()
+                                && aura.verify_approvals(&hash, &approvals).is_ok())
+                            .then_some(hash)
+                        })
+                        .collect::<Vec<B256>>()
+                })
+            })
+            .collect();
+        for task in tasks {
+            if let Ok(hashes) = task.await {
+                self.preverified.extend(hashes);
+            }
+        }
+    }
+
+    /// Makes a range's deferred commits durable and tells the execution client the head.
+    async fn finish_range(&mut self) -> Result<(), ImportError> {
+        self.storage.write()?.commit()?;
+        let state = self.forkchoice(self.head.execution_hash);
+        let engine = self.engine.clone();
+        let updated = engine.forkchoice_updated(state, None, self.head.execution_timestamp).await;
+        match updated {
+            Ok(updated) if !updated.payload_status.status.is_invalid() => Ok(()),
+            Ok(updated) => {
+                self.engine_synced = false;
+                Err(ImportError::InvalidPayload(format!("{:?}", updated.payload_status.status)))
+            }
+            Err(e) => {
+                self.engine_synced = false;
+                Err(e.into())
+            }
+        }
+    }
+}

@@ -27,5 +27,5 @@ pub use actor::{
     ChainActor, ChainConfig, ChainMessage, ChainStatus, Clock, ImportError, ProductionTiming, run_slot_clock,
     system_clock,
 };
-pub use federation::{ApprovalOutcome, ChainEvent};
+pub use federation::{ApprovalOutcome, ChainEvent, RangeOutcome};
 pub use mining::{AuxTemplate, MiningError};

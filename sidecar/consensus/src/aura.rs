@@ -144,15 +144,11 @@ impl Aura {
         Ok(())
     }
 
-    /// Checks the author and slot of a header and the author's signature, at local time `now_ms`.
-    pub fn verify_header(
-        &self,
-        header: &ConsensusHeader,
-        author_signature: &[u8],
-        now_ms: u64,
-    ) -> Result<(), AuraError> {
-        let key =
-            self.authorities.get(header.author as usize).ok_or(AuraError::UnknownAuthority(header.author))?;
+    /// Checks the author and slot of a header at local time `now_ms` (not its signature).
+    pub fn check_schedule(&self, header: &ConsensusHeader, now_ms: u64) -> Result<(), AuraError> {
+        if header.author as usize >= self.authorities.len() {
+            return Err(AuraError::UnknownAuthority(header.author));
+        }
         let expected = self.author_of(header.slot);
         if header.author != expected {
             return Err(AuraError::WrongAuthor { slot: header.slot, expected, got: header.author });
@@ -161,6 +157,19 @@ impl Aura {
         if header.slot > local {
             return Err(AuraError::FutureSlot { slot: header.slot, local: self.slot_at(now_ms) });
         }
+        Ok(())
+    }
+
+    /// Checks the author and slot of a header and the author's signature, at local time `now_ms`.
+    pub fn verify_header(
+        &self,
+        header: &ConsensusHeader,
+        author_signature: &[u8],
+        now_ms: u64,
+    ) -> Result<(), AuraError> {
+        self.check_schedule(header, now_ms)?;
+        let key =
+            self.authorities.get(header.author as usize).ok_or(AuraError::UnknownAuthority(header.author))?;
         let signature = BlsSignature::from_bytes(author_signature).map_err(AuraError::AuthorSignature)?;
         key.verify(&header.hash(), &signature).map_err(AuraError::AuthorSignature)
     }

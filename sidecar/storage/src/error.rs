@@ -24,6 +24,9 @@ pub enum StorageError {
     /// Reading or writing failed (I/O, or corruption redb detected).
     #[error("database storage: {0}")]
     Storage(#[from] redb::StorageError),
+    /// A transaction's durability could not be set.
+    #[error("database durability: {0}")]
+    Durability(String),
     /// The commit failed; nothing of the transaction was applied.
     #[error("database commit: {0}")]
     Commit(#[from] redb::CommitError),

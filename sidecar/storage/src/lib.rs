@@ -110,6 +110,16 @@ impl Storage {
     pub fn write(&self) -> Result<WriteTx, StorageError> {
         Ok(WriteTx(self.db.begin_write()?))
     }
+
+    /// A write transaction whose commit is atomic but not yet durable: it reaches the disk with the
+    /// next ordinary ([`Self::write`]) commit, and a crash before that rolls the database back to the
+    /// last durable commit, as if the deferred ones never happened. For work that can be redone, such
+    /// as the blocks of a range fetched from peers, committed one by one and made durable by the last.
+    pub fn write_deferred(&self) -> Result<WriteTx, StorageError> {
+        let mut tx = self.db.begin_write()?;
+        tx.set_durability(redb::Durability::None).map_err(|e| StorageError::Durability(e.to_string()))?;
+        Ok(WriteTx(tx))
+    }
 }
 
 /// A read-only snapshot of the database.

@@ -146,43 +146,43 @@ impl Sync {
                 }
             };
             metrics::counter!("alys_sync_range_requests_total", "outcome" => "ok").increment(1);
-            let mut next = start;
+            let mut decoded = Vec::with_capacity(blocks.len());
             for (offset, bytes) in blocks.iter().enumerate() {
                 let Ok(block) = SignedBlock::decode(bytes) else {
                     self.network.penalize(peer, "undecodable_block");
                     return;
                 };
-                let height = block.header.height;
-                if height != start + offset as u64 {
+                if block.header.height != start + offset as u64 {
                     self.network.penalize(peer, "range_out_of_order");
                     return;
                 }
-                match self.chain.ask(|reply| ChainMessage::Import(Box::new(block), reply)).await {
-                    Ok(Ok(_)) => {
-                        metrics::counter!("alys_sync_blocks_imported_total").increment(1);
-                        next = height + 1;
-                    }
-                    Ok(Err(ImportError::UnknownParent(_))) if offset == 0 => {
-                        // We are on another branch: step back toward the finalized block until the
-                        // peer's chain attaches.
-                        let floor = self.heads.borrow().finalized.map_or(1, |f| f.height + 1);
-                        if start <= floor || stepped_back > 64 {
-                            tracing::warn!(target: "alys::sync", %peer, start, "peer's chain does not attach above our finalized block");
-                            self.network.penalize(peer, "unattached_chain");
-                            return;
-                        }
-                        stepped_back += 1;
-                        next = start.saturating_sub(MAX_BLOCKS_PER_REQUEST).max(floor);
-                        break;
-                    }
-                    Ok(Err(error)) => {
-                        tracing::warn!(target: "alys::sync", %peer, height, %error, "block from peer refused");
-                        if error.is_invalid_block() {
-                            self.network.penalize(peer, "invalid_block");
-                        }
+                decoded.push(block);
+            }
+            let Ok(outcome) = self.chain.ask(|reply| ChainMessage::ImportRange(decoded, reply)).await else {
+                return;
+            };
+            metrics::counter!("alys_sync_blocks_imported_total").increment(outcome.imported as u64);
+            let mut next = start + outcome.imported as u64;
+            match outcome.error {
+                None => {}
+                Some((_, ImportError::UnknownParent(_))) if outcome.imported == 0 => {
+                    // We are on another branch: step back toward the finalized block until the peer's
+                    // chain attaches.
+                    let floor = self.heads.borrow().finalized.map_or(1, |f| f.height + 1);
+                    if start <= floor || stepped_back > 64 {
+                        tracing::warn!(target: "alys::sync", %peer, start, "peer's chain does not attach above our finalized block");
+                        self.network.penalize(peer, "unattached_chain");
                         return;
                     }
-                    Err(_) => return,
+                    stepped_back += 1;
+                    next = start.saturating_sub(MAX_BLOCKS_PER_REQUEST).max(floor);
+                }
+                Some((height, error)) => {
+                    tracing::warn!(target: "alys::sync", %peer, height, %error, "block from peer refused");
+                    if error.is_invalid_block() {
+                        self.network.penalize(peer, "invalid_block");
+                    }
+                    return;
                 }
             }
             start = next;
