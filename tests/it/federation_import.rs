@@ -292,6 +292,45 @@ async fn three_authorities_approve_refuse_and_choose_on_the_import_path() {
     let canonical: Vec<SignedBlock> = (1..=4).map(|h| read.block_by_height(h).unwrap().unwrap()).collect();
     drop(read);
 
+    // A fork block with a merged-mining proof outweighs a branch without one, and its finality holds
+    // once it is canonical: node 2 (still on b3) gets a proof for the batch up to b3 and puts it in its
+    // next block d4 (approved, as before, by a key the test holds); node 0, on the longer-or-equal
+    // rival branch, reorganizes onto d4 and finalizes b3.
+    let template =
+        nodes[2].ask(|tx| ChainMessage::CreateAuxBlock(Address::repeat_byte(7), tx)).await.unwrap();
+    assert_eq!(template.height, 3);
+    let proof = alys_auxpow::pow::mine(template.hash, template.chain_id, template.bits, 1_000_000).unwrap();
+    assert!(nodes[2].ask(|tx| ChainMessage::SubmitAuxBlock(template.hash, proof.into(), tx)).await.unwrap());
+    assert!(matches!(nodes[2].next_event(), ChainEvent::Proof(_)), "a queued proof is gossiped");
+    let s7 = slot_of(2, s6);
+    at(s7);
+    nodes[2].tick(s7).await;
+    let d4 = proposed(nodes[2].next_event());
+    assert!(!d4.header.auxpow.is_empty(), "the proof rides in the author's next block");
+    assert_eq!(nodes[2].approval(sign(0, &d4)).await.unwrap(), ApprovalOutcome::Completed);
+    let d4 = match nodes[2].next_event() {
+        ChainEvent::Block(block) => *block,
+        other => panic!("expected the approved block, got {other:?}"),
+    };
+    nodes[0].import(&d4).await.unwrap();
+    assert_eq!(nodes[0].head(), BlockRef::new(4, d4.header.hash()), "more merged-mining work wins");
+    assert_eq!(nodes[0].heads.borrow().finalized, Some(BlockRef::new(3, b3.header.hash())));
+    assert_eq!(nodes[0].storage.read().unwrap().canonical_hash(3).unwrap(), Some(b3.header.hash()));
+    // And a branch replacing the proof block never wins back, however long it grows: the rival
+    // branch's next block (height 5 on child) is stored, not made the head.
+    let s8 = slot_of(1, s7);
+    at(s8);
+    nodes[1].tick(s8).await;
+    let e5 = proposed(nodes[1].next_event());
+    assert_eq!((e5.header.height, e5.header.parent_hash), (5, child.header.hash()));
+    assert_eq!(nodes[1].approval(sign(2, &e5)).await.unwrap(), ApprovalOutcome::Completed);
+    let e5 = match nodes[1].next_event() {
+        ChainEvent::Block(block) => *block,
+        other => panic!("expected the approved block, got {other:?}"),
+    };
+    nodes[0].import(&e5).await.unwrap();
+    assert_eq!(nodes[0].head(), BlockRef::new(4, d4.header.hash()), "a proof block is not reorganized away");
+
     // A fresh node takes the canonical chain as one range, as sync does: the second block forged
     // (an approval signature that does not verify) stops the range there; the first stays, durable.
     let mut fresh = node(&spec, &keys, 2, &clock).await;
@@ -307,5 +346,5 @@ async fn three_authorities_approve_refuse_and_choose_on_the_import_path() {
     let outcome = fresh.ask(|tx| ChainMessage::ImportRange(canonical.clone(), tx)).await;
     assert!(outcome.error.is_none(), "{outcome:?}");
     assert_eq!(outcome.imported, 4, "known blocks count as imported");
-    assert_eq!(fresh.head(), nodes[0].head());
+    assert_eq!(fresh.head(), BlockRef::new(4, canonical[3].header.hash()));
 }
