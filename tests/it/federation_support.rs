@@ -13,14 +13,21 @@
 use std::{
     collections::HashMap,
     io::{BufRead, BufReader},
-    net::TcpListener,
+    net::{SocketAddr, TcpListener},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::mpsc,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use alys_rpc::{ChainApiClient, jsonrpsee::http_client::HttpClient};
+use alloy_primitives::B256;
+use alys_network::{NetworkConfig, NetworkEvent, NetworkHandle, PeerStatus, Request, Response, Verdict};
+use alys_primitives::BlockRef;
+use alys_rpc::{
+    ChainApiClient,
+    jsonrpsee::http_client::HttpClient,
+    types::{HeadInfo, SyncStatus},
+};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
@@ -178,11 +185,16 @@ impl Drop for Owned {
     }
 }
 
-/// The last 60 lines of a log file.
+/// The last 60 lines of a log file, without backtrace frames (an error's backtrace would push its
+/// message out).
 fn tail(path: &Path) -> String {
     let text = std::fs::read(path).unwrap_or_default();
     let text = String::from_utf8_lossy(&text);
-    let lines: Vec<&str> = text.lines().collect();
+    let frame = |line: &str| {
+        let line = line.trim_start();
+        line.starts_with("at ") || line.split_once(": ").is_some_and(|(n, _)| n.parse::<u32>().is_ok())
+    };
+    let lines: Vec<&str> = text.lines().filter(|line| !frame(line)).collect();
     lines.get(lines.len().saturating_sub(60)..).unwrap_or_default().join("\n")
 }
 
@@ -210,6 +222,27 @@ fn kill9(pid: u32) {
     while alive(pid) {
         assert!(Instant::now() < deadline, "pid {pid} still runs 10 s after SIGKILL");
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The loopback port of an address: `http://127.0.0.1:7700/…`, `ws://127.0.0.1:8546`,
+/// `/ip4/127.0.0.1/tcp/30333`.
+fn loopback_port(addr: &str) -> Option<u16> {
+    let rest = addr.split_once("127.0.0.1:").or_else(|| addr.split_once("/tcp/"))?.1;
+    rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+}
+
+/// Waits (up to 10 s) until every loopback port of `addrs` can be bound again. A SIGKILLed
+/// multi-threaded process shows as a zombie as soon as its main thread is gone, while its other
+/// threads may still hold the sockets for a moment (longer on a loaded machine); a restart in that
+/// window fails with "address already in use".
+fn wait_bindable(addrs: &[&str]) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for port in addrs.iter().filter_map(|a| loopback_port(a)) {
+        while TcpListener::bind(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "port {port} still in use 10 s after its process died");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 
@@ -371,10 +404,18 @@ impl Federation {
     /// Starts node `i` again from its configuration (`alys-devnet node --config <datadir>/node<i>/alys.toml`),
     /// killing a running one first; waits for its ready line.
     pub(crate) fn restart_node(&mut self, i: usize) {
+        self.restart_node_with_env(i, &[]);
+    }
+
+    /// [`restart_node`](Self::restart_node) with extra environment variables for the new process
+    /// (`FAILPOINTS=chain::equivocate=return`, `RUST_LOG=…`); a later plain restart drops them.
+    pub(crate) fn restart_node_with_env(&mut self, i: usize, env: &[(&str, &str)]) {
         self.kill9_node(i);
         let node = &self.nodes[i];
+        wait_bindable(&[&node.rpc, &node.metrics, &node.p2p_listen]);
         let mut command = Command::new(bin("alys-devnet"));
         command.arg("node").arg("--config").arg(&node.config);
+        command.envs(env.iter().copied());
         let (owned, ready) =
             Owned::start(format!("node {i}"), command, &node.datadir.join("node.log"), RESTART_TIMEOUT);
         let node = &mut self.nodes[i];
@@ -389,6 +430,7 @@ impl Federation {
     pub(crate) fn restart_el(&mut self, i: usize) {
         self.kill9_el(i);
         let node = &self.nodes[i];
+        wait_bindable(&[&node.http, &node.ws, &node.authrpc, &node.burn_feed]);
         let mut command = Command::new(bin("alys-devnet"));
         command.args(&node.el_args);
         let (owned, ready) =
@@ -447,11 +489,18 @@ impl Drop for Federation {
     }
 }
 
-/// Starts 3 authorities and a full node and checks every endpoint answers: each node's
-/// `alys_syncStatus` lists the 3 authorities (and each authority its own index), each engine answers
-/// `eth_chainId`, every process runs; after drop, none does.
+/// Starts 3 authorities and a full node and checks every endpoint answers (see [`check_endpoints`]);
+/// after drop, no process runs.
 pub(crate) async fn smoke() {
     let federation = Federation::start(3, 1);
+    check_endpoints(&federation).await;
+    drop_and_check_gone(federation).await;
+}
+
+/// Checks a fresh `Federation::start(3, 1)`: roles, ready-line fields, each node's `alys_syncStatus`
+/// lists the 3 authorities (and each authority its own index), each engine answers `eth_chainId`,
+/// every process runs, each configuration has its listen address.
+pub(crate) async fn check_endpoints(federation: &Federation) {
     assert_eq!(federation.nodes.len(), 4);
     let roles: Vec<Role> = federation.nodes.iter().map(|n| n.role).collect();
     assert_eq!(roles, [Role::Authority, Role::Authority, Role::Authority, Role::Full]);
@@ -475,17 +524,280 @@ pub(crate) async fn smoke() {
         assert_eq!(chain_id, "0x1d97c", "engine {}", node.index);
         assert!(alive(node.node_pid) && alive(node.el_pid), "node {}'s processes run", node.index);
         let config = std::fs::read_to_string(&node.config).unwrap();
-        assert!(config.contains(&node.p2p_listen.replace("/ip4/", "").replace("/tcp/", ":")), "{config}");
+        assert!(config.contains(&listen_socket(&node.p2p_listen)), "{config}");
     }
     let authorities = authorities.unwrap();
     let unique: std::collections::HashSet<&String> = authorities.iter().collect();
     assert_eq!(unique.len(), 3, "three different keys: {authorities:?}");
+}
 
+/// Drops the federation and checks none of its processes outlives it.
+pub(crate) async fn drop_and_check_gone(federation: Federation) {
     let pids = federation.pids();
     drop(federation);
     let deadline = Instant::now() + Duration::from_secs(10);
     while pids.iter().any(|&pid| alive(pid)) {
         assert!(Instant::now() < deadline, "processes outlived the federation: {pids:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `/ip4/127.0.0.1/tcp/30333` → `127.0.0.1:30333`.
+pub(crate) fn listen_socket(multiaddr: &str) -> String {
+    multiaddr.replace("/ip4/", "").replace("/tcp/", ":")
+}
+
+impl Federation {
+    /// The devnet's genesis hash (the execution genesis block's).
+    pub(crate) fn genesis_hash(&self) -> B256 {
+        self.field("genesisHash").parse().unwrap()
+    }
+
+    /// The federation network's id: the genesis hash's first 8 bytes in hex, as nodes compute it.
+    pub(crate) fn network_id(&self) -> String {
+        alloy_primitives::hex::encode(&self.genesis_hash()[..8])
+    }
+
+    /// Node `i`'s `alys_syncStatus`.
+    pub(crate) async fn status(&self, i: usize) -> SyncStatus {
+        self.client(i).sync_status().await.unwrap_or_else(|e| panic!("node {i}: alys_syncStatus: {e}"))
+    }
+
+    /// Node `i`'s head, or `None` while its RPC does not answer.
+    pub(crate) async fn head(&self, i: usize) -> Option<HeadInfo> {
+        self.client(i).sync_status().await.ok().map(|s| s.head)
+    }
+
+    /// Node `i`'s canonical consensus block hash at `height`.
+    pub(crate) async fn hash_at(&self, i: usize, height: u64) -> Option<B256> {
+        self.client(i).block_by_height(height).await.unwrap().map(|b| b.hash)
+    }
+
+    /// Node `i`'s canonical block at `height` (consensus hash, execution hash); panics if absent.
+    pub(crate) async fn block_at(&self, i: usize, height: u64) -> (B256, B256) {
+        let block = self
+            .client(i)
+            .block_by_height(height)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("node {i} has no block at {height}"));
+        assert_eq!(block.height, height);
+        (block.hash, block.execution_block_hash)
+    }
+
+    /// The hash of node `i`'s engine's block `height` (`eth_getBlockByNumber`); panics if absent.
+    pub(crate) async fn el_hash_at(&self, i: usize, height: u64) -> B256 {
+        let block =
+            raw_call(&self.nodes[i].http, "eth_getBlockByNumber", json!([format!("0x{height:x}"), false]))
+                .await
+                .unwrap();
+        assert!(!block.is_null(), "engine {i} has no block {height}");
+        crate::support::hash(&block["hash"])
+    }
+
+    /// Checks that nodes `nodes` have the same canonical block at every height of `heights`, and
+    /// that each carries the execution block its own engine has at that height.
+    pub(crate) async fn assert_agree(&self, nodes: &[usize], heights: std::ops::RangeInclusive<u64>) {
+        for height in heights {
+            let blocks = futures::future::join_all(nodes.iter().map(async |&i| {
+                let ((hash, execution), el) =
+                    tokio::join!(self.block_at(i, height), self.el_hash_at(i, height));
+                assert_eq!(execution, el, "node {i} at {height}: consensus block vs its engine");
+                (i, hash)
+            }))
+            .await;
+            let (first, expected) = blocks[0];
+            for (i, hash) in blocks {
+                assert_eq!(hash, expected, "nodes {first} and {i} disagree at height {height}");
+            }
+        }
+    }
+
+    /// Waits until nodes `nodes` report the same head hash at once, at least `min_height`; returns it.
+    pub(crate) async fn wait_same_head(
+        &self,
+        nodes: &[usize],
+        min_height: u64,
+        timeout: Duration,
+    ) -> HeadInfo {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut heads = Vec::new();
+            for &i in nodes {
+                heads.push(self.head(i).await);
+            }
+            if let Some(Some(first)) = heads.first()
+                && first.height >= min_height
+                && heads.iter().all(|h| h.as_ref().is_some_and(|h| h.hash == first.hash))
+            {
+                return *first;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nodes {nodes:?} did not share a head at {min_height}+ within {timeout:?}: {heads:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The value of Prometheus sample `series` on node `i`'s metrics endpoint (0 when absent).
+    pub(crate) async fn metric(&self, i: usize, series: &str) -> f64 {
+        crate::support::metric(self.metrics_addr(i), series).await
+    }
+
+    /// Node `i`'s whole metrics page.
+    pub(crate) async fn metrics_text(&self, i: usize) -> String {
+        crate::support::metrics_text(self.metrics_addr(i)).await
+    }
+
+    fn metrics_addr(&self, i: usize) -> SocketAddr {
+        let url = &self.nodes[i].metrics;
+        url.trim_start_matches("http://").trim_end_matches("/metrics").parse().unwrap()
+    }
+
+    /// Rewrites node `i`'s `[network]` section (kept: `listen` and anything else but `bootnodes` and
+    /// `peer_exchange`) with `bootnodes` and `peer_exchange`; takes effect at its next restart.
+    pub(crate) fn set_network(&self, i: usize, bootnodes: &[String], peer_exchange: bool) {
+        let path = &self.nodes[i].config;
+        let text = std::fs::read_to_string(path).unwrap();
+        let (before, section) =
+            text.split_once("[network]\n").unwrap_or_else(|| panic!("no [network] in {text}"));
+        assert!(!section.lines().any(|l| l.starts_with('[')), "[network] is the last section: {section}");
+        let mut out = format!("{before}[network]\n");
+        for line in section.lines() {
+            if !line.starts_with("bootnodes") && !line.starts_with("peer_exchange") && !line.trim().is_empty()
+            {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        let bootnodes: Vec<String> = bootnodes.iter().map(|b| format!("\"{b}\"")).collect();
+        out.push_str(&format!("bootnodes = [{}]\npeer_exchange = {peer_exchange}\n", bootnodes.join(", ")));
+        std::fs::write(path, out).unwrap();
+    }
+
+    /// Node `i`'s log so far.
+    pub(crate) fn node_log(&self, i: usize) -> String {
+        String::from_utf8_lossy(&std::fs::read(self.nodes[i].datadir.join("node.log")).unwrap_or_default())
+            .into_owned()
+    }
+}
+
+/// A TCP forwarder on loopback that can be cut (every live connection dropped, new ones closed at
+/// once) and healed; for partitions.
+#[derive(Debug)]
+pub(crate) struct TcpProxy {
+    /// Where it listens.
+    pub(crate) addr: SocketAddr,
+    cut: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TcpProxy {
+    /// Listens on a free loopback port and forwards every connection to `target`.
+    pub(crate) async fn start(target: SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (cut, cut_rx) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                };
+                if *cut_rx.borrow() {
+                    drop(inbound);
+                    continue;
+                }
+                let mut cut_rx = cut_rx.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else { return };
+                    let _ = inbound.set_nodelay(true);
+                    let _ = outbound.set_nodelay(true);
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cut_rx.wait_for(|cut| *cut) => {}
+                    }
+                });
+            }
+        });
+        Self { addr, cut, task }
+    }
+
+    /// Its address as a bootnode multiaddr.
+    pub(crate) fn multiaddr(&self) -> String {
+        format!("/ip4/127.0.0.1/tcp/{}", self.addr.port())
+    }
+
+    /// Drops every live connection and closes new ones as they arrive.
+    pub(crate) fn cut(&self) {
+        self.cut.send_replace(true);
+    }
+
+    /// Forwards new connections again.
+    pub(crate) fn heal(&self) {
+        self.cut.send_replace(false);
+    }
+}
+
+impl Drop for TcpProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+        self.cut.send_replace(true);
+    }
+}
+
+/// A peer the test runs itself with the `alys-network` crate, to send the federation what no node
+/// would. It answers `Status` with the genesis as its head (so it is not penalized for that), every
+/// other request with no blocks, and ignores every gossip message it receives.
+#[derive(Debug)]
+pub(crate) struct Rogue {
+    pub(crate) network: NetworkHandle,
+    task: tokio::task::JoinHandle<()>,
+    _dir: TempDir,
+}
+
+impl Rogue {
+    /// Joins `federation`'s network through `bootnode`, gossip up to `max_gossip_bytes`.
+    pub(crate) async fn join(federation: &Federation, bootnode: &str, max_gossip_bytes: usize) -> Self {
+        let dir = tempdir();
+        let network_id = federation.network_id();
+        let genesis = federation.genesis_hash();
+        let mut config = NetworkConfig::new(
+            "127.0.0.1:0".parse().unwrap(),
+            dir.path().join("rogue.key"),
+            network_id.clone(),
+        );
+        config.bootnodes = vec![bootnode.parse().unwrap()];
+        config.peer_exchange = false;
+        config.max_gossip_bytes = max_gossip_bytes;
+        let (network, mut events) = alys_network::start(config).await.unwrap();
+        let handle = network.clone();
+        let task = tokio::spawn(async move {
+            while let Some(event) = events.recv().await {
+                match event {
+                    NetworkEvent::Gossip { id, from, .. } => handle.report(id, from, Verdict::Ignore),
+                    NetworkEvent::Request { request: Request::Status, reply, .. } => {
+                        let _ = reply.send(Response::Status(PeerStatus {
+                            network_id: network_id.clone(),
+                            head: BlockRef { height: 0, hash: genesis },
+                            finalized: None,
+                        }));
+                    }
+                    NetworkEvent::Request { reply, .. } => {
+                        let _ = reply.send(Response::Blocks(Vec::new()));
+                    }
+                    NetworkEvent::PeerConnected(_) | NetworkEvent::PeerDisconnected(_) => {}
+                }
+            }
+        });
+        Self { network, task, _dir: dir }
+    }
+}
+
+impl Drop for Rogue {
+    fn drop(&mut self) {
+        // The task holds the last other handle: with it gone, the network task stops.
+        self.task.abort();
     }
 }

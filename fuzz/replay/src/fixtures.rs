@@ -1,12 +1,15 @@
 //! The fixed context the targets check outside bytes against: merged-mining chain ids, committed hashes
-//! and targets, the governance key, a federation and a spend of its outputs, an Engine API chain spec.
+//! and targets, the governance key, a federation and a spend of its outputs, an Engine API chain spec,
+//! and a three-authority Aura schedule.
 //! The seed corpus is built from the same values, so seeds get past every check they are meant to pass.
 
 use std::{collections::HashSet, sync::OnceLock};
 
 use alloy_primitives::B256;
 use alys_chainspec::ChainSpec;
+use alys_consensus::Aura;
 use alys_governance::{Federation, update_digest};
+use alys_primitives::AuthorityKey;
 use alys_proto::governance::v1::{FederationConfig, FederationMember, FederationUpdate};
 use bitcoin::{
     Amount, Network, OutPoint, ScriptBuf, Sequence, Transaction, TxIn, TxOut, Txid, Witness,
@@ -195,4 +198,36 @@ pub const JWT_SECRET: [u8; 32] = [0x11; 32];
 pub(crate) fn secp() -> &'static Secp256k1<secp256k1::All> {
     static SECP: OnceLock<Secp256k1<secp256k1::All>> = OnceLock::new();
     SECP.get_or_init(Secp256k1::new)
+}
+
+/// The number of authorities of [`aura`].
+pub const AUTHORITIES: u32 = 3;
+/// [`aura`]'s slot duration, milliseconds.
+pub const SLOT_DURATION_MS: u64 = 2_000;
+/// [`aura`]'s tolerance for blocks ahead of the local clock, milliseconds.
+pub const FUTURE_TOLERANCE_MS: u64 = 500;
+
+/// The authority keys of [`aura`], in schedule order: `AuthorityKey::from_seed(&[i; 32])` for i in
+/// 1..=3. Public on purpose: the `gossip` target re-signs fuzzed approvals and evidence with them.
+pub fn authority_keys() -> &'static [AuthorityKey] {
+    static KEYS: OnceLock<Vec<AuthorityKey>> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        (1..=AUTHORITIES as u8)
+            .map(|i| {
+                AuthorityKey::from_seed(&[i; 32])
+                    .unwrap_or_else(|e| unreachable!("[{i}; 32] is valid keying material: {e}"))
+            })
+            .collect()
+    })
+}
+
+/// The fixed Aura schedule over [`authority_keys`] (slots of [`SLOT_DURATION_MS`], a tolerance of
+/// [`FUTURE_TOLERANCE_MS`]) that gossiped approvals and evidence are checked against.
+pub fn aura() -> &'static Aura {
+    static AURA: OnceLock<Aura> = OnceLock::new();
+    AURA.get_or_init(|| {
+        let publics = authority_keys().iter().map(|key| key.public().clone()).collect();
+        Aura::new(publics, SLOT_DURATION_MS, FUTURE_TOLERANCE_MS)
+            .unwrap_or_else(|e| unreachable!("three authorities make a schedule: {e}"))
+    })
 }

@@ -22,10 +22,12 @@
 //! | [`engine_payload`](targets::engine_payload) | an Engine API request body (JSON) | the embedded engine's Engine API server, in process |
 //! | [`engine_jwt`](targets::engine_jwt) | an Engine API `Authorization` header | the JWT layer in front of that server |
 //! | [`pegin`](targets::pegin) | a Bitcoin transaction from a block (consensus encoding), or a peg-in claim (RLP) | `scan_transaction`, `scan_block` against fixed federation scripts; `PegInClaim` decode |
+//! | [`gossip`](targets::gossip) | a gossip payload of the approvals or evidence topic (RLP) | `Approval` / `EquivocationEvidence` decode, `verify_approval` / `verify_evidence` against a fixed 3-authority Aura |
+//! | [`sync_message`](targets::sync_message) | a frame body of the sync request/response protocol | `decode_request` / `decode_response`, canonical round trip |
 //!
-//! Signed messages (proposals, federation updates) are fuzzed twice per input: as they come, against
-//! the fixed governance key, and re-signed by this crate with that key's secret, so the fuzzer also
-//! reaches everything behind the signature check.
+//! Signed messages (proposals, federation updates, approvals, equivocation evidence) are fuzzed twice per
+//! input: as they come, against the fixed governance key or authority keys, and re-signed by this crate
+//! with that key's secret, so the fuzzer also reaches everything behind the signature check.
 
 mod auxpow;
 mod block;
@@ -33,6 +35,7 @@ mod burns;
 mod engine;
 pub mod fixtures;
 mod governance;
+mod network;
 mod pegin;
 
 /// The fuzz targets, by name.
@@ -43,6 +46,7 @@ pub mod targets {
         burns::{burn, burn_log, feed_event},
         engine::{engine_jwt, engine_payload},
         governance::{governance_federation, governance_proposal, governance_stream},
+        network::{gossip, sync_message},
         pegin::pegin,
     };
 }
@@ -73,4 +77,6 @@ pub const TARGETS: &[Target] = &[
     Target { name: "engine_payload", run: targets::engine_payload },
     Target { name: "engine_jwt", run: targets::engine_jwt },
     Target { name: "pegin", run: targets::pegin },
+    Target { name: "gossip", run: targets::gossip },
+    Target { name: "sync_message", run: targets::sync_message },
 ];

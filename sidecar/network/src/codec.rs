@@ -319,6 +319,11 @@ impl<'a> Reader<'a> {
 
     fn string(&mut self) -> Result<String, CodecError> {
         let len = usize::from(self.u16()?);
+        // Longer strings are never encoded (`put_str` cuts them): refusing them keeps the codec
+        // canonical, one encoding per message.
+        if len > MAX_STRING_BYTES {
+            return Err(CodecError::Decode("string too long"));
+        }
         String::from_utf8(self.take(len)?.to_vec()).map_err(|_| CodecError::Decode("invalid UTF-8"))
     }
 

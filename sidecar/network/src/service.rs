@@ -484,6 +484,12 @@ impl Task {
             Command::Report { id, from, verdict } => self.report(id, from, verdict),
             Command::Request { peer, request, reply } => {
                 let kind = request.kind();
+                if !self.peers.contains_key(&peer) {
+                    // Sending would make libp2p dial the peer at whatever addresses it announced,
+                    // around the bootnodes and `peer_exchange = false`: only connected peers are asked.
+                    let _ = reply.send(Err(RequestError::Disconnected));
+                    return;
+                }
                 let id = self.swarm.behaviour_mut().sync.send_request(&peer, request);
                 self.outbound.insert(id, Outbound::App { reply, kind, started: Instant::now() });
             }

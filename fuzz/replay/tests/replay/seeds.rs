@@ -31,7 +31,14 @@ use alys_governance::{
     Federation, Proposal, apply_response,
     signing::{emergency_data, parameter_data, sign_proposal},
 };
-use alys_primitives::{Approvals, ConsensusHeader, PegInClaim, PegInOutput, SignedBlock};
+use alys_network::{
+    MAX_BLOCKS_PER_REQUEST, PeerStatus, Request, Response,
+    codec::{decode_request, decode_response, encode_request, encode_response},
+};
+use alys_primitives::{
+    Approval, Approvals, BlockRef, ConsensusHeader, EquivocationEvidence, PegInClaim, PegInOutput,
+    SignedBlock,
+};
 use alys_proto::{
     burnfeed::v1 as feed,
     governance::v1::{
@@ -85,6 +92,7 @@ pub(crate) fn all() -> Vec<Seed> {
     governance(&mut seeds);
     engine(&mut seeds);
     deposits(&mut seeds);
+    network(&mut seeds);
     seeds.0
 }
 
@@ -1111,4 +1119,94 @@ fn deposits(seeds: &mut Seeds) {
     }
     // A claim as a consensus header carries it (RLP), for the target's claim decoder.
     seeds.add("pegin", "claim", alloy_rlp::encode(&pegins()[1]));
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Federation network: gossip and sync
+
+/// `kind ‖ payload`: the targets' first byte picks the message type (even or odd).
+fn tagged(kind: u8, payload: &[u8]) -> Vec<u8> {
+    [&[kind][..], payload].concat()
+}
+
+fn network(seeds: &mut Seeds) {
+    let aura = aura();
+    let keys = authority_keys();
+
+    // An approval of a block by authority 1, signed by it.
+    let block_hash = consensus_header(Bytes::new()).hash();
+    let approval = Approval {
+        block_hash,
+        authority: 1,
+        signature: keys[1].sign(&block_hash).to_bytes().to_vec().into(),
+    };
+    aura.verify_approval(&approval).unwrap();
+    seeds.add("gossip", "approval", tagged(0, &approval.encoded()));
+
+    // Two different blocks for slot 1000 by its scheduled author, both signed by it.
+    let slot = 1_000;
+    let author = aura.author_of(slot);
+    let first = ConsensusHeader { slot, author, ..consensus_header(Bytes::new()) };
+    let second = ConsensusHeader { execution_block_hash: B256::repeat_byte(0x34), ..first.clone() };
+    let key = &keys[author as usize];
+    let evidence = EquivocationEvidence {
+        first_signature: key.sign(&first.hash()).to_bytes().to_vec().into(),
+        second_signature: key.sign(&second.hash()).to_bytes().to_vec().into(),
+        first,
+        second,
+    };
+    let proved = aura.verify_evidence(&evidence).unwrap();
+    assert_eq!((proved.slot, proved.author), (slot, author));
+    seeds.add("gossip", "evidence", tagged(1, &evidence.encoded()));
+    seeds.add("gossip", "garbage", tagged(1, &[0xf8, 0xff, 0x00, 0x01, 0x02, 0xc0, 0x80]));
+
+    let requests = [
+        ("request-status", Request::Status),
+        ("request-blocks-by-range", Request::BlocksByRange { start: 1, count: MAX_BLOCKS_PER_REQUEST }),
+        ("request-blocks-by-hash", Request::BlocksByHash(vec![block_hash, B256::repeat_byte(0x34)])),
+        ("request-peers", Request::Peers),
+    ];
+    for (name, request) in requests {
+        let bytes = encode_request(&request);
+        assert_eq!(decode_request(&bytes).unwrap(), request, "seed {name}");
+        seeds.add("sync_message", name, tagged(0, &bytes));
+    }
+    let genesis = chain_spec().genesis_hash();
+    let responses = [
+        (
+            "response-status",
+            Response::Status(PeerStatus {
+                network_id: hex::encode(&genesis[..8]),
+                head: BlockRef::new(12, block_hash),
+                finalized: Some(BlockRef::new(8, B256::repeat_byte(0x35))),
+            }),
+        ),
+        (
+            "response-status-genesis",
+            Response::Status(PeerStatus {
+                network_id: hex::encode(&genesis[..8]),
+                head: BlockRef::new(0, genesis),
+                finalized: None,
+            }),
+        ),
+        (
+            "response-blocks",
+            Response::Blocks(vec![Bytes::from_static(b"\xc3\x01\x02\x03"), Bytes::from_static(b"block")]),
+        ),
+        ("response-peers", Response::Peers(vec!["/ip4/127.0.0.1/tcp/30333".parse().unwrap()])),
+        ("response-error", Response::Error("busy".into())),
+    ];
+    for (name, response) in responses {
+        let bytes = encode_response(&response);
+        assert_eq!(decode_response(&bytes).unwrap(), response, "seed {name}");
+        seeds.add("sync_message", name, tagged(1, &bytes));
+    }
+    for seed in seeds.0.iter().filter(|s| s.target == "gossip" || s.target == "sync_message") {
+        let run = if seed.target == "gossip" {
+            alys_fuzz_replay::targets::gossip
+        } else {
+            alys_fuzz_replay::targets::sync_message
+        };
+        run(&seed.bytes);
+    }
 }
