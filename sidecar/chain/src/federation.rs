@@ -380,12 +380,18 @@ impl ChainActor {
     /// together at the end (a crash in between rolls back to before the range, which sync fetches
     /// again), and the execution client hears the new head once.
     pub async fn import_range(&mut self, blocks: Vec<SignedBlock>) -> RangeOutcome {
-        self.preverify(&blocks).await;
+        // One blocking thread verifies the BLS signatures ahead of the import, block by block, while
+        // the import waits on the execution client: the two overlap.
+        let mut verified = self.verify_ahead(&blocks);
         self.range = true;
         let mut imported = 0;
         let mut error = None;
         for block in blocks {
             let height = block.header.height;
+            let hash = block.header.hash();
+            if verified.recv().await.flatten() == Some(hash) {
+                self.preverified.insert(hash);
+            }
             match Box::pin(self.import(block)).await {
                 Ok(_) => imported += 1,
                 Err(e) => {
@@ -393,6 +399,7 @@ impl ChainActor {
                     break;
                 }
             }
+            self.preverified.remove(&hash);
         }
         self.range = false;
         self.preverified.clear();
@@ -407,37 +414,28 @@ impl ChainActor {
         RangeOutcome { imported, error }
     }
 
-    /// Verifies the author signatures and approvals of `blocks` on the blocking pool, two halves in
-    /// parallel; the ones that verify skip those checks on import.
-    async fn preverify(&mut self, blocks: &[SignedBlock]) {
+    /// Verifies the author signature and approvals of each block on a blocking thread, in order:
+    /// `Some(hash)` for one that verifies (its import skips those checks), `None` for one that does
+    /// not (its import checks again and says why).
+    fn verify_ahead(&self, blocks: &[SignedBlock]) -> tokio::sync::mpsc::Receiver<Option<B256>> {
+        let (tx, rx) = tokio::sync::mpsc::channel(blocks.len().max(1));
+        let aura = self.aura.clone();
         let now = (self.config.clock)();
-        let half = blocks.len().div_ceil(2).max(1);
-        let tasks: Vec<_> = blocks
-            .chunks(half)
-            .map(|chunk| {
-                let aura = self.aura.clone();
-                let chunk: Vec<(ConsensusHeader, Bytes, Approvals)> = chunk
-                    .iter()
-                    .map(|b| (b.header.clone(), b.author_signature.clone(), b.approvals.clone()))
-                    .collect();
-                tokio::task::spawn_blocking(move || {
-                    chunk
-                        .into_iter()
-                        .filter_map(|(header, signature, approvals)| {
-                            let hash = header.hash();
-                            (aura.verify_header(&header, &signature, now).is_ok()
-                                && aura.verify_approvals(&hash, &approvals).is_ok())
-                            .then_some(hash)
-                        })
-                        .collect::<Vec<B256>>()
-                })
-            })
+        let items: Vec<(ConsensusHeader, Bytes, Approvals)> = blocks
+            .iter()
+            .map(|b| (b.header.clone(), b.author_signature.clone(), b.approvals.clone()))
             .collect();
-        for task in tasks {
-            if let Ok(hashes) = task.await {
-                self.preverified.extend(hashes);
+        tokio::task::spawn_blocking(move || {
+            for (header, signature, approvals) in items {
+                let hash = header.hash();
+                let ok = aura.verify_header(&header, &signature, now).is_ok()
+                    && aura.verify_approvals(&hash, &approvals).is_ok();
+                if tx.blocking_send(ok.then_some(hash)).is_err() {
+                    return;
+                }
             }
-        }
+        });
+        rx
     }
 
     /// Makes a range's deferred commits durable and tells the execution client the head.

@@ -124,9 +124,24 @@ impl Sync {
         let mut start = self.heads.borrow().head.height + 1;
         tracing::info!(target: "alys::sync", %peer, from = start, to = target, "syncing from peer");
         let mut stepped_back = 0u32;
-        while start <= target {
+        // The next range is fetched while this one is imported.
+        let fetch = |start: u64| {
+            let network = self.network.clone();
             let count = (target + 1 - start).min(MAX_BLOCKS_PER_REQUEST);
-            let response = self.network.request(peer, Request::BlocksByRange { start, count }).await;
+            tokio::spawn(async move { network.request(peer, Request::BlocksByRange { start, count }).await })
+        };
+        let mut prefetched: Option<(u64, tokio::task::JoinHandle<_>)> = None;
+        while start <= target {
+            let response = match prefetched.take() {
+                Some((at, handle)) if at == start => {
+                    handle.await.unwrap_or(Err(alys_network::RequestError::Closed))
+                }
+                Some((_, handle)) => {
+                    handle.abort();
+                    fetch(start).await.unwrap_or(Err(alys_network::RequestError::Closed))
+                }
+                None => fetch(start).await.unwrap_or(Err(alys_network::RequestError::Closed)),
+            };
             let blocks = match response {
                 Ok(Response::Blocks(blocks)) if !blocks.is_empty() => blocks,
                 Ok(Response::Blocks(_)) => {
@@ -157,6 +172,10 @@ impl Sync {
                     return;
                 }
                 decoded.push(block);
+            }
+            let after = start + decoded.len() as u64;
+            if after <= target {
+                prefetched = Some((after, fetch(after)));
             }
             let Ok(outcome) = self.chain.ask(|reply| ChainMessage::ImportRange(decoded, reply)).await else {
                 return;
