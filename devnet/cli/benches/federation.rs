@@ -8,7 +8,8 @@
 //!   p50/p95;
 //! * sync: a fresh full node (`alys-devnet join`) fetching every block by range from its peers and
 //!   importing it (consensus checks, `newPayload`, `forkchoiceUpdated`, storage), in blocks/s, against
-//!   the execution engine's own `newPayload` rate for the same blocks sent straight to a fresh engine.
+//!   the execution engine's own `newPayload` rate for the same blocks sent straight to a fresh engine
+//!   (both with block production paused, so the other nodes and the miner are idle).
 //!
 //! Run: `cargo bench -p alys-devnet --bench federation` (`-- 300` for 300 blocks before the sync;
 //! default 200, 500 ms slots).
@@ -119,7 +120,13 @@ async fn main() {
         std::thread::sleep(Duration::from_millis(500));
     }
 
-    // A fresh full node syncs everything from its peers.
+    // A fresh full node syncs everything from its peers, on a quiet machine like the engine's own
+    // measurement below: production paused on every authority (the miner then idles too).
+    let token = std::fs::read_to_string(root.join("etc/keys/devnet-admin.token")).unwrap();
+    for node in ready["nodes"].as_array().unwrap().iter().filter(|n| n["role"] == "authority") {
+        call(node["rpc"].as_str().unwrap(), "alys_pauseProduction", json!([token.trim()]));
+    }
+    std::thread::sleep(Duration::from_secs(5));
     let target = height(&rpc0);
     let join_started = Instant::now();
     let (join, joined) = start(
@@ -134,6 +141,9 @@ async fn main() {
         assert!(join_started.elapsed() < Duration::from_secs(600), "the fresh node did not sync");
         std::thread::sleep(Duration::from_millis(200));
     }
+    let metrics_url = joined["node"]["metrics"].as_str().unwrap().to_owned();
+    let metrics = Command::new("curl").args(["-s", &metrics_url]).output().unwrap();
+    let metrics = String::from_utf8_lossy(&metrics.stdout).into_owned();
     stop(join);
     stop(devnet);
 
@@ -214,6 +224,11 @@ async fn main() {
     );
     common::report_ms("block gossip, author commit -> imported on each peer", gossip);
     common::report_ms("approvals, proposal -> quorum at the author", approvals);
+    for line in metrics.lines().filter(|l| {
+        l.starts_with("alys_chain_import_seconds_sum") || l.starts_with("alys_chain_import_seconds_count")
+    }) {
+        println!("  the fresh node's {line}");
+    }
     println!(
         "sync of {} empty blocks from peers: {sync_rate:.0} blocks/s; engine newPayload alone: {engine_rate:.0} blocks/s; ratio {:.0} %",
         synced.len(),

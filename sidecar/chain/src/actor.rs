@@ -550,9 +550,16 @@ impl ChainActor {
         if self.storage.read()?.has_block(&hash)? {
             return Ok(hash);
         }
+        let started = std::time::Instant::now();
+        self.engine_nanos.store(0, std::sync::atomic::Ordering::Relaxed);
         let execution = self.check(&block, hash, true).await?;
         let (height, slot, author) = (block.header.height, block.header.slot, block.header.author);
         self.apply(block, hash, execution).await?;
+        let engine =
+            std::time::Duration::from_nanos(self.engine_nanos.load(std::sync::atomic::Ordering::Relaxed));
+        metrics::histogram!("alys_chain_import_seconds", "part" => "engine").record(engine.as_secs_f64());
+        metrics::histogram!("alys_chain_import_seconds", "part" => "consensus")
+            .record(started.elapsed().saturating_sub(engine).as_secs_f64());
         let head = self.head.block.hash == hash;
         tracing::info!(target: "alys::chain", height, slot, author, consensus_hash = %hash, head, "imported block");
         Ok(hash)

@@ -426,6 +426,17 @@ impl ChainActor {
             .map(|b| (b.header.clone(), b.author_signature.clone(), b.approvals.clone()))
             .collect();
         tokio::task::spawn_blocking(move || {
+            // All at once first (one multi-pairing); one by one only if the batch fails, to find which.
+            let batch: Vec<(ConsensusHeader, &[u8], &Approvals)> =
+                items.iter().map(|(h, s, a)| (h.clone(), s.as_ref(), a)).collect();
+            if aura.verify_many(&batch, now).is_ok() {
+                for (header, _, _) in &items {
+                    if tx.blocking_send(Some(header.hash())).is_err() {
+                        return;
+                    }
+                }
+                return;
+            }
             for (header, signature, approvals) in items {
                 let hash = header.hash();
                 let ok = aura.verify_header(&header, &signature, now).is_ok()

@@ -23,6 +23,11 @@ pub fn describe() {
         "Slots of this authority that produced no block, by reason (governance_pause, no_network, timestamp, no_auxpow, no_quorum: too few approvals before the slot ended, head_moved: a peer's block arrived first, voted: this node approved another block of the height a moment ago)"
     );
     describe_histogram!(
+        "alys_chain_import_seconds",
+        Unit::Seconds,
+        "Time importing a block from a peer takes, split into the execution client's part (part=engine) and the node's own checks and commit (part=consensus)"
+    );
+    describe_histogram!(
         "alys_chain_approval_seconds",
         Unit::Seconds,
         "Time from this authority's proposal to the quorum of approvals that commits it"

@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use alloy_primitives::B256;
 
 use alys_primitives::{
-    Approval, Approvals, AuthorityPublicKey, BlsSignature, ConsensusHeader, EquivocationEvidence, KeyError,
+    Approval, Approvals, AuthorityPublicKey, BatchItem, BlsSignature, ConsensusHeader, EquivocationEvidence,
+    KeyError, verify_batch,
 };
 
 /// Why a header or its approvals were refused.
@@ -205,6 +206,46 @@ impl Aura {
         key.verify(&approval.block_hash, &signature).map_err(AuraError::ApprovalSignature)
     }
 
+    /// Checks the author signature and approvals of many blocks at once (a range from a peer), with
+    /// one batched multi-pairing: `Ok` only if every block's author is scheduled for its slot (at
+    /// `now_ms`), its author signature verifies and it carries a verifying quorum of approvals. On
+    /// `Err`, check the blocks one by one ([`Self::verify_header`], [`Self::verify_approvals`]) to learn
+    /// which fails and why.
+    pub fn verify_many(
+        &self,
+        blocks: &[(ConsensusHeader, &[u8], &Approvals)],
+        now_ms: u64,
+    ) -> Result<(), AuraError> {
+        let need = Self::required_approvals(self.authorities.len());
+        let mut parsed = Vec::with_capacity(blocks.len());
+        for (header, author_signature, approvals) in blocks {
+            self.check_schedule(header, now_ms)?;
+            let author = self
+                .authorities
+                .get(header.author as usize)
+                .ok_or(AuraError::UnknownAuthority(header.author))?;
+            let author_signature =
+                BlsSignature::from_bytes(author_signature).map_err(AuraError::AuthorSignature)?;
+            let signers = approvals
+                .signer_indexes()
+                .iter()
+                .map(|i| self.authorities.get(*i as usize).ok_or(AuraError::UnknownAuthority(*i)))
+                .collect::<Result<Vec<_>, _>>()?;
+            if signers.len() < need {
+                return Err(AuraError::NotEnoughApprovals { have: signers.len(), need });
+            }
+            let approval =
+                BlsSignature::from_bytes(&approvals.signature).map_err(AuraError::ApprovalSignature)?;
+            parsed.push((header.hash(), [author], author_signature, signers, approval));
+        }
+        let mut items = Vec::with_capacity(parsed.len() * 2);
+        for (hash, author, author_signature, signers, approval) in &parsed {
+            items.push(BatchItem { message: hash, signature: author_signature, signers: author });
+            items.push(BatchItem { message: hash, signature: approval, signers });
+        }
+        verify_batch(&items).map_err(AuraError::ApprovalSignature)
+    }
+
     /// Checks equivocation evidence: two different headers for one (slot, author), both signed by the
     /// author, whose slot is the author's by the schedule. Returns what it proves.
     pub fn verify_evidence(&self, evidence: &EquivocationEvidence) -> Result<Equivocation, AuraError> {
@@ -378,6 +419,47 @@ mod tests {
         assert!(matches!(a.verify_evidence(&moved), Err(AuraError::NotEquivocation(_))));
         let forged = EquivocationEvidence { second_signature: sign(&k[2], &second), ..evidence };
         assert!(matches!(a.verify_evidence(&forged), Err(AuraError::AuthorSignature(_))));
+    }
+
+    #[test]
+    fn many_blocks_verify_at_once_or_not_at_all() {
+        let k = keys(3);
+        let a = aura(&k);
+        let signed: Vec<(ConsensusHeader, Bytes, Approvals)> = (10..20u64)
+            .map(|slot| {
+                let h = header(slot, (slot % 3) as u32);
+                let hash = h.hash();
+                let author = k[(slot % 3) as usize].sign(&hash);
+                let other = k[((slot + 1) % 3) as usize].sign(&hash);
+                let approvals = Approvals {
+                    signers: Approvals::bitfield([(slot % 3) as u32, ((slot + 1) % 3) as u32]),
+                    signature: BlsSignature::aggregate(&[&author, &other])
+                        .unwrap()
+                        .to_bytes()
+                        .to_vec()
+                        .into(),
+                };
+                (h, author.to_bytes().to_vec().into(), approvals)
+            })
+            .collect();
+        let view = |s: &[(ConsensusHeader, Bytes, Approvals)]| -> Vec<(ConsensusHeader, Vec<u8>, Approvals)> {
+            s.iter().map(|(h, sig, ap)| (h.clone(), sig.to_vec(), ap.clone())).collect()
+        };
+        let check = |s: &[(ConsensusHeader, Vec<u8>, Approvals)]| {
+            let batch: Vec<(ConsensusHeader, &[u8], &Approvals)> =
+                s.iter().map(|(h, sig, ap)| (h.clone(), sig.as_slice(), ap)).collect();
+            a.verify_many(&batch, 30 * 2_000)
+        };
+        check(&view(&signed)).unwrap();
+        let mut bad = view(&signed);
+        bad[4].2.signature = bad[5].2.signature.clone();
+        assert!(matches!(check(&bad), Err(AuraError::ApprovalSignature(_))));
+        let mut thin = view(&signed);
+        thin[2].2.signers = Approvals::bitfield([0]);
+        assert!(matches!(check(&thin), Err(AuraError::NotEnoughApprovals { have: 1, need: 2 })));
+        let mut wrong_author = view(&signed);
+        wrong_author[0].1 = wrong_author[1].1.clone();
+        assert!(check(&wrong_author).is_err());
     }
 
     #[test]

@@ -41,7 +41,9 @@ pub use block::{
     Approval, Approvals, BurnRef, ConsensusHeader, EquivocationEvidence, PegInClaim, PegInOutput,
     PegoutBlock, SignedBlock, outpoint_key,
 };
-pub use keys::{AuthorityKey, AuthorityPublicKey, BlsSignature, KeyError, KeyFileError};
+pub use keys::{
+    AuthorityKey, AuthorityPublicKey, BatchItem, BlsSignature, KeyError, KeyFileError, verify_batch,
+};
 
 use alloy_primitives::B256;
 
