@@ -451,6 +451,11 @@ fn entry(
 
 /// The multi-process devnet.
 pub(crate) async fn run(args: UpArgs) -> eyre::Result<()> {
+    let args = args.with_port_offset()?;
+    if args.fresh && args.datadir.exists() {
+        std::fs::remove_dir_all(&args.datadir)
+            .wrap_err_with(|| format!("removing {}", args.datadir.display()))?;
+    }
     let full_nodes = args.full_nodes.unwrap_or(1);
     let count = args.authorities.checked_add(full_nodes).ok_or_else(|| eyre::eyre!("too many nodes"))?;
     for (flag, addr) in [

@@ -65,6 +65,7 @@ fn main() -> eyre::Result<()> {
             Some(Command::Pegin(args)) => pegin::run(args).await,
             Some(Command::Node(args)) => node::run(args).await,
             Some(Command::Join(args)) => federation::join(args).await,
+            None if cli.up.is_federation() => federation::run(cli.up).await,
             None => up::run(cli.up).await,
         }
     })

@@ -1,7 +1,7 @@
 //! `alys-devnet` (no subcommand): a complete local network in one process.
 //!
 //! With `--authorities N` (N ≥ 2) or `--full-nodes M` it runs a federation of node processes instead
-//! (see [`crate::federation`]). Otherwise it starts the embedded execution engine (Engine API + eth JSON-RPC, persisted under the data
+//! (`federation.rs`, chosen by `main`). Otherwise it starts the embedded execution engine (Engine API + eth JSON-RPC, persisted under the data
 //! directory) and one Alys authority node driving it, with the public devnet key, genesis and JWT from
 //! `etc/`. Stop it with Ctrl-C; start it again and the chain continues from where it stopped.
 
@@ -104,7 +104,7 @@ impl UpArgs {
     }
 
     /// Adds `--ports.offset` to every address whose port is not 0.
-    fn with_port_offset(mut self) -> eyre::Result<Self> {
+    pub(crate) fn with_port_offset(mut self) -> eyre::Result<Self> {
         let offset = self.ports_offset;
         for addr in [
             &mut self.http_addr,
@@ -142,9 +142,6 @@ pub(crate) async fn run(args: UpArgs) -> eyre::Result<()> {
     if args.fresh && args.datadir.exists() {
         std::fs::remove_dir_all(&args.datadir)
             .wrap_err_with(|| format!("removing {}", args.datadir.display()))?;
-    }
-    if args.is_federation() {
-        return crate::federation::run(args).await;
     }
     let genesis = args.etc.join("genesis/devnet.json");
     let jwt = args.etc.join("jwt/jwt.hex");
