@@ -111,6 +111,19 @@ async fn three_authorities_agree_and_keep_going_with_two() {
         true
     })
     .await;
+    // `alys status`, the operator's one-screen summary, says the same over the typed RPC client.
+    let output = std::process::Command::new(crate::support::bin("alys"))
+        .args(["status", "--rpc", &federation.node(1).rpc])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "alys status: {}", String::from_utf8_lossy(&output.stderr));
+    for needle in ["authority 1 of 3", ", 3 peers, id ", "execution   online", "governance  connected"] {
+        assert!(text.contains(needle), "{needle:?} missing from alys status:\n{text}");
+    }
+    for id in ids.iter().enumerate().filter(|(j, _)| *j != 1).map(|(_, id)| id) {
+        assert!(text.contains(id.as_str()), "peer {id} missing from alys status:\n{text}");
+    }
     step(start, "every node has the 3 others as peers, with heads");
 
     // Authority 2 dies: 0 and 1 are 2 of 3, enough approvals; the chain goes on, the same everywhere.

@@ -10,5 +10,6 @@
 pub mod config;
 pub mod launch;
 pub mod rpc;
+pub mod status;
 
 pub use launch::{LaunchError, NodeHandle, install_metrics, launch, shutdown_signal};

@@ -23,6 +23,13 @@ enum Command {
         #[arg(long, default_value = "etc/config/alys.toml")]
         config: PathBuf,
     },
+    /// A one-screen summary of a running node (head, finality, production, peers, execution client,
+    /// Bitcoin, governance), read over its Alys RPC.
+    Status {
+        /// The node's Alys RPC.
+        #[arg(long, default_value = "http://127.0.0.1:3000")]
+        rpc: String,
+    },
     /// Authority key tools.
     #[command(subcommand)]
     Key(KeyCommand),
@@ -88,6 +95,11 @@ fn run(cli: Cli) -> eyre::Result<()> {
                 node.shutdown().await;
                 Ok(())
             })
+        }
+        Command::Status { rpc } => {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            print!("{}", runtime.block_on(alys_node::status::read(&rpc))?);
+            Ok(())
         }
         Command::Key(KeyCommand::Generate { out }) => {
             let mut seed = [0u8; 32];
