@@ -5,6 +5,7 @@
 mod bitcoin;
 mod blobs;
 mod crash;
+mod dashboard;
 mod el_cast;
 mod federation;
 mod federation_import;

@@ -518,6 +518,8 @@ pub(crate) struct DevnetProcess {
     process: Process,
     pub(crate) http: String,
     pub(crate) rpc: String,
+    /// The node's dashboard page (`ready.dashboard`).
+    pub(crate) dashboard: String,
     pub(crate) burn_feed: String,
     pub(crate) governance_admin: String,
     /// The devnet's Bitcoin regtest node (bitcoind JSON-RPC) and its cookie file.
@@ -588,6 +590,7 @@ impl DevnetProcess {
             process,
             http: field(&ready, "http"),
             rpc: field(&ready, "rpc"),
+            dashboard: field(&ready, "dashboard"),
             burn_feed: field(&ready, "burnFeed"),
             governance_admin: field(&ready, "governanceAdmin"),
             bitcoin_rpc: field(&ready, "bitcoinRpc"),

@@ -435,6 +435,7 @@ fn entry(
         "index": layout.index,
         "role": if layout.authority { "authority" } else { "full" },
         "rpc": get(node.1, "rpc"),
+        "dashboard": get(node.1, "dashboard"),
         "http": get(el.1, "http"),
         "ws": get(el.1, "ws"),
         "authrpc": get(el.1, "authrpc"),
@@ -558,6 +559,7 @@ pub(crate) async fn run(args: UpArgs) -> eyre::Result<()> {
         "ws": get(&first.entry, "ws"),
         "authrpc": get(&first.entry, "authrpc"),
         "rpc": rpc0,
+        "dashboard": get(&first.entry, "dashboard"),
         "metrics": get(&first.entry, "metrics"),
         "burnFeed": get(&first.entry, "burnFeed"),
         "minerPayout": DEV_ACCOUNTS[1],
@@ -578,10 +580,11 @@ pub(crate) async fn run(args: UpArgs) -> eyre::Result<()> {
         let e = &r.entry;
         let s = |name: &str| get(e, name).as_str().unwrap_or_default().to_owned();
         summary.push_str(&format!(
-            "  node {} ({:9})  Alys RPC {}  eth {}  Engine API {}  p2p {}  pids node {} / engine {}\n",
+            "  node {} ({:9})  Alys RPC {}  dashboard {}  eth {}  Engine API {}  p2p {}  pids node {} / engine {}\n",
             get(e, "index"),
             s("role"),
             s("rpc"),
+            s("dashboard"),
             s("http"),
             s("authrpc"),
             s("p2pListen"),

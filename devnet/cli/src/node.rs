@@ -28,6 +28,7 @@ pub(crate) async fn run(args: NodeArgs) -> eyre::Result<()> {
         serde_json::json!({
             "event": "ready",
             "rpc": format!("http://{}", node.rpc.local_addr()),
+            "dashboard": crate::up::dashboard_url(&node.rpc),
             "p2p": node.p2p,
             "pid": std::process::id(),
         })

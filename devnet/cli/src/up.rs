@@ -206,6 +206,7 @@ pub(crate) async fn run(args: UpArgs) -> eyre::Result<()> {
         rpc: RpcSection {
             listen: args.rpc_addr,
             admin_token_file: Some(args.etc.join("keys/devnet-admin.token")),
+            dashboard: true,
         },
         metrics: MetricsSection { listen: None },
         governance: Some(GovernanceSection {
@@ -250,6 +251,7 @@ pub(crate) async fn run(args: UpArgs) -> eyre::Result<()> {
         "ws": eth.ws_url(),
         "authrpc": engine_api.http_url(),
         "rpc": format!("http://{}", node.rpc.local_addr()),
+        "dashboard": dashboard_url(&node.rpc),
         "metrics": format!("http://{}/metrics", args.metrics_addr),
         "burnFeed": format!("http://{}", exex.feed_addr),
         "minerPayout": DEV_ACCOUNTS[1],
@@ -265,6 +267,7 @@ pub(crate) async fn run(args: UpArgs) -> eyre::Result<()> {
          \x20 eth JSON-RPC      {http}\n\
          \x20 WebSocket         {ws}\n\
          \x20 Alys RPC          http://{rpc} (alys_*, getheadblock, …)\n\
+         \x20 dashboard         {dashboard}\n\
          \x20 mining RPC        http://{rpc} (createauxblock, submitauxblock; the built-in miner pays {payout})\n\
          \x20 Engine API        {authrpc} (JWT etc/jwt/jwt.hex)\n\
          \x20 burn feed         http://{feed} (gRPC alys.burnfeed.v1, token etc/keys/devnet-feed.token)\n\
@@ -277,6 +280,7 @@ pub(crate) async fn run(args: UpArgs) -> eyre::Result<()> {
         http = eth.http_url().unwrap_or_default(),
         ws = eth.ws_url().unwrap_or_default(),
         rpc = node.rpc.local_addr(),
+        dashboard = dashboard_url(&node.rpc),
         payout = DEV_ACCOUNTS[1],
         authrpc = engine_api.http_url(),
         feed = exex.feed_addr,
@@ -377,6 +381,12 @@ async fn show_blocks(
 /// decays to a few wei when blocks are empty, which `0.000 gwei` hid).
 fn format_wei(wei: u64) -> String {
     if wei >= 1_000_000 { format!("{:.3} gwei", wei as f64 / 1e9) } else { format!("{wei} wei") }
+}
+
+/// The node's dashboard URL for a devnet: regtest has no block explorer, so the page's Bitcoin links are
+/// switched off (`?btc=`).
+pub(crate) fn dashboard_url(rpc: &alys_node::rpc::RpcHandle) -> String {
+    rpc.dashboard_url().map(|url| format!("{url}?btc=")).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -125,6 +125,29 @@ pub struct EngineClient {
     http: AuthedHttpClient,
     chain_spec: Arc<ChainSpec>,
     retry: ExponentialBuilder,
+    stats: Arc<EngineStats>,
+}
+
+/// Running totals of the Engine API calls a client (and its clones) made: two counters, read by
+/// whoever wants a recent mean latency (the dashboard) as the difference between two readings.
+#[derive(Debug, Default)]
+pub struct EngineStats {
+    calls: std::sync::atomic::AtomicU64,
+    micros: std::sync::atomic::AtomicU64,
+}
+
+impl EngineStats {
+    /// Calls made so far and their total duration in microseconds.
+    pub fn read(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.calls.load(Relaxed), self.micros.load(Relaxed))
+    }
+
+    fn record(&self, elapsed: Duration) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.calls.fetch_add(1, Relaxed);
+        self.micros.fetch_add(u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX), Relaxed);
+    }
 }
 
 impl EngineClient {
@@ -140,7 +163,7 @@ impl EngineClient {
             .with_min_delay(Duration::from_millis(100))
             .with_factor(2.0)
             .with_max_times(4);
-        Ok(Self { http, chain_spec, retry })
+        Ok(Self { http, chain_spec, retry, stats: Arc::default() })
     }
 
     /// The chain spec the versions are chosen from.
@@ -164,8 +187,10 @@ impl EngineClient {
             let span = tracing::debug_span!(target: "alys::engine", "engine_call", method, attempt);
             let started = std::time::Instant::now();
             let result = self.http.request::<R, _>(method, params()).instrument(span).await;
+            let elapsed = started.elapsed();
+            self.stats.record(elapsed);
             metrics::histogram!("alys_engine_request_seconds", "method" => method)
-                .record(started.elapsed().as_secs_f64());
+                .record(elapsed.as_secs_f64());
             if result.is_err() {
                 metrics::counter!("alys_engine_request_errors_total", "method" => method).increment(1);
             }
@@ -179,6 +204,40 @@ impl EngineClient {
                 other => return other,
             }
         }
+    }
+
+    /// The running totals of this client's calls (shared with its clones).
+    pub fn stats(&self) -> Arc<EngineStats> {
+        Arc::clone(&self.stats)
+    }
+
+    /// `engine_getClientVersionV1`: who the execution client is, as `name/version (code, commit)` for
+    /// each client it names (one, or several for a multiplexer), joined by `; `.
+    pub async fn client_version(&self) -> Result<String, EngineClientError> {
+        // Our own shape, not alloy's: its client codes are a closed list and an execution client may answer
+        // with a code it does not have yet. Alys has no reserved code, and clients built on alloy refuse
+        // any code outside the list, so the node sends reth's (the client family it is built against, as
+        // the devnet engine does) with its own name.
+        #[derive(Clone, serde::Serialize, serde::Deserialize)]
+        struct ClientVersion {
+            code: String,
+            name: String,
+            version: String,
+            commit: String,
+        }
+        let ours = ClientVersion {
+            code: "RH".to_owned(),
+            name: "alys".to_owned(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            commit: "0x00000000".to_owned(),
+        };
+        let theirs: Vec<ClientVersion> =
+            self.call("engine_getClientVersionV1", || rpc_params![ours.clone()]).await?;
+        Ok(theirs
+            .iter()
+            .map(|c| format!("{}/{} ({}, {})", c.name, c.version, c.code, c.commit))
+            .collect::<Vec<_>>()
+            .join("; "))
     }
 
     /// `engine_exchangeCapabilities`: the methods the execution client supports.

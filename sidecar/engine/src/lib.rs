@@ -4,7 +4,7 @@ mod auth;
 mod client;
 
 pub use auth::{JwtAuthLayer, JwtAuthService};
-pub use client::{BuiltPayload, EngineClient, EngineClientError, EngineVersion};
+pub use client::{BuiltPayload, EngineClient, EngineClientError, EngineStats, EngineVersion};
 
 /// Registers the help text of the Engine API client's metrics (label `method`, e.g.
 /// `engine_newPayloadV4`) with the installed recorder.

@@ -475,11 +475,15 @@ pub struct RpcSection {
     /// File holding the token the admin methods require; without it they are refused.
     #[serde(default)]
     pub admin_token_file: Option<PathBuf>,
+    /// Serve the live dashboard at `GET /dashboard` and its methods (`alys_dashboard`,
+    /// `alys_subscribeDashboard`) on this listener (default true).
+    #[serde(default = "default_true")]
+    pub dashboard: bool,
 }
 
 impl Default for RpcSection {
     fn default() -> Self {
-        Self { listen: default_rpc_listen(), admin_token_file: None }
+        Self { listen: default_rpc_listen(), admin_token_file: None, dashboard: true }
     }
 }
 

@@ -388,7 +388,8 @@ pub async fn launch(config: NodeConfig) -> Result<NodeHandle, LaunchError> {
     let engine = EngineClient::new(&config.engine.url, secret, Arc::clone(&spec))?;
     // Local checks of `[bitcoin]` (credentials readable) before anything is asked over the network.
     let bitcoin = config.bitcoin.as_ref().map(bitcoin_client).transpose()?;
-    check_engine(&engine, &config.engine).await?;
+    let engine_version = check_engine(&engine, &config.engine).await?;
+    let engine_stats = engine.stats();
     check_engine_genesis(&engine, &config, spec.genesis_hash()).await?;
     let storage = open_storage(&config.storage.data_dir)?;
     check_stored_genesis(&storage, &config, spec.genesis_hash())?;
@@ -564,7 +565,13 @@ pub async fn launch(config: NodeConfig) -> Result<NodeHandle, LaunchError> {
         network: config.governance.as_ref().map(|g| bitcoin::Network::from(g.network)),
         peers: network_view,
     };
-    let rpc = rpc::start(config.rpc.listen, context).await?;
+    let dashboard = config.rpc.dashboard.then_some(rpc::DashboardSettings {
+        slot_duration_ms: slot_ms,
+        pow_limit_bits: config.auxpow.pow_limit_bits,
+        engine: engine_stats,
+        engine_version,
+    });
+    let rpc = rpc::start(config.rpc.listen, context, dashboard).await?;
     Ok(NodeHandle { chain, rpc, heads, peers, p2p, chain_task, tasks })
 }
 
@@ -600,7 +607,9 @@ async fn start_network(
 
 /// Refuses to start against an execution client that is not there, refuses our JWT, or lacks a method
 /// the node calls: the operator should learn it now, not from a stream of failed slots.
-async fn check_engine(engine: &EngineClient, section: &EngineSection) -> Result<(), LaunchError> {
+///
+/// Answers the client's `engine_getClientVersionV1` identification when it offers the method.
+async fn check_engine(engine: &EngineClient, section: &EngineSection) -> Result<Option<String>, LaunchError> {
     let url = section.url.as_str();
     let supported = engine.exchange_capabilities(ENGINE_CAPABILITIES).await.map_err(|error| {
         if error.http_status() == Some(401) {
@@ -613,10 +622,21 @@ async fn check_engine(engine: &EngineClient, section: &EngineSection) -> Result<
     })?;
     let missing: Vec<&'static str> =
         ENGINE_CAPABILITIES.iter().copied().filter(|m| !supported.iter().any(|s| s == m)).collect();
-    if missing.is_empty() {
-        Ok(())
-    } else {
-        Err(LaunchError::MissingCapabilities { url: url.to_owned(), missing })
+    if !missing.is_empty() {
+        return Err(LaunchError::MissingCapabilities { url: url.to_owned(), missing });
+    }
+    if !supported.iter().any(|m| m == "engine_getClientVersionV1") {
+        return Ok(None);
+    }
+    match engine.client_version().await {
+        Ok(version) => {
+            tracing::info!(target: "alys::node", %version, "execution client");
+            Ok(Some(version))
+        }
+        Err(error) => {
+            tracing::warn!(target: "alys::node", %error, "engine_getClientVersionV1 failed; the version stays unknown");
+            Ok(None)
+        }
     }
 }
 

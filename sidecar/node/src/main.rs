@@ -89,7 +89,14 @@ fn run(cli: Cli) -> eyre::Result<()> {
                     install_metrics(addr)?;
                 }
                 let node = launch(config).await?;
-                println!("{}", serde_json::json!({ "event": "ready", "rpc": format!("http://{}", node.rpc.local_addr()) }));
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "event": "ready",
+                        "rpc": format!("http://{}", node.rpc.local_addr()),
+                        "dashboard": node.rpc.dashboard_url(),
+                    })
+                );
                 alys_node::shutdown_signal().await;
                 tracing::info!(target: "alys::node", "shutting down");
                 node.shutdown().await;

@@ -52,12 +52,18 @@ pub enum RpcStartError {
 pub struct RpcHandle {
     addr: SocketAddr,
     handle: ServerHandle,
+    dashboard: bool,
 }
 
 impl RpcHandle {
     /// The bound address.
     pub const fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where the dashboard is served, if it is (`[rpc] dashboard`).
+    pub fn dashboard_url(&self) -> Option<String> {
+        self.dashboard.then(|| format!("http://{}{}", self.addr, alys_dashboard::PAGE_PATH))
     }
 
     /// Stops the server.
@@ -768,9 +774,46 @@ pub fn rpc_module(context: RpcContext) -> Result<RpcModule<()>, RpcStartError> {
     Ok(module)
 }
 
-/// Starts the RPC server on `addr` (port 0 picks a free port); `GET /health` answers `alys_health`.
-pub async fn start(addr: SocketAddr, context: RpcContext) -> Result<RpcHandle, RpcStartError> {
-    let module = rpc_module(context)?;
+/// What the dashboard needs beyond the RPC context.
+#[derive(Debug)]
+pub struct DashboardSettings {
+    /// The Aura slot length.
+    pub slot_duration_ms: u64,
+    /// The AuxPow limit (compact bits).
+    pub pow_limit_bits: u32,
+    /// The Engine API client's call counters.
+    pub engine: Arc<alys_engine_client::EngineStats>,
+    /// The execution client's identification, if it gave one.
+    pub engine_version: Option<String>,
+}
+
+/// How often the dashboard takes a snapshot.
+pub const DASHBOARD_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Starts the RPC server on `addr` (port 0 picks a free port); `GET /health` answers `alys_health`;
+/// with `dashboard`, `GET /dashboard` serves the live dashboard and its methods join the API.
+pub async fn start(
+    addr: SocketAddr,
+    context: RpcContext,
+    dashboard: Option<DashboardSettings>,
+) -> Result<RpcHandle, RpcStartError> {
+    let storage = Arc::clone(&context.storage);
+    let mut module = rpc_module(context)?;
+    let with_dashboard = dashboard.is_some();
+    let page = alys_dashboard::PageLayer::new(with_dashboard);
+    if let Some(settings) = dashboard {
+        let sources = alys_dashboard::Sources {
+            methods: module.clone().into(),
+            storage,
+            slot_duration_ms: settings.slot_duration_ms,
+            pow_limit_bits: settings.pow_limit_bits,
+            engine: Some(settings.engine),
+            engine_version: settings.engine_version,
+        };
+        // The sampler ends by itself once the server (holding the service) is gone.
+        let (service, _sampler) = alys_dashboard::DashboardService::spawn(sources, DASHBOARD_INTERVAL);
+        module.merge(service.rpc_module()?)?;
+    }
     let health = alys_rpc::jsonrpsee::server::middleware::http::ProxyGetRequestLayer::new([(
         "/health",
         "alys_health",
@@ -784,12 +827,12 @@ pub async fn start(addr: SocketAddr, context: RpcContext) -> Result<RpcHandle, R
         .build();
     let server = Server::builder()
         .set_config(config)
-        .set_http_middleware(tower::ServiceBuilder::new().layer(health))
+        .set_http_middleware(tower::ServiceBuilder::new().layer(page).layer(health))
         .build(addr)
         .await
         .map_err(|source| RpcStartError::Bind { addr, source })?;
     let addr = server.local_addr().map_err(|source| RpcStartError::Bind { addr, source })?;
     let handle = server.start(module);
     tracing::info!(target: "alys::rpc", %addr, "RPC listening");
-    Ok(RpcHandle { addr, handle })
+    Ok(RpcHandle { addr, handle, dashboard: with_dashboard })
 }

@@ -42,7 +42,7 @@ fn config(dir: &Path) -> NodeConfig {
         storage: StorageSection { data_dir: dir.to_path_buf() },
         // Nothing listens on port 1.
         engine: EngineSection { url: "http://127.0.0.1:1".into(), jwt_secret: etc.join("jwt/jwt.hex"), eth_rpc_url: None },
-        rpc: RpcSection { listen: "127.0.0.1:0".parse().unwrap(), admin_token_file: None },
+        rpc: RpcSection { listen: "127.0.0.1:0".parse().unwrap(), admin_token_file: None, dashboard: true },
         metrics: MetricsSection { listen: None },
         governance: None,
         pegout: None,
