@@ -18,8 +18,14 @@ async fn a_wiped_execution_client_is_refilled_by_the_sidecar() {
     let alys = node.client();
     let height = wait_for_height(&alys, 3, Duration::from_secs(30)).await.head.height;
 
-    // The execution client dies and comes back empty (no data directory), where the node expects it.
+    // The execution client dies: the node says so (health, status, metric) within a few seconds...
     drop(el);
+    until("the node reports its execution client offline", Duration::from_secs(20), async || {
+        alys.health().await.is_err_and(|e| e.to_string().contains("execution client is offline"))
+    })
+    .await;
+    assert!(!alys.sync_status().await.unwrap().engine_online);
+    // ...and it comes back empty (no data directory), where the node expects it.
     let el = ElProcess::start_at(authrpc);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
@@ -35,6 +41,7 @@ async fn a_wiped_execution_client_is_refilled_by_the_sidecar() {
     let el_block =
         raw_call(&el.http, "eth_getBlockByNumber", json!([format!("{height:#x}"), false])).await.unwrap();
     assert_eq!(hash(&el_block["hash"]), block.execution_block_hash);
+    assert_eq!(alys.health().await.unwrap(), "ok", "online again");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

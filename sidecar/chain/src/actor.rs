@@ -330,9 +330,13 @@ impl ChainActor {
             None => config.genesis_hash,
         };
         metrics::gauge!("alys_chain_head_height", "head" => "head").set(head.block.height as f64);
+        if let Some(finalized) = finalized {
+            metrics::gauge!("alys_chain_head_height", "head" => "finalized").set(finalized.height as f64);
+        }
         let mining = mining::MiningState::load(&read, &config.auxpow, config.genesis_timestamp)?;
         let runtime = config.runtime.clone();
         let paused = read.production_paused()?;
+        metrics::gauge!("alys_chain_production_paused").set(if paused { 1.0 } else { 0.0 });
         let equivocation_count = alys_storage::EvidenceRead::equivocation_count(&read)?;
         drop(read);
         heads.send_replace(ChainHeads {
@@ -428,7 +432,7 @@ impl ChainActor {
             authority_index: self.my_index(),
             equivocations: self.equivocation_count,
             paused: self.paused,
-            engine_online: self.engine_online,
+            engine_online: self.engine.stats().online(),
             engine_synced: self.engine_synced,
             production_stopped: self.production_stopped(),
             pow_bits: self.mining.bits,
@@ -809,7 +813,11 @@ impl ChainActor {
     /// Produces the block of `slot` if this node is its author; `Ok(false)` when it did not.
     async fn produce(&mut self, slot: u64) -> Result<bool, ImportError> {
         let Some(index) = self.my_index() else { return Ok(false) };
-        if self.aura.author_of(slot) != index || self.paused {
+        if self.aura.author_of(slot) != index {
+            return Ok(false);
+        }
+        if self.paused {
+            metrics::counter!("alys_chain_slots_skipped_total", "reason" => "operator_pause").increment(1);
             return Ok(false);
         }
         let height = self.head.block.height + 1;
@@ -969,8 +977,9 @@ impl Actor for ChainActor {
             ChainMessage::Tick { slot } => {
                 self.expire_pending(slot);
                 let result = self.produce_slot(slot).await;
-                self.engine_online = !matches!(&result, Err(ImportError::Engine(e)) if e.is_transport());
-                metrics::gauge!("alys_engine_online").set(if self.engine_online { 1.0 } else { 0.0 });
+                // Whether the execution client answered its last call, whoever made it (production,
+                // imports, sync): an authority between its slots and a full node know it too.
+                self.engine_online = self.engine.stats().online();
                 if let Err(error) = result {
                     metrics::counter!("alys_chain_production_errors_total").increment(1);
                     tracing::warn!(target: "alys::chain", slot, %error, "block production failed");
@@ -1025,6 +1034,7 @@ impl Actor for ChainActor {
                 match saved {
                     Ok(()) => {
                         self.paused = paused;
+                        metrics::gauge!("alys_chain_production_paused").set(if paused { 1.0 } else { 0.0 });
                         tracing::info!(target: "alys::chain", paused, "block production {}", if paused { "paused" } else { "resumed" });
                         let _ = reply.send(Ok(()));
                     }

@@ -3,8 +3,8 @@
 //! series on `/metrics` says what it counts.
 //!
 //! Labels: `head` on `alys_chain_head_height` is `head` or `finalized`; `reason` on
-//! `alys_chain_slots_skipped_total` is why this authority's slot produced nothing (`governance_pause`,
-//! `no_network`, `timestamp`, `no_auxpow`, `no_quorum`, `head_moved`, `voted`).
+//! `alys_chain_slots_skipped_total` is why this authority's slot produced nothing (`operator_pause`,
+//! `governance_pause`, `no_network`, `timestamp`, `no_auxpow`, `no_quorum`, `head_moved`, `voted`).
 
 /// Registers the help text of every chain and AuxPow metric.
 pub fn describe() {
@@ -13,6 +13,10 @@ pub fn describe() {
         "alys_chain_head_height",
         "Height of the head (head=\"head\") and of the finalized block (head=\"finalized\")"
     );
+    describe_gauge!(
+        "alys_chain_production_paused",
+        "1 while an operator paused block production (alys_pauseProduction; it holds across restarts), else 0"
+    );
     describe_counter!("alys_chain_blocks_produced_total", "Blocks this node produced in its own Aura slots");
     describe_counter!(
         "alys_chain_blocks_imported_total",
@@ -20,7 +24,7 @@ pub fn describe() {
     );
     describe_counter!(
         "alys_chain_slots_skipped_total",
-        "Slots of this authority that produced no block, by reason (governance_pause, no_network, timestamp, no_auxpow, no_quorum: too few approvals before the slot ended, head_moved: a peer's block arrived first, voted: this node approved another block of the height a moment ago)"
+        "Slots of this authority that produced no block, by reason (operator_pause: alys_pauseProduction, governance_pause, no_network, timestamp, no_auxpow, no_quorum: too few approvals before the slot ended, head_moved: a peer's block arrived first, voted: this node approved another block of the height a moment ago)"
     );
     describe_histogram!(
         "alys_chain_import_seconds",

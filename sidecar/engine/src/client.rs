@@ -134,6 +134,8 @@ pub struct EngineClient {
 pub struct EngineStats {
     calls: std::sync::atomic::AtomicU64,
     micros: std::sync::atomic::AtomicU64,
+    /// Whether the last call failed in transport (no answer at all).
+    unreachable: std::sync::atomic::AtomicBool,
 }
 
 impl EngineStats {
@@ -143,10 +145,17 @@ impl EngineStats {
         (self.calls.load(Relaxed), self.micros.load(Relaxed))
     }
 
-    fn record(&self, elapsed: Duration) {
+    /// Whether the execution client answered the last call (with a result or an error of its own); true
+    /// before the first call.
+    pub fn online(&self) -> bool {
+        !self.unreachable.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn record(&self, elapsed: Duration, unreachable: bool) {
         use std::sync::atomic::Ordering::Relaxed;
         self.calls.fetch_add(1, Relaxed);
         self.micros.fetch_add(u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX), Relaxed);
+        self.unreachable.store(unreachable, Relaxed);
     }
 }
 
@@ -188,13 +197,16 @@ impl EngineClient {
             let started = std::time::Instant::now();
             let result = self.http.request::<R, _>(method, params()).instrument(span).await;
             let elapsed = started.elapsed();
-            self.stats.record(elapsed);
             metrics::histogram!("alys_engine_request_seconds", "method" => method)
                 .record(elapsed.as_secs_f64());
             if result.is_err() {
                 metrics::counter!("alys_engine_request_errors_total", "method" => method).increment(1);
             }
-            match result.map_err(EngineClientError::from) {
+            let result = result.map_err(EngineClientError::from);
+            let unreachable = matches!(&result, Err(error) if error.is_transport());
+            self.stats.record(elapsed, unreachable);
+            metrics::gauge!("alys_engine_online").set(if unreachable { 0.0 } else { 1.0 });
+            match result {
                 Err(error) if error.is_transport() => {
                     let Some(delay) = backoff.next() else { return Err(error) };
                     tracing::warn!(target: "alys::engine", method, attempt, %error, delay_ms = delay.as_millis(), "retrying");

@@ -230,6 +230,8 @@ pub async fn start(
 ) -> Result<(NetworkHandle, mpsc::Receiver<NetworkEvent>), NetworkError> {
     let keypair = load_or_create_identity(&config.key_file)?;
     let local_peer_id = keypair.public().to_peer_id();
+    // A node that never connects shows 0 peers (an alert can fire on it), not a missing series.
+    metrics::gauge!(m::PEERS).set(0.0);
     let build = |e: &dyn std::fmt::Display| NetworkError::Build(e.to_string());
 
     let protocol = StreamProtocol::try_from_owned(format!("/alys/{}/sync/1", config.network_id))
