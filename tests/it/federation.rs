@@ -111,6 +111,19 @@ async fn three_authorities_agree_and_keep_going_with_two() {
         true
     })
     .await;
+    // The dashboard's data on authority 1: three peers, three authorities each authoring and approving.
+    let dashboard =
+        crate::support::raw_call(&federation.node(1).rpc, "alys_dashboard", serde_json::json!([]))
+            .await
+            .unwrap();
+    assert_eq!(dashboard["network"]["peers"].as_array().map(Vec::len), Some(3), "{}", dashboard["network"]);
+    assert_eq!(dashboard["production"]["threshold"], 2);
+    let records = dashboard["production"]["authorities"].as_array().unwrap();
+    assert_eq!(records.len(), 3);
+    for (i, record) in records.iter().enumerate() {
+        assert_eq!(record["isSelf"], i == 1, "{record}");
+        assert!(record["blocks"].as_u64() > Some(0) && record["approvals"].as_u64() > Some(0), "{record}");
+    }
     // `alys status`, the operator's one-screen summary, says the same over the typed RPC client.
     let output = std::process::Command::new(crate::support::bin("alys"))
         .args(["status", "--rpc", &federation.node(1).rpc])
