@@ -155,6 +155,15 @@ async fn deposits_are_minted_once_for_their_amount_and_malformed_ones_are_record
         let rejected = wait_status(&node, txid, "rejected").await;
         assert_eq!(rejected["reason"], json!(reason), "{rejected}");
     }
+    // The dashboard lists them as alys_pegins does, the minted one with its status.
+    until("the dashboard shows the minted deposit", Duration::from_secs(10), async || {
+        let dashboard = raw_call(&node.rpc, "alys_dashboard", json!([])).await.unwrap();
+        dashboard["pegins"]["total"].as_u64() >= Some(7)
+            && dashboard["pegins"]["recent"].as_array().is_some_and(|recent| {
+                recent.iter().any(|p| p["txid"] == json!(good.to_string()) && p["status"] == "minted")
+            })
+    })
+    .await;
     // The exact amount (1 sat = 10^10 wei), once, however many blocks follow.
     assert_eq!(balance(&node, user(1)).await, wei(50_000_000));
     assert_eq!(balance(&node, user(2)).await, wei(1_234_567));

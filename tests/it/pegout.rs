@@ -120,6 +120,17 @@ async fn burns_are_paid_once_on_bitcoin_and_unpayable_ones_refunded() {
     let paid_sats = view["paidSats"].as_u64().unwrap();
     let fee_share = 2_000_000 - paid_sats;
     assert!(fee_share > 0 && fee_share < 5_000, "the burn bears its fee share: {fee_share} sats");
+    until(
+        "the dashboard lists the paid burn with its Bitcoin transaction",
+        Duration::from_secs(10),
+        async || {
+            let dashboard = raw_call(&node.rpc, "alys_dashboard", json!([])).await.unwrap();
+            dashboard["pegouts"]["recent"].as_array().is_some_and(|recent| {
+                recent.iter().any(|b| b["txHash"] == json!(paid) && b["bitcoinTxid"] == json!(txid))
+            })
+        },
+    )
+    .await;
 
     // Refunds: minted back to the burners, whole, with the reason over RPC.
     for (tx, reason, key, before) in

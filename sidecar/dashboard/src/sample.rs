@@ -19,7 +19,7 @@ use alys_rpc::{
         SyncStatus,
     },
 };
-use alys_storage::{ChainRead, Storage, StorageError};
+use alys_storage::{ChainRead, PegoutRead, Storage, StorageError};
 use tokio::{sync::watch, task::JoinHandle};
 
 use crate::{
@@ -190,7 +190,7 @@ impl Sampler {
                 head: snapshot.chain.head.height,
                 finality_lag: snapshot.chain.finality_lag,
                 pegin_queue: snapshot.pegins.queued,
-                pegout_queue: snapshot.pegouts.as_ref().map_or(0, |p| p.pending.saturating_add(p.unpaid)),
+                pegout_queue: snapshot.pegouts.as_ref().map_or(0, |p| p.pending.saturating_add(p.queued)),
                 peers: snapshot.network.as_ref().map_or(0, |n| n.peers.len() as u64),
             };
             if self.history.len() == HISTORY_LEN {
@@ -376,12 +376,15 @@ impl Sampler {
                 recent: vec![],
             },
         };
+        let (queued, oldest) = self.sources.storage.read()?.unsettled_burns()?;
         let pegout_panel = pegouts.map(|p| {
             let unpaid =
                 p.released.iter().filter(|b| !matches!(b.status.as_str(), "confirmed" | "refunded")).count();
             PegoutPanel {
                 pending: p.pending.len() as u64,
                 unpaid: unpaid as u64,
+                queued,
+                oldest_queued_secs: oldest.map(|t| now_secs.saturating_sub(t)),
                 more: p.next_pending.is_some() || p.next_final.is_some(),
                 recent: p.pending.into_iter().chain(p.released).take(RECENT_SHOWN).collect(),
             }

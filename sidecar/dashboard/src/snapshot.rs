@@ -205,6 +205,10 @@ pub struct PegoutPanel {
     pub pending: u64,
     /// Final burns not yet confirmed on Bitcoin nor refunded (first page).
     pub unpaid: u64,
+    /// Released burns no canonical block settled yet (the whole queue).
+    pub queued: u64,
+    /// Seconds the oldest of those has waited.
+    pub oldest_queued_secs: Option<u64>,
     /// Whether more burns exist beyond the first pages.
     pub more: bool,
     /// The oldest burns of both sets, oldest first.
@@ -291,7 +295,7 @@ pub struct Sample {
     pub finality_lag: u64,
     /// Queued deposits.
     pub pegin_queue: u64,
-    /// Pending plus unpaid burns.
+    /// Burns pending finality plus released burns waiting for a block to settle them.
     pub pegout_queue: u64,
     /// Connected peers.
     pub peers: u64,
