@@ -7,6 +7,7 @@
 
 use std::{
     collections::HashMap,
+    os::unix::process::CommandExt,
     path::PathBuf,
     process::{Child, Command, Stdio},
     time::Duration,
@@ -40,7 +41,10 @@ impl Browser {
         let chromium = program("ALYS_CHROMIUM", "/usr/bin/chromium");
         let chromedriver = program("ALYS_CHROMEDRIVER", "/usr/bin/chromedriver");
         let port = free_addr().port();
+        // Its own process group: Chromium runs in it, so dropping the browser (even when an assertion
+        // failed before the session was closed) kills both, not chromedriver alone.
         let driver = Command::new(chromedriver)
+            .process_group(0)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -57,7 +61,7 @@ impl Browser {
                 "args": [
                     "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                    "--disable-quic", "--no-first-run", "--window-size=1400,2100",
+                    "--disable-quic", "--no-first-run", "--disable-breakpad", "--window-size=1400,2100",
                     format!("--user-data-dir={}", profile.path().display()),
                 ],
             }),
@@ -133,6 +137,8 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
+        let group = format!("-{}", self.driver.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
