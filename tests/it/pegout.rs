@@ -150,6 +150,19 @@ async fn burns_are_paid_once_on_bitcoin_and_unpayable_ones_refunded() {
     assert_eq!(confirmed["bitcoinTxid"], json!(txid));
     assert!(confirmed["confirmations"].as_u64().unwrap() >= 1, "{confirmed}");
     assert_eq!(received(&btc, &user, 1).await, paid_sats);
+    // The payment's change back to the federation is not a deposit: once the watcher followed its block,
+    // alys_pegins has no record of it.
+    let tip = blocking(&btc, |c| c.get_block_count().unwrap()).await;
+    until("the peg-in watcher follows the payment's block", Duration::from_secs(20), async || {
+        let status = raw_call(&node.rpc, "alys_syncStatus", json!([])).await.unwrap();
+        status["bitcoin"]["followedHeight"].as_u64() >= Some(tip)
+    })
+    .await;
+    let recorded = raw_call(&node.rpc, "alys_pegins", json!([{ "limit": 500 }])).await.unwrap();
+    assert!(
+        !recorded["pegins"].as_array().unwrap().iter().any(|p| p["txid"] == json!(txid)),
+        "the federation's own payment recorded as a deposit: {recorded}"
+    );
 
     // A Bitcoin reorg takes the payment's block away: the node follows it back to broadcast (the
     // transaction is in the mempool again, or sent again), then it is mined again, and paid once.

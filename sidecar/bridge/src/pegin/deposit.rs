@@ -113,11 +113,22 @@ pub fn evm_address_of(script: &Script) -> Option<Address> {
     }
 }
 
+/// Whether `tx` spends an output of a `federation` script: the federation's own peg-out or sweep, whose
+/// change back to the federation is not a deposit. A P2WSH input carries its witness script last; only
+/// the federation's signatures can make Bitcoin accept a spend with one of its scripts.
+fn spends_federation(tx: &Transaction, federation: &HashSet<ScriptBuf>) -> bool {
+    tx.input.iter().any(|input| {
+        input.witness.last().is_some_and(|script| {
+            federation.contains(&ScriptBuf::new_p2wsh(&bitcoin::Script::from_bytes(script).wscript_hash()))
+        })
+    })
+}
+
 /// The deposit `tx` makes to `federation` scripts, or `None` when it is not one and does not try to
 /// be: no output pays a federation script and no OP_RETURN names an EVM address. A coinbase is never a
-/// deposit.
+/// deposit, nor a transaction spending the federation's own outputs (its change is not a deposit).
 pub fn scan_transaction(tx: &Transaction, federation: &HashSet<ScriptBuf>) -> Option<Deposit> {
-    if tx.is_coinbase() {
+    if tx.is_coinbase() || spends_federation(tx, federation) {
         return None;
     }
     let mut outputs = Vec::new();
@@ -232,6 +243,23 @@ mod tests {
         let text = scan_transaction(&tx(vec![pay(federation(), 7), op_return(prefixed.as_bytes())]), &set())
             .unwrap();
         assert_eq!(text.evm_address, Ok(EVM));
+    }
+
+    #[test]
+    fn the_federations_own_spend_is_not_a_deposit() {
+        // A 2-of-2 witness script standing for the federation's, and a spend of its P2WSH output: the
+        // witness ends with the script, as every P2WSH spend's does.
+        let witness_script = ScriptBuf::from_bytes(vec![0x52, 0x52, 0xae]);
+        let federation = ScriptBuf::new_p2wsh(&witness_script.wscript_hash());
+        let scripts = HashSet::from([federation.clone()]);
+        let mut spend = tx(vec![pay(ScriptBuf::new(), 40_000), pay(federation.clone(), 60_000)]);
+        spend.input[0].witness =
+            bitcoin::Witness::from_slice(&[vec![], vec![1; 71], witness_script.to_bytes()]);
+        assert_eq!(scan_transaction(&spend, &scripts), None, "change back to the federation");
+        // The same outputs from anyone else's input are a deposit without an address, recorded as such.
+        spend.input[0].witness = bitcoin::Witness::from_slice(&[vec![1; 71], vec![2; 33]]);
+        let deposit = scan_transaction(&spend, &scripts).unwrap();
+        assert_eq!(deposit.evm_address, Err(Rejection::NoOpReturn));
     }
 
     #[test]
