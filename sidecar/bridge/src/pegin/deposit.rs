@@ -252,7 +252,7 @@ mod tests {
         let witness_script = ScriptBuf::from_bytes(vec![0x52, 0x52, 0xae]);
         let federation = ScriptBuf::new_p2wsh(&witness_script.wscript_hash());
         let scripts = HashSet::from([federation.clone()]);
-        let mut spend = tx(vec![pay(ScriptBuf::new(), 40_000), pay(federation.clone(), 60_000)]);
+        let mut spend = tx(vec![pay(ScriptBuf::new(), 40_000), pay(federation, 60_000)]);
         spend.input[0].witness =
             bitcoin::Witness::from_slice(&[vec![], vec![1; 71], witness_script.to_bytes()]);
         assert_eq!(scan_transaction(&spend, &scripts), None, "change back to the federation");
