@@ -267,6 +267,10 @@ async fn the_dashboard_shows_what_the_rpc_says_and_updates_live_in_chromium() {
         browser.eval("return document.querySelectorAll('[data-table=authorities] tr').length;").await;
     assert_eq!(authority_rows, json!(after.authorities.len()), "one row per authority");
     assert_eq!(text(&fields, "peer-count"), "—", "no [network] on the single-node devnet");
+    assert_eq!(text(&fields, "bitcoin-network"), "regtest");
+    assert_eq!(value(&fields, "node-version"), env!("CARGO_PKG_VERSION"));
+    let chain_id = crate::support::raw_call(&node.http, "eth_chainId", json!([])).await.unwrap();
+    assert_eq!(number(&fields, "chain-id"), crate::support::quantity(&chain_id), "chain id");
 
     // It updates without a reload: new snapshots over the WebSocket, a higher head, plots drawn.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
@@ -296,6 +300,15 @@ async fn the_dashboard_shows_what_the_rpc_says_and_updates_live_in_chromium() {
     }
     assert_eq!(browser.eval("return window.alysRenderErrors;").await, json!(0), "every panel rendered");
     browser.screenshot("devnet.png").await;
+    // The devnet's URL has no ?btc=: the page links Bitcoin ids to the explorer of the node's network,
+    // and regtest has none.
+    assert!(!node.dashboard.contains('?'), "{}", node.dashboard);
+    let note = browser.eval("return document.getElementById('links-note').textContent;").await;
+    assert!(note.as_str().is_some_and(|n| n.starts_with("Bitcoin off")), "regtest has no explorer: {note}");
+    assert_eq!(
+        browser.eval("return document.querySelectorAll('a[href*=\"mempool\"]').length;").await,
+        json!(0)
+    );
     browser.close().await;
 
     // Every metric the node exports has its help text.

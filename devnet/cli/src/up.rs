@@ -383,10 +383,9 @@ fn format_wei(wei: u64) -> String {
     if wei >= 1_000_000 { format!("{:.3} gwei", wei as f64 / 1e9) } else { format!("{wei} wei") }
 }
 
-/// The node's dashboard URL for a devnet: regtest has no block explorer, so the page's Bitcoin links are
-/// switched off (`?btc=`).
+/// The node's dashboard URL (empty when `[rpc] dashboard` is off). On regtest the page links no explorer.
 pub(crate) fn dashboard_url(rpc: &alys_node::rpc::RpcHandle) -> String {
-    rpc.dashboard_url().map(|url| format!("{url}?btc=")).unwrap_or_default()
+    rpc.dashboard_url().unwrap_or_default()
 }
 
 #[cfg(test)]

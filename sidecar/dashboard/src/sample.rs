@@ -53,6 +53,8 @@ pub struct Sources {
     pub engine: Option<Arc<EngineStats>>,
     /// The execution client's `engine_getClientVersionV1` answer, if it gave one.
     pub engine_version: Option<String>,
+    /// The node's identity, shown as is.
+    pub node: NodeInfo,
 }
 
 /// The running dashboard: where snapshots come from.
@@ -435,6 +437,7 @@ impl Sampler {
         Ok(Dashboard {
             taken_at_ms: now,
             sequence: self.sequence,
+            node: self.sources.node.clone(),
             chain,
             production,
             auxpow,
@@ -538,6 +541,11 @@ mod tests {
             pow_limit_bits: 0x207f_ffff,
             engine: Some(Arc::default()),
             engine_version: Some("reth/v2.5.1 (RH, 0x1234abcd)".into()),
+            node: NodeInfo {
+                version: "0.1.0".into(),
+                chain_id: 263_634,
+                bitcoin_network: Some("signet".into()),
+            },
         }
     }
 
@@ -545,6 +553,8 @@ mod tests {
     async fn a_snapshot_is_what_the_rpc_answers_and_unconfigured_parts_are_absent() {
         let mut sampler = Sampler::new(sources(methods(5, 1_000)));
         let snapshot = sampler.take().await.expect("a snapshot");
+        assert_eq!(snapshot.node.chain_id, 263_634);
+        assert_eq!(snapshot.node.bitcoin_network.as_deref(), Some("signet"));
         assert_eq!(snapshot.chain.head.height, 5);
         assert_eq!(snapshot.chain.head.hash, B256::repeat_byte(1));
         assert_eq!(snapshot.chain.finalized.as_ref().map(|f| f.height), Some(1));

@@ -17,6 +17,8 @@ pub struct Dashboard {
     pub taken_at_ms: u64,
     /// Incremented with every snapshot since the node started.
     pub sequence: u64,
+    /// Which node and which chains.
+    pub node: NodeInfo,
     /// Head, safe and finalized blocks, the slot and its author.
     pub chain: ChainPanel,
     /// Whether and why this node produces, and every authority's recent record.
@@ -41,6 +43,19 @@ pub struct Dashboard {
     pub equivocations: u64,
     /// The last hour, for the plots.
     pub history: History,
+}
+
+/// The node's identity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeInfo {
+    /// The node's version.
+    pub version: String,
+    /// The EVM chain id.
+    pub chain_id: u64,
+    /// The Bitcoin network the bridge is on (`bitcoin`, `testnet`, `testnet4`, `signet`, `regtest`),
+    /// when governance is configured.
+    pub bitcoin_network: Option<String>,
 }
 
 /// A block as the dashboard shows it.

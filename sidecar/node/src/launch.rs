@@ -570,6 +570,7 @@ pub async fn launch(config: NodeConfig) -> Result<NodeHandle, LaunchError> {
         pow_limit_bits: config.auxpow.pow_limit_bits,
         engine: engine_stats,
         engine_version,
+        chain_id: spec.chain_id(),
     });
     let rpc = rpc::start(config.rpc.listen, context, dashboard).await?;
     Ok(NodeHandle { chain, rpc, heads, peers, p2p, chain_task, tasks })

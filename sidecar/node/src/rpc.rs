@@ -785,6 +785,8 @@ pub struct DashboardSettings {
     pub engine: Arc<alys_engine_client::EngineStats>,
     /// The execution client's identification, if it gave one.
     pub engine_version: Option<String>,
+    /// The EVM chain id.
+    pub chain_id: u64,
 }
 
 /// How often the dashboard takes a snapshot.
@@ -798,6 +800,7 @@ pub async fn start(
     dashboard: Option<DashboardSettings>,
 ) -> Result<RpcHandle, RpcStartError> {
     let storage = Arc::clone(&context.storage);
+    let network = context.network;
     let mut module = rpc_module(context)?;
     let with_dashboard = dashboard.is_some();
     let page = alys_dashboard::PageLayer::new(with_dashboard);
@@ -809,6 +812,11 @@ pub async fn start(
             pow_limit_bits: settings.pow_limit_bits,
             engine: Some(settings.engine),
             engine_version: settings.engine_version,
+            node: alys_dashboard::snapshot::NodeInfo {
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+                chain_id: settings.chain_id,
+                bitcoin_network: network.map(|n| n.to_string()),
+            },
         };
         // The sampler ends by itself once the server (holding the service) is gone.
         let (service, _sampler) = alys_dashboard::DashboardService::spawn(sources, DASHBOARD_INTERVAL);
