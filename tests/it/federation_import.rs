@@ -15,12 +15,14 @@ use alloy_primitives::{Address, B256};
 use alys_actor::Actor;
 use alys_chain::{ApprovalOutcome, ChainActor, ChainConfig, ChainEvent, ChainMessage, ImportError};
 use alys_chainspec::ChainSpec;
-use alys_consensus::{Aura, AuraError};
+use alys_consensus::{Aura, AuraError, decode_execution_block, encode_execution_block};
 use alys_devnet_el::{Engine, EngineConfig};
 use alys_engine_api::{EngineApiConfig, EngineApiHandle, EngineApiServer, JwtSecret};
 use alys_engine_client::EngineClient;
 use alys_governance::{RuntimeParameters, RuntimeView};
-use alys_primitives::{Approval, AuthorityKey, BlockRef, ChainHeads, EquivocationEvidence, SignedBlock};
+use alys_primitives::{
+    Approval, AuthorityKey, BlockRef, BlsSignature, ChainHeads, EquivocationEvidence, SignedBlock,
+};
 use alys_storage::{ChainRead, EvidenceRead, Storage};
 use tokio::sync::{mpsc, oneshot};
 
@@ -33,6 +35,7 @@ struct Node {
     events: mpsc::Receiver<ChainEvent>,
     storage: Arc<Storage>,
     heads: tokio::sync::watch::Receiver<ChainHeads>,
+    engine: alys_devnet_el::EngineHandle,
     _api: EngineApiHandle,
 }
 
@@ -83,7 +86,7 @@ async fn node(spec: &Arc<ChainSpec>, keys: &[Arc<AuthorityKey>], me: usize, cloc
     let engine = Engine::spawn(EngineConfig::new(Arc::clone(spec))).unwrap();
     let mut config = EngineApiConfig::new(secret);
     config.addr = "127.0.0.1:0".parse().unwrap();
-    let api = EngineApiServer::new(engine, config).start().await.unwrap();
+    let api = EngineApiServer::new(engine.clone(), config).start().await.unwrap();
     let client = EngineClient::new(&api.http_url(), secret, Arc::clone(spec)).unwrap();
     let aura = Aura::new(keys.iter().map(|k| k.public().clone()).collect(), SLOT_MS, 500).unwrap();
     let clock = Arc::clone(clock);
@@ -112,7 +115,7 @@ async fn node(spec: &Arc<ChainSpec>, keys: &[Arc<AuthorityKey>], me: usize, cloc
         ChainActor::new(config, aura, Some(Arc::clone(&keys[me])), client, Arc::clone(&storage), heads_tx)
             .unwrap()
             .with_events(events_tx);
-    Node { chain, events, storage, heads, _api: api }
+    Node { chain, events, storage, heads, engine, _api: api }
 }
 
 fn proposed(event: ChainEvent) -> SignedBlock {
@@ -343,8 +346,52 @@ async fn three_authorities_approve_refuse_and_choose_on_the_import_path() {
         "{outcome:?}"
     );
     assert_eq!(fresh.head().height, 1);
+
+    // A range's blocks go to the execution client ahead of their import (`newPayload` of one while the
+    // one before is checked and stored). A block the execution client finds invalid, or one it finds
+    // valid that a consensus rule then refuses, stops the range there; the execution client's head is
+    // the last block committed, never one sent ahead. Both forgeries are signed by the authorities, so
+    // they pass the signature checks and are sent ahead.
+    let resign = |mut block: SignedBlock| -> SignedBlock {
+        let hash = block.header.hash();
+        let own = keys[block.header.author as usize].sign(&hash);
+        let approvals: Vec<BlsSignature> =
+            block.approvals.signer_indexes().iter().map(|i| keys[*i as usize].sign(&hash)).collect();
+        let approvals = BlsSignature::aggregate(&approvals.iter().collect::<Vec<_>>()).unwrap();
+        block.author_signature = own.to_bytes().to_vec().into();
+        block.approvals.signature = approvals.to_bytes().to_vec().into();
+        block
+    };
+    let mut bad_state = canonical.clone();
+    let mut execution = decode_execution_block(&bad_state[2]).unwrap();
+    execution.header.state_root = B256::repeat_byte(0x5a);
+    bad_state[2].header.execution_block_hash = execution.header.hash_slow();
+    bad_state[2].execution_block = encode_execution_block(&execution);
+    bad_state[2] = resign(bad_state[2].clone());
+    let mut bad_slot = canonical.clone();
+    bad_slot[2].header.slot += 3; // the same author's next turn: its execution timestamp is outside it
+    bad_slot[2] = resign(bad_slot[2].clone());
+    // Each on a node of its own: the forged block is its author's second block of a slot there.
+    for (forged, why) in [(bad_state, "invalid execution"), (bad_slot, "timestamp outside the slot")] {
+        let mut fresh = node(&spec, &keys, 2, &clock).await;
+        let outcome = fresh.ask(|tx| ChainMessage::ImportRange(forged, tx)).await;
+        assert_eq!(outcome.imported, 2, "{why}: {outcome:?}");
+        let refused = match &outcome.error {
+            Some((3, ImportError::InvalidPayload(_))) => "invalid execution",
+            Some((3, ImportError::Aura(AuraError::TimestampOutsideSlot { .. }))) => {
+                "timestamp outside the slot"
+            }
+            other => panic!("{why}: refused otherwise: {other:?}"),
+        };
+        assert_eq!(refused, why);
+        assert_eq!(fresh.head(), BlockRef::new(2, canonical[1].header.hash()));
+        let (engine_head, number) = fresh.engine.head().await.unwrap();
+        assert_eq!((engine_head, number), (canonical[1].header.execution_block_hash, 2), "{why}");
+    }
     let outcome = fresh.ask(|tx| ChainMessage::ImportRange(canonical.clone(), tx)).await;
     assert!(outcome.error.is_none(), "{outcome:?}");
     assert_eq!(outcome.imported, 4, "known blocks count as imported");
     assert_eq!(fresh.head(), BlockRef::new(4, canonical[3].header.hash()));
+    let (engine_head, number) = fresh.engine.head().await.unwrap();
+    assert_eq!((engine_head, number), (canonical[3].header.execution_block_hash, 4));
 }

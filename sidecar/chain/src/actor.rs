@@ -128,7 +128,7 @@ pub enum ChainMessage {
     /// Equivocation evidence, from the network: `Ok(true)` when it is new and now stored.
     Evidence(Box<EquivocationEvidence>, oneshot::Sender<Result<bool, ImportError>>),
     /// Consecutive blocks fetched from a peer, imported in order ([`ChainActor::import_range`]).
-    ImportRange(Vec<SignedBlock>, oneshot::Sender<crate::federation::RangeOutcome>),
+    ImportRange(Vec<SignedBlock>, oneshot::Sender<RangeOutcome>),
     /// A merged-mining proof another node queued (an encoded `AuxPowHeader`), from the network:
     /// `Ok(true)` when it is valid here and now queued for this node's next block.
     GossipProof(Bytes, oneshot::Sender<Result<bool, ImportError>>),
@@ -260,6 +260,9 @@ pub struct ChainActor {
     /// Blocks of the range being imported whose author signature and approvals were verified ahead,
     /// in parallel.
     pub(crate) preverified: std::collections::HashSet<B256>,
+    /// The execution client's answer for the block of the range being imported now, when the range
+    /// import sent it ahead.
+    pub(crate) ahead: Option<AheadStatus>,
     /// The first signed header seen per (slot, author), to build evidence when a second one arrives.
     pub(crate) seen_headers: lru::LruCache<(u64, u32), (ConsensusHeader, Bytes)>,
 }
@@ -275,6 +278,27 @@ pub struct ProductionTiming {
 
 fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// What importing a range of blocks from a peer did.
+#[derive(Debug)]
+pub struct RangeOutcome {
+    /// Blocks imported (or already known) before the first refusal.
+    pub imported: usize,
+    /// The first block refused, by height, and why; the blocks after it were not tried.
+    pub error: Option<(u64, ImportError)>,
+}
+
+/// The execution client's answer to a block's `newPayload`, sent ahead of its import.
+#[derive(Debug)]
+pub(crate) struct AheadStatus {
+    /// The block's consensus hash.
+    pub(crate) hash: B256,
+    /// The answer.
+    pub(crate) status: Result<alloy_rpc_types_engine::PayloadStatus, EngineClientError>,
+    /// How long the actor waited for it, in nanoseconds (execution-client time in the import's
+    /// metrics).
+    pub(crate) waited_nanos: u64,
 }
 
 /// An execution block ready for `newPayload`: decoded and checked, with its payload when it was built
@@ -367,6 +391,7 @@ impl ChainActor {
             last_vote: None,
             range: false,
             preverified: std::collections::HashSet::new(),
+            ahead: None,
             validated: lru::LruCache::new(
                 std::num::NonZeroUsize::new(256).unwrap_or(std::num::NonZeroUsize::MIN),
             ),
@@ -521,23 +546,8 @@ impl ChainActor {
 
     /// `newPayload` for a block whose execution part is already decoded and checked.
     async fn send_execution(&self, block: &SignedBlock, execution: Execution) -> Result<(), ImportError> {
-        let timestamp = execution.block.header.timestamp;
-        let payload = match execution.payload {
-            Some(payload) => payload,
-            None => block_to_payload(block.header.execution_block_hash, &execution.block),
-        };
-        let spec = self.engine.chain_spec();
-        let root = spec.is_active_at(Fork::Cancun, timestamp).then_some(block.header.parent_hash);
-        let requests = spec.is_active_at(Fork::Prague, timestamp).then(|| requests_of(block));
-        let hashes = versioned_hashes(&execution.block);
-        let status = self.timed(self.engine.new_payload(payload, root, hashes, requests)).await?;
-        match status.status {
-            PayloadStatusEnum::Valid | PayloadStatusEnum::Accepted => Ok(()),
-            PayloadStatusEnum::Invalid { validation_error } => {
-                Err(ImportError::InvalidPayload(validation_error))
-            }
-            PayloadStatusEnum::Syncing => Err(ImportError::UnknownParent(block.header.parent_hash)),
-        }
+        let status = self.timed(new_payload(&self.engine, block, execution)).await?;
+        payload_outcome(block, status)
     }
 
     /// The parent header of a block at `parent_hash` (None for genesis), if known.
@@ -673,7 +683,14 @@ impl ChainActor {
         if !self.engine_synced {
             self.sync_engine().await?;
         }
-        self.send_execution(block, execution).await?;
+        match self.ahead.take().filter(|ahead| ahead.hash == block.header.hash()) {
+            // A range import already sent it: its answer, with the time it was awaited.
+            Some(ahead) => {
+                self.engine_nanos.fetch_add(ahead.waited_nanos, std::sync::atomic::Ordering::Relaxed);
+                payload_outcome(block, ahead.status?)?;
+            }
+            None => self.send_execution(block, execution).await?,
+        }
         Ok(Executed { proof, timestamp })
     }
 
@@ -1046,6 +1063,37 @@ impl Actor for ChainActor {
             }
         }
         Ok(())
+    }
+}
+
+/// `newPayload` for a block whose execution part is decoded: the call the actor makes, and the one a
+/// range import makes ahead of it.
+pub(crate) async fn new_payload(
+    engine: &EngineClient,
+    block: &SignedBlock,
+    execution: Execution,
+) -> Result<alloy_rpc_types_engine::PayloadStatus, EngineClientError> {
+    let timestamp = execution.block.header.timestamp;
+    let payload = match execution.payload {
+        Some(payload) => payload,
+        None => block_to_payload(block.header.execution_block_hash, &execution.block),
+    };
+    let spec = engine.chain_spec();
+    let root = spec.is_active_at(Fork::Cancun, timestamp).then_some(block.header.parent_hash);
+    let requests = spec.is_active_at(Fork::Prague, timestamp).then(|| requests_of(block));
+    let hashes = versioned_hashes(&execution.block);
+    engine.new_payload(payload, root, hashes, requests).await
+}
+
+/// What the execution client's answer to a block's `newPayload` means for its import.
+pub(crate) fn payload_outcome(
+    block: &SignedBlock,
+    status: alloy_rpc_types_engine::PayloadStatus,
+) -> Result<(), ImportError> {
+    match status.status {
+        PayloadStatusEnum::Valid | PayloadStatusEnum::Accepted => Ok(()),
+        PayloadStatusEnum::Invalid { validation_error } => Err(ImportError::InvalidPayload(validation_error)),
+        PayloadStatusEnum::Syncing => Err(ImportError::UnknownParent(block.header.parent_hash)),
     }
 }
 

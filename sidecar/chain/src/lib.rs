@@ -21,11 +21,12 @@ mod actor;
 mod federation;
 pub mod metrics;
 pub mod mining;
+mod range;
 mod templates;
 
 pub use actor::{
-    ChainActor, ChainConfig, ChainMessage, ChainStatus, Clock, ImportError, ProductionTiming, run_slot_clock,
-    system_clock,
+    ChainActor, ChainConfig, ChainMessage, ChainStatus, Clock, ImportError, ProductionTiming, RangeOutcome,
+    run_slot_clock, system_clock,
 };
-pub use federation::{ApprovalOutcome, ChainEvent, RangeOutcome};
+pub use federation::{ApprovalOutcome, ChainEvent};
 pub use mining::{AuxTemplate, MiningError};
