@@ -108,8 +108,9 @@ async fn follow(follower: &Follower, recorded: &mut Vec<BlockHash>) -> usize {
     loop {
         let position = recorded.last().map(|hash| (recorded.len() as u64 - 1, *hash));
         match follower.step(position).await.unwrap() {
-            Step::Connect { height, block } => {
+            Step::Connect { height, block, best } => {
                 assert_eq!(height, recorded.len() as u64, "blocks come in order");
+                assert!(best >= height, "the best block is at or above the one to connect");
                 if let Some(parent) = recorded.last() {
                     assert_eq!(block.header.prev_blockhash, *parent, "each block extends the last");
                 }

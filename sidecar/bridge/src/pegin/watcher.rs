@@ -43,7 +43,12 @@ pub struct PeginWatcher {
     status: watch::Sender<BitcoinStatus>,
     governance: Option<StreamHandle>,
     poll: Duration,
+    /// Bitcoin blocks committed without an fsync since the last durable commit (see [`Self::connect`]).
+    deferred: std::sync::atomic::AtomicU32,
 }
+
+/// While catching up, at most this many Bitcoin blocks in a row are committed without an fsync.
+const MAX_DEFERRED: u32 = 64;
 
 impl PeginWatcher {
     /// A watcher following `follower`'s bitcoind into `storage`, publishing where it stands on `status`.
@@ -54,7 +59,16 @@ impl PeginWatcher {
         heads: watch::Receiver<ChainHeads>,
         status: watch::Sender<BitcoinStatus>,
     ) -> Self {
-        Self { follower, storage, runtime, heads, status, governance: None, poll: Duration::from_secs(1) }
+        Self {
+            follower,
+            storage,
+            runtime,
+            heads,
+            status,
+            governance: None,
+            poll: Duration::from_secs(1),
+            deferred: std::sync::atomic::AtomicU32::new(0),
+        }
     }
 
     /// Sends a `PeginNotification` to governance for each minted deposit.
@@ -90,7 +104,7 @@ impl PeginWatcher {
             }
         };
         match self.follower.step(position).await {
-            Ok(Step::Connect { height, block }) => {
+            Ok(Step::Connect { height, block, best }) => {
                 self.set_connected(true);
                 let scripts = known_scripts(&self.runtime);
                 if scripts.is_empty() {
@@ -101,7 +115,7 @@ impl PeginWatcher {
                 }
                 let deposits = scan_block(&block, height, &scripts, unix_now());
                 let hash = alloy_primitives::B256::from(block.block_hash().to_byte_array());
-                if let Err(error) = self.connect(height, hash, &deposits, &block.txdata) {
+                if let Err(error) = self.connect(height, hash, &deposits, &block.txdata, height < best) {
                     tracing::error!(target: "alys::pegin", height, %error, "cannot record a Bitcoin block");
                     return true;
                 }
@@ -139,6 +153,10 @@ impl PeginWatcher {
             }
             Ok(Step::Tip(best)) => {
                 self.set_connected(true);
+                if let Err(error) = self.make_durable() {
+                    tracing::error!(target: "alys::pegin", %error, "cannot make the walked Bitcoin blocks durable");
+                    return true;
+                }
                 self.status.send_modify(|s| {
                     s.height = best.height;
                     s.best_hash = Some(best.hash);
@@ -173,27 +191,59 @@ impl PeginWatcher {
         });
     }
 
+    /// Records a Bitcoin block, its deposits and the payouts it confirms in one commit. While the
+    /// watcher is catching up (`behind`: bitcoind has blocks after this one), a block holding no
+    /// deposit and confirming no payout is committed without an fsync, at most [`MAX_DEFERRED`] in a
+    /// row: a fresh node walking thousands of blocks would otherwise wait on the disk for each. The
+    /// commit is atomic all the same, and any later durable commit (the next one of this watcher, or a
+    /// block the chain commits) makes it durable too, since commits reach the disk in order; a crash
+    /// before that rolls back to an earlier Bitcoin position, which the watcher walks again.
     fn connect(
         &self,
         height: u64,
         hash: alloy_primitives::B256,
         deposits: &[DepositRecord],
         txs: &[bitcoin::Transaction],
+        behind: bool,
     ) -> Result<(), StorageError> {
-        let tx = self.storage.write()?;
+        use std::sync::atomic::Ordering;
+        let deferrable =
+            behind && deposits.is_empty() && self.deferred.load(Ordering::Relaxed) < MAX_DEFERRED;
+        let tx = if deferrable { self.storage.write_deferred()? } else { self.storage.write()? };
         tx.connect_bitcoin_block(height, hash, deposits)?;
         // Peg-out payouts in the block are confirmed with it, so confirmations follow reorgs exactly.
         let confirmed = tx.confirm_payouts(height, hash, txs)?;
+        if deferrable && !confirmed.is_empty() {
+            // A confirmation is worth its fsync: start again with a durable transaction.
+            drop(tx);
+            self.deferred.store(MAX_DEFERRED, Ordering::Relaxed);
+            return self.connect(height, hash, deposits, txs, behind);
+        }
         // Named for blocks that hold deposits: the ones whose loss would matter.
         if !deposits.is_empty() {
             alys_primitives::crash_point!("pegin::seen::before");
         }
         tx.commit()?;
+        if deferrable {
+            self.deferred.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.deferred.store(0, Ordering::Relaxed);
+        }
         if !deposits.is_empty() {
             alys_primitives::crash_point!("pegin::seen::after");
         }
         for txid in confirmed {
             tracing::info!(target: "alys::pegout", txid = %display_txid(&txid), height, "peg-out transaction confirmed");
+        }
+        Ok(())
+    }
+
+    /// Makes the Bitcoin blocks committed without an fsync durable (an empty durable commit).
+    fn make_durable(&self) -> Result<(), StorageError> {
+        use std::sync::atomic::Ordering;
+        if self.deferred.load(Ordering::Relaxed) > 0 {
+            self.storage.write()?.commit()?;
+            self.deferred.store(0, Ordering::Relaxed);
         }
         Ok(())
     }
