@@ -84,6 +84,26 @@ fn micros(stamp: &str) -> Option<i64> {
     Some(((days * 86_400 + h * 3_600 + min * 60) as f64 * 1e6 + secs * 1e6) as i64)
 }
 
+/// CPU time (user + system, in clock ticks of 10 ms) of every process, by pid, with its command line.
+fn cpu_times() -> HashMap<u32, (u64, String)> {
+    let mut out = HashMap::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        // Fields after the command name (which may hold spaces) closed by ')'.
+        let Some((_, rest)) = stat.rsplit_once(')') else { continue };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let args: Vec<String> =
+            cmdline.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+        let name = args.first().map(|a| a.rsplit('/').next().unwrap_or(a).to_owned()).unwrap_or_default();
+        let detail = args.iter().skip(1).take(3).cloned().collect::<Vec<_>>().join(" ");
+        out.insert(pid, (ticks(11) + ticks(12), format!("{name} {detail}")));
+    }
+    out
+}
+
 fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
     let start = line.find(&format!(" {name}="))? + name.len() + 2;
     line[start..].split_whitespace().next()
@@ -128,6 +148,15 @@ async fn main() {
     }
     std::thread::sleep(Duration::from_secs(5));
     let target = height(&rpc0);
+    let cpu_before = cpu_times();
+    // `BENCH_PERF=<file>`: a system-wide `perf record` of the sync, for profiling.
+    let perf = std::env::var("BENCH_PERF").ok().map(|out| {
+        Command::new("perf")
+            .args(["record", "-a", "-F", "997", "--call-graph", "dwarf,16384", "-o", &out])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    });
     let join_started = Instant::now();
     let (join, joined) = start(
         Command::new(devnet_bin)
@@ -141,6 +170,12 @@ async fn main() {
         assert!(join_started.elapsed() < Duration::from_secs(600), "the fresh node did not sync");
         std::thread::sleep(Duration::from_millis(200));
     }
+    let cpu_after = cpu_times();
+    if let Some(perf) = perf {
+        let _ = Command::new("kill").args(["-INT", &perf.id().to_string()]).status();
+        let _ = perf.wait_with_output();
+    }
+    let sync_wall = join_started.elapsed();
     let metrics_url = joined["node"]["metrics"].as_str().unwrap().to_owned();
     let metrics = Command::new("curl").args(["-s", &metrics_url]).output().unwrap();
     let metrics = String::from_utf8_lossy(&metrics.stdout).into_owned();
@@ -177,6 +212,21 @@ async fn main() {
         .filter(|(_, l)| field(l, "height").and_then(|h| h.parse::<u64>().ok()).is_some_and(|h| h <= target))
         .map(|(at, _)| at)
         .collect();
+    for (_, line) in lines(&datadir.join("node4/node.log"), "imported range") {
+        let fields = [
+            "first",
+            "blocks",
+            "ms",
+            "verify_ms",
+            "engine_ms",
+            "engine_starved_ms",
+            "actor_waited_ms",
+            "finish_ms",
+        ];
+        let shown: Vec<String> =
+            fields.iter().filter_map(|f| field(&line, f).map(|v| format!("{f}={v}"))).collect();
+        eprintln!("  range: {}", shown.join(" "));
+    }
     let sync_secs = (synced.last().unwrap() - synced.first().unwrap()) as f64 / 1e6;
     let sync_rate = (synced.len() - 1) as f64 / sync_secs;
 
@@ -228,6 +278,24 @@ async fn main() {
         l.starts_with("alys_chain_import_seconds_sum") || l.starts_with("alys_chain_import_seconds_count")
     }) {
         println!("  the fresh node's {line}");
+    }
+    let mut cpu: Vec<(u64, String)> = cpu_after
+        .iter()
+        .map(|(pid, (after, name))| {
+            (
+                after - cpu_before.get(pid).filter(|(_, n)| n == name).map_or(0, |(t, _)| *t),
+                format!("{pid} {name}"),
+            )
+        })
+        .filter(|(ticks, _)| *ticks > 0)
+        .collect();
+    cpu.sort_by_key(|c| std::cmp::Reverse(c.0));
+    println!(
+        "CPU during the sync ({:.1} s wall, from the join to the last block), busiest processes:",
+        sync_wall.as_secs_f64()
+    );
+    for (ticks, name) in cpu.iter().take(6) {
+        println!("  {:>6} ms  {name}", ticks * 10);
     }
     println!(
         "sync of {} empty blocks from peers: {sync_rate:.0} blocks/s; engine newPayload alone: {engine_rate:.0} blocks/s; ratio {:.0} %",
