@@ -3,8 +3,8 @@
 //! slot, and the messages the network would carry between them handed over by the test. Covers what a
 //! proposal needs to be approved (its author's slot, its parent, an execution timestamp inside the
 //! slot, one vote per height), approvals counted to the quorum, a block without its quorum refused,
-//! equivocation evidence found, stored and accepted by a third node, and fork choice between two
-//! approved blocks of one height.
+//! equivocation evidence found, stored and accepted by a third node, fork choice between two
+//! approved blocks of one height, parent seals, and ranges imported as sync does.
 
 use std::sync::{
     Arc,
@@ -21,7 +21,8 @@ use alys_engine_api::{EngineApiConfig, EngineApiHandle, EngineApiServer, JwtSecr
 use alys_engine_client::EngineClient;
 use alys_governance::{RuntimeParameters, RuntimeView};
 use alys_primitives::{
-    Approval, AuthorityKey, BlockRef, BlsSignature, ChainHeads, EquivocationEvidence, SignedBlock,
+    Approval, Approvals, AuthorityKey, BlockRef, BlsSignature, ChainHeads, EquivocationEvidence, Seal,
+    SignedBlock,
 };
 use alys_storage::{ChainRead, EvidenceRead, Storage};
 use tokio::sync::{mpsc, oneshot};
@@ -334,18 +335,90 @@ async fn three_authorities_approve_refuse_and_choose_on_the_import_path() {
     nodes[0].import(&e5).await.unwrap();
     assert_eq!(nodes[0].head(), BlockRef::new(4, d4.header.hash()), "a proof block is not reorganized away");
 
-    // A fresh node takes the canonical chain as one range, as sync does: the second block forged
-    // (an approval signature that does not verify) stops the range there; the first stays, durable.
-    let mut fresh = node(&spec, &keys, 2, &clock).await;
+    // A fresh node takes the canonical chain as one range, as sync does. One quorum, the last block's,
+    // vouches for the range: each header commits to its parent's seal. So a garbage seal beside an
+    // inner block is not even looked at; what is stored is the seal the next header carries.
     let mut forged = canonical.clone();
     forged[1].approvals.signature = forged[0].approvals.signature.clone();
+    forged[1].author_signature = forged[0].author_signature.clone();
+    let mut vouched = node(&spec, &keys, 2, &clock).await;
+    let outcome = vouched.ask(|tx| ChainMessage::ImportRange(forged.clone(), tx)).await;
+    assert!(outcome.error.is_none(), "{outcome:?}");
+    assert_eq!(vouched.head(), BlockRef::new(4, canonical[3].header.hash()));
+    let stored = vouched.storage.read().unwrap().block(&canonical[1].header.hash()).unwrap().unwrap();
+    assert_eq!(stored.seal(), canonical[2].header.parent_seal, "the seal the child's header commits to");
+    assert_ne!(stored.approvals, forged[1].approvals);
+    // When the last block's quorum does not verify, each block is checked on its own: the range stops
+    // at the last block, and the ones before it stay, durable.
+    forged[3].approvals.signature = forged[0].approvals.signature.clone();
+    let mut fresh = node(&spec, &keys, 2, &clock).await;
     let outcome = fresh.ask(|tx| ChainMessage::ImportRange(forged, tx)).await;
-    assert_eq!(outcome.imported, 1);
+    assert_eq!(outcome.imported, 3);
     assert!(
-        matches!(outcome.error, Some((2, ImportError::Aura(AuraError::ApprovalSignature(_))))),
+        matches!(outcome.error, Some((4, ImportError::Aura(AuraError::ApprovalSignature(_))))),
         "{outcome:?}"
     );
-    assert_eq!(fresh.head().height, 1);
+    assert_eq!(fresh.head().height, 3);
+
+    // The parent seal a single block carries (gossip) is checked against the parent's hash and author:
+    // a quorum other than the stored one passes if it verifies; a forged one, or one on a first block,
+    // is refused. Each forgery is re-signed by every authority, so only its parent seal is wrong.
+    let all_approve = |block: &SignedBlock| -> Approvals {
+        let hash = block.header.hash();
+        let signatures: Vec<BlsSignature> = keys.iter().map(|k| k.sign(&hash)).collect();
+        Approvals {
+            signers: Approvals::bitfield([0, 1, 2]),
+            signature: BlsSignature::aggregate(&signatures.iter().collect::<Vec<_>>())
+                .unwrap()
+                .to_bytes()
+                .to_vec()
+                .into(),
+        }
+    };
+    let seal_case = |seal: Seal, height: usize| -> SignedBlock {
+        let mut block = canonical[height].clone();
+        block.header.parent_seal = seal;
+        block.approvals = all_approve(&block);
+        block.author_signature =
+            keys[block.header.author as usize].sign(&block.header.hash()).to_bytes().to_vec().into();
+        block
+    };
+    let other_quorum =
+        Seal { approvals: all_approve(&canonical[0]), ..canonical[1].header.parent_seal.clone() };
+    assert_ne!(other_quorum, canonical[0].seal());
+    let forged_seal =
+        Seal { author_signature: canonical[1].author_signature.clone(), ..other_quorum.clone() };
+    let short_seal = Seal {
+        approvals: Approvals {
+            signers: Approvals::bitfield([0]),
+            signature: canonical[0].author_signature.clone(),
+        },
+        ..other_quorum.clone()
+    };
+    for (block, expect) in [
+        (seal_case(other_quorum, 1), "imported"),
+        (seal_case(forged_seal, 1), "bad signature"),
+        (seal_case(short_seal, 1), "short quorum"),
+        (seal_case(canonical[1].header.parent_seal.clone(), 0), "first block"),
+    ] {
+        let mut node = node(&spec, &keys, 2, &clock).await;
+        if block.header.height == 2 {
+            node.import(&canonical[0]).await.unwrap();
+        }
+        let got = match node.import(&block).await {
+            Ok(_) => "imported",
+            Err(ImportError::Aura(AuraError::ParentSeal(inner))) => match *inner {
+                AuraError::ApprovalSignature(_) => "bad signature",
+                AuraError::NotEnoughApprovals { have: 1, need: 2 } => "short quorum",
+                other => panic!("{expect}: {other:?}"),
+            },
+            Err(ImportError::Aura(AuraError::NotChild("a first block carries a parent seal"))) => {
+                "first block"
+            }
+            Err(other) => panic!("{expect}: {other:?}"),
+        };
+        assert_eq!(got, expect);
+    }
 
     // A range's blocks go to the execution client ahead of their import (`newPayload` of one while the
     // one before is checked and stored). A block the execution client finds invalid, or one it finds

@@ -175,6 +175,7 @@ async fn setup(dir: &std::path::Path) -> (Net, BitcoinHandle) {
     (net, handle)
 }
 
+#[track_caller]
 fn pegin_error(result: Result<B256, ImportError>) -> PeginError {
     match result {
         Err(ImportError::Pegin(error)) => error,
@@ -255,6 +256,7 @@ async fn blocks_whose_claims_do_not_hold_against_bitcoin_are_refused_on_import()
     assert!(parent.header.pegins.is_empty(), "one confirmation of two: nothing claimed yet");
     let mut too_shallow = forge(&net, &base, 0, vec![claim.clone()]);
     too_shallow.header.parent_hash = parent.header.hash();
+    too_shallow.header.parent_seal = parent.seal();
     too_shallow.header.height = parent.header.height + 1;
     too_shallow.header.slot = parent.header.slot + 1;
     let too_shallow = net.resign(too_shallow);
@@ -274,6 +276,7 @@ async fn blocks_whose_claims_do_not_hold_against_bitcoin_are_refused_on_import()
     let child = |k: u64, pegins: Vec<PegInClaim>| -> SignedBlock {
         let mut block = minting.clone();
         block.header.parent_hash = minting.header.hash();
+        block.header.parent_seal = minting.seal();
         block.header.height = minting.header.height + 1;
         block.header.slot = minting.header.slot + k;
         block.header.pegins = pegins;

@@ -239,6 +239,7 @@ async fn import(chain: &mut ChainActor, block: SignedBlock) -> Result<B256, Impo
     Box::pin(chain.import(block)).await
 }
 
+#[track_caller]
 fn pegout_error(result: Result<B256, ImportError>) -> PegoutError {
     match result {
         Err(ImportError::Pegout(error)) => error,
@@ -534,6 +535,7 @@ async fn refused_on_import_then_bumped() {
     let child = |k: u64, pegout: PegoutBlock| -> SignedBlock {
         let mut block = genuine.clone();
         block.header.parent_hash = genuine.header.hash();
+        block.header.parent_seal = genuine.seal();
         block.header.height = genuine.header.height + 1;
         block.header.slot = genuine.header.slot + k;
         block.header.pegout = Some(pegout);
@@ -727,6 +729,7 @@ async fn refused_on_import_then_bumped() {
     let early = {
         let mut block = bump.clone();
         block.header.parent_hash = genuine_hash;
+        block.header.parent_seal = genuine.seal();
         block.header.height = genuine.header.height + 1;
         block.header.slot = genuine.header.slot + 15;
         net.resign(block)
@@ -765,6 +768,7 @@ async fn refused_on_import_then_bumped() {
     let again = {
         let mut block = bump.clone();
         block.header.parent_hash = bump.header.hash();
+        block.header.parent_seal = bump.seal();
         block.header.height = bump.header.height + 1;
         block.header.slot = bump.header.slot + 6;
         net.resign(block)

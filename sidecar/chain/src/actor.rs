@@ -24,7 +24,7 @@ use alys_engine_client::{EngineClient, EngineClientError};
 use alys_governance::{RuntimeState, RuntimeView};
 use alys_primitives::{
     Approval, Approvals, AuthorityKey, BlockRef, BlsSignature, ChainHeads, ConsensusHeader,
-    EquivocationEvidence, SignedBlock,
+    EquivocationEvidence, Seal, SignedBlock,
 };
 use alys_storage::{ChainRead, Storage, StorageError};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -551,11 +551,17 @@ impl ChainActor {
     }
 
     /// The parent header of a block at `parent_hash` (None for genesis), if known.
-    fn parent_of(&self, header: &ConsensusHeader) -> Result<Option<Option<ConsensusHeader>>, StorageError> {
+    fn parent_of(
+        &self,
+        header: &ConsensusHeader,
+    ) -> Result<Option<Option<(ConsensusHeader, Seal)>>, StorageError> {
         if header.parent_hash == self.config.genesis_hash && header.height == 1 {
             return Ok(Some(None));
         }
-        Ok(self.storage.read()?.block(&header.parent_hash)?.map(|b| Some(b.header)))
+        Ok(self.storage.read()?.block(&header.parent_hash)?.map(|block| {
+            let seal = block.seal();
+            Some((block.header, seal))
+        }))
     }
 
     /// Imports a block: consensus checks, execution validation, storage, fork choice.
@@ -566,9 +572,11 @@ impl ChainActor {
         }
         let started = std::time::Instant::now();
         self.engine_nanos.store(0, std::sync::atomic::Ordering::Relaxed);
-        let execution = self.check(&block, hash, true).await?;
+        // Boxed: the checks and the execution are large futures, and an import's caller (a test's
+        // thread, the actor's task) should not carry them on its stack.
+        let execution = Box::pin(self.check(&block, hash, true)).await?;
         let (height, slot, author) = (block.header.height, block.header.slot, block.header.author);
-        self.apply(block, hash, execution).await?;
+        Box::pin(self.apply(block, hash, execution)).await?;
         let engine =
             std::time::Duration::from_nanos(self.engine_nanos.load(std::sync::atomic::Ordering::Relaxed));
         metrics::histogram!("alys_chain_import_seconds", "part" => "engine").record(engine.as_secs_f64());
@@ -599,8 +607,19 @@ impl ChainActor {
         self.observe(header, &block.author_signature)?;
         let parent = self.parent_of(header)?.ok_or(ImportError::UnknownParent(header.parent_hash))?;
         match &parent {
-            Some(parent) => self.aura.check_child(parent, header)?,
+            Some((parent, stored)) => {
+                self.aura.check_child(parent, header)?;
+                // The parent's seal as this block's author holds it. The one stored with the parent
+                // was verified when the parent was imported; a block verified with its range's quorum
+                // has its seal vouched for by that quorum (see `range`).
+                if !preverified && header.parent_seal != *stored {
+                    self.aura.verify_seal(&header.parent_hash, parent.author, &header.parent_seal)?;
+                }
+            }
             None if header.height != 1 => return Err(AuraError::NotChild("height").into()),
+            None if !header.parent_seal.is_empty() => {
+                return Err(AuraError::NotChild("a first block carries a parent seal").into());
+            }
             None => {}
         }
         if approvals && !preverified {
@@ -920,8 +939,18 @@ impl ChainActor {
         let requests = built.execution_requests;
         let execution =
             payload_to_block(built.payload.clone(), cancun.then_some(parent_hash), requests.as_ref())?;
+        let parent_seal = match &self.head.header {
+            Some(_) => self
+                .storage
+                .read()?
+                .block(&self.head.block.hash)?
+                .map(|parent| parent.seal())
+                .ok_or(ImportError::UnknownParent(self.head.block.hash))?,
+            None => Seal::default(),
+        };
         let header = ConsensusHeader {
             parent_hash,
+            parent_seal,
             height: self.head.block.height + 1,
             slot,
             author: index,

@@ -7,9 +7,15 @@
 //!
 //! ```text
 //!  verify (blocking thread)      execute ahead (task)            import (the actor, in order)
-//!  author signatures and    ──▶  newPayload of each verified ──▶ Aura rules, parent, withdrawals,
-//!  approvals, in batches         block, one after another        peg-ins, peg-outs, proof; storage
+//!  the last block's quorum  ──▶  newPayload of each verified ──▶ Aura rules, parent, withdrawals,
+//!  vouches for the range         block, one after another        peg-ins, peg-outs, proof; storage
 //! ```
+//!
+//! BLS costs one quorum per range, not one per block: every header commits to its parent's seal (author
+//! signature and approvals), which every honest approver checked, so the last block's verified quorum
+//! vouches for each block it descends from by parent hashes, seals included. The seals stored are the
+//! ones the headers commit to, not the copies the peer sent beside the blocks. A range whose last block
+//! does not verify, or the blocks before a broken link, are verified block by block (in batches).
 //!
 //! The execution client validates block n+1 while the actor checks and stores block n, so it does not
 //! wait for the sidecar. Only blocks whose signatures verified are sent ahead, and sending stops at
@@ -26,7 +32,7 @@ use alloy_primitives::{B256, Bytes};
 use alloy_rpc_types_engine::PayloadStatus;
 use alys_consensus::decode_execution_block;
 use alys_engine_client::EngineClientError;
-use alys_primitives::{Approvals, ConsensusHeader, SignedBlock};
+use alys_primitives::{Approvals, ConsensusHeader, Seal, SignedBlock};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
@@ -55,6 +61,7 @@ impl ChainActor {
     pub async fn import_range(&mut self, blocks: Vec<SignedBlock>) -> RangeOutcome {
         let started = std::time::Instant::now();
         let (first, count) = (blocks.first().map_or(0, |b| b.header.height), blocks.len());
+        let blocks = with_vouched_seals(blocks);
         let (verified, verifier) = self.verify_ahead(&blocks);
         // Blocks are sent ahead only to an execution client known to hold our head: it is brought up
         // to date first (as the first import would), and if that fails each import tries again in
@@ -124,9 +131,14 @@ impl ChainActor {
         RangeOutcome { imported, error }
     }
 
-    /// Verifies the author signature and approvals of each block on a thread of its own, in order, in
-    /// batches (one multi-pairing each): `Some(hash)` for one that verifies, `None` for one that does
-    /// not (one by one only when a batch fails, to find which). The thread reports how long it worked.
+    /// Verifies the range's signatures on a thread of its own and reports each block, in order:
+    /// `Some(hash)` for one whose author signature and approvals are vouched for, `None` for one whose
+    /// are not. The thread reports how long it worked.
+    ///
+    /// The last block's author signature and quorum are verified; every block linked to it by parent
+    /// hashes is then vouched for by that quorum ([`alys_consensus::Aura::vouched_from`]). Blocks before
+    /// a broken link, or all of them when the last block does not verify, are verified in batches (one
+    /// multi-pairing each; one by one only when a batch fails, to find which).
     fn verify_ahead(
         &self,
         blocks: &[SignedBlock],
@@ -141,7 +153,13 @@ impl ChainActor {
             .collect();
         let verify = move || {
             let started = std::time::Instant::now();
-            let (first, rest) = items.split_at(FIRST_BATCH.min(items.len()));
+            let range: Vec<(&ConsensusHeader, &[u8], &Approvals)> = items
+                .iter()
+                .map(|(header, signature, approvals)| (header, signature.as_ref(), approvals))
+                .collect();
+            let vouched = aura.vouched_from(&range, now);
+            let (unvouched, _) = items.split_at(vouched);
+            let (first, rest) = unvouched.split_at(FIRST_BATCH.min(unvouched.len()));
             'batches: for chunk in std::iter::once(first).chain(rest.chunks(BATCH)) {
                 let batch: Vec<(ConsensusHeader, &[u8], &Approvals)> =
                     chunk.iter().map(|(h, s, a)| (h.clone(), s.as_ref(), a)).collect();
@@ -154,6 +172,11 @@ impl ChainActor {
                     if tx.blocking_send(ok.then_some(hash)).is_err() {
                         break 'batches;
                     }
+                }
+            }
+            for (header, _, _) in items.iter().skip(vouched) {
+                if tx.blocking_send(Some(header.hash())).is_err() {
+                    break;
                 }
             }
             let _ = done.send(started.elapsed());
@@ -226,4 +249,24 @@ impl ChainActor {
             }
         }
     }
+}
+
+/// Gives each block of a range that its successor in the range extends the seal that successor's
+/// header carries for it. Both are valid seals of the block when honest authorities made them, but
+/// only the header's copy is vouched for by a later quorum; the peer's copy beside the block could be
+/// anything. What is stored and served on is then always a seal some quorum stands behind (or one this
+/// node verified itself, when the block is not vouched for).
+fn with_vouched_seals(mut blocks: Vec<SignedBlock>) -> Vec<SignedBlock> {
+    let mut child_seal: Option<(B256, Seal)> = None;
+    for block in blocks.iter_mut().rev() {
+        let hash = block.header.hash();
+        if let Some((parent_hash, seal)) = child_seal.take()
+            && parent_hash == hash
+        {
+            block.author_signature = seal.author_signature;
+            block.approvals = seal.approvals;
+        }
+        child_seal = Some((block.header.parent_hash, block.header.parent_seal.clone()));
+    }
+    blocks
 }

@@ -7,7 +7,7 @@ use alloy_primitives::B256;
 
 use alys_primitives::{
     Approval, Approvals, AuthorityPublicKey, BatchItem, BlsSignature, ConsensusHeader, EquivocationEvidence,
-    KeyError, verify_batch,
+    KeyError, Seal, verify_batch,
 };
 
 /// Why a header or its approvals were refused.
@@ -54,6 +54,10 @@ pub enum AuraError {
     /// The aggregate approval signature does not verify, or is malformed.
     #[error("approvals signature: {0}")]
     ApprovalSignature(KeyError),
+    /// The parent seal a block carries (its parent's author signature and approvals) does not verify,
+    /// or a first block carries one.
+    #[error("parent seal: {0}")]
+    ParentSeal(#[source] Box<Self>),
     /// The execution block's timestamp is not inside the consensus block's slot.
     #[error("execution timestamp {timestamp} is outside slot {slot}")]
     TimestampOutsideSlot {
@@ -178,15 +182,7 @@ impl Aura {
     /// Checks that `approvals` carry at least `ceil(2n/3)` distinct authorities whose aggregate signature
     /// over `block_hash` verifies; returns how many approved.
     pub fn verify_approvals(&self, block_hash: &B256, approvals: &Approvals) -> Result<usize, AuraError> {
-        let indexes = approvals.signer_indexes();
-        let need = Self::required_approvals(self.authorities.len());
-        let keys = indexes
-            .iter()
-            .map(|i| self.authorities.get(*i as usize).ok_or(AuraError::UnknownAuthority(*i)))
-            .collect::<Result<Vec<_>, _>>()?;
-        if keys.len() < need {
-            return Err(AuraError::NotEnoughApprovals { have: keys.len(), need });
-        }
+        let keys = self.quorum(approvals)?;
         let signature =
             BlsSignature::from_bytes(&approvals.signature).map_err(AuraError::ApprovalSignature)?;
         signature.fast_aggregate_verify(block_hash, &keys).map_err(AuraError::ApprovalSignature)?;
@@ -195,6 +191,40 @@ impl Aura {
 }
 
 impl Aura {
+    /// Checks a block's seal (`seal`) as its child carries it: the author signature of the block
+    /// (`hash`, by authority `author`) and a quorum of approvals, both over `hash`, in one batched
+    /// pairing. Errors come wrapped in [`AuraError::ParentSeal`].
+    pub fn verify_seal(&self, hash: &B256, author: u32, seal: &Seal) -> Result<(), AuraError> {
+        let check = || {
+            let key = self.authorities.get(author as usize).ok_or(AuraError::UnknownAuthority(author))?;
+            let author_signature =
+                BlsSignature::from_bytes(&seal.author_signature).map_err(AuraError::AuthorSignature)?;
+            let signers = self.quorum(&seal.approvals)?;
+            let approval =
+                BlsSignature::from_bytes(&seal.approvals.signature).map_err(AuraError::ApprovalSignature)?;
+            verify_batch(&[
+                BatchItem { message: hash, signature: &author_signature, signers: &[key] },
+                BatchItem { message: hash, signature: &approval, signers: &signers },
+            ])
+            .map_err(AuraError::ApprovalSignature)
+        };
+        check().map_err(|e| AuraError::ParentSeal(Box::new(e)))
+    }
+
+    /// The keys of the authorities `approvals` names, if they are at least a quorum.
+    fn quorum(&self, approvals: &Approvals) -> Result<Vec<&AuthorityPublicKey>, AuraError> {
+        let need = Self::required_approvals(self.authorities.len());
+        let keys = approvals
+            .signer_indexes()
+            .iter()
+            .map(|i| self.authorities.get(*i as usize).ok_or(AuraError::UnknownAuthority(*i)))
+            .collect::<Result<Vec<_>, _>>()?;
+        if keys.len() < need {
+            return Err(AuraError::NotEnoughApprovals { have: keys.len(), need });
+        }
+        Ok(keys)
+    }
+
     /// Checks one authority's approval of `approval.block_hash`.
     pub fn verify_approval(&self, approval: &Approval) -> Result<(), AuraError> {
         let key = self
@@ -216,7 +246,6 @@ impl Aura {
         blocks: &[(ConsensusHeader, &[u8], &Approvals)],
         now_ms: u64,
     ) -> Result<(), AuraError> {
-        let need = Self::required_approvals(self.authorities.len());
         let mut parsed = Vec::with_capacity(blocks.len());
         for (header, author_signature, approvals) in blocks {
             self.check_schedule(header, now_ms)?;
@@ -226,14 +255,7 @@ impl Aura {
                 .ok_or(AuraError::UnknownAuthority(header.author))?;
             let author_signature =
                 BlsSignature::from_bytes(author_signature).map_err(AuraError::AuthorSignature)?;
-            let signers = approvals
-                .signer_indexes()
-                .iter()
-                .map(|i| self.authorities.get(*i as usize).ok_or(AuraError::UnknownAuthority(*i)))
-                .collect::<Result<Vec<_>, _>>()?;
-            if signers.len() < need {
-                return Err(AuraError::NotEnoughApprovals { have: signers.len(), need });
-            }
+            let signers = self.quorum(approvals)?;
             let approval =
                 BlsSignature::from_bytes(&approvals.signature).map_err(AuraError::ApprovalSignature)?;
             parsed.push((header.hash(), [author], author_signature, signers, approval));
@@ -244,6 +266,32 @@ impl Aura {
             items.push(BatchItem { message: hash, signature: approval, signers });
         }
         verify_batch(&items).map_err(AuraError::ApprovalSignature)
+    }
+
+    /// Where a range of blocks from a peer (ascending heights) starts to be vouched for by its last
+    /// block: the index of the first block of the suffix linked by parent hashes to a last block whose
+    /// author (at `now_ms`), author signature and quorum verify, or `range.len()` when the last block
+    /// does not verify.
+    ///
+    /// Each header commits to its parent's seal, and an honest authority approves a block only after
+    /// checking that seal, with the parent committed in its store. So a verified quorum (which holds at
+    /// least one honest authority) stands behind every header it descends from, and behind the seals
+    /// those headers' children carry: only the last block needs a pairing.
+    pub fn vouched_from(&self, range: &[(&ConsensusHeader, &[u8], &Approvals)], now_ms: u64) -> usize {
+        let Some((tip, signature, approvals)) = range.last() else { return 0 };
+        if self.verify_many(&[((*tip).clone(), signature, approvals)], now_ms).is_err() {
+            return range.len();
+        }
+        let mut from = range.len() - 1;
+        let mut parent_hash = tip.parent_hash;
+        while let Some(index) = from.checked_sub(1)
+            && let Some((header, _, _)) = range.get(index)
+            && header.hash() == parent_hash
+        {
+            parent_hash = header.parent_hash;
+            from = index;
+        }
+        from
     }
 
     /// Checks equivocation evidence: two different headers for one (slot, author), both signed by the
@@ -339,6 +387,7 @@ mod tests {
     fn header(slot: u64, author: u32) -> ConsensusHeader {
         ConsensusHeader {
             parent_hash: B256::ZERO,
+            parent_seal: Default::default(),
             height: 1,
             slot,
             author,
@@ -546,6 +595,90 @@ mod tests {
             a.verify_approvals(&B256::ZERO, &sign(&[0, 1, 3])),
             Err(AuraError::ApprovalSignature(KeyError::BadSignature))
         ));
+    }
+
+    #[test]
+    fn a_parent_seal_needs_its_author_and_a_verified_quorum_over_the_parent() {
+        let k = keys(4);
+        let a = aura(&k);
+        let hash = B256::repeat_byte(5);
+        let approvals = |idx: &[u32], over: &B256| {
+            let sigs: Vec<_> = idx.iter().map(|i| k[*i as usize].sign(over)).collect();
+            let refs: Vec<_> = sigs.iter().collect();
+            Approvals {
+                signers: Approvals::bitfield(idx.iter().copied()),
+                signature: BlsSignature::aggregate(&refs).unwrap().to_bytes().to_vec().into(),
+            }
+        };
+        let author = |i: usize, over: &B256| -> Bytes { k[i].sign(over).to_bytes().to_vec().into() };
+        let seal = Seal { author_signature: author(2, &hash), approvals: approvals(&[0, 2, 3], &hash) };
+        a.verify_seal(&hash, 2, &seal).unwrap();
+        let refused = |author: u32, seal: &Seal| match a.verify_seal(&hash, author, seal) {
+            Err(AuraError::ParentSeal(inner)) => *inner,
+            other => panic!("expected a refused parent seal, got {other:?}"),
+        };
+        // Another author's block, or a signature over another block: the author signature is wrong.
+        assert!(matches!(refused(1, &seal), AuraError::ApprovalSignature(KeyError::BadSignature)));
+        let other = Seal { author_signature: author(2, &B256::ZERO), ..seal.clone() };
+        assert!(matches!(refused(2, &other), AuraError::ApprovalSignature(KeyError::BadSignature)));
+        // Approvals short of the quorum, over another block, or naming an unknown authority.
+        let short = Seal { approvals: approvals(&[0, 2], &hash), ..seal.clone() };
+        assert_eq!(refused(2, &short), AuraError::NotEnoughApprovals { have: 2, need: 3 });
+        let elsewhere = Seal { approvals: approvals(&[0, 2, 3], &B256::ZERO), ..seal.clone() };
+        assert!(matches!(refused(2, &elsewhere), AuraError::ApprovalSignature(KeyError::BadSignature)));
+        assert_eq!(refused(9, &seal), AuraError::UnknownAuthority(9));
+        // Garbage bytes and the empty seal are refused with a reason, not a panic.
+        let garbage = Seal { author_signature: Bytes::from_static(&[1, 2, 3]), ..seal };
+        assert!(matches!(refused(2, &garbage), AuraError::AuthorSignature(_)));
+        assert!(matches!(refused(2, &Seal::default()), AuraError::AuthorSignature(_)));
+    }
+
+    #[test]
+    fn the_last_blocks_quorum_vouches_for_the_chain_linked_to_it() {
+        let k = keys(3);
+        let a = aura(&k);
+        let seal_of = |header: &ConsensusHeader| {
+            let hash = header.hash();
+            let (own, next) =
+                (k[header.author as usize].sign(&hash), k[(header.author as usize + 1) % 3].sign(&hash));
+            Seal {
+                author_signature: own.to_bytes().to_vec().into(),
+                approvals: Approvals {
+                    signers: Approvals::bitfield([header.author, (header.author + 1) % 3]),
+                    signature: BlsSignature::aggregate(&[&own, &next]).unwrap().to_bytes().to_vec().into(),
+                },
+            }
+        };
+        let mut chain: Vec<(ConsensusHeader, Seal)> = Vec::new();
+        for slot in 10..15u64 {
+            let mut header = header(slot, (slot % 3) as u32);
+            if let Some((parent, seal)) = chain.last() {
+                header.parent_hash = parent.hash();
+                header.parent_seal = seal.clone();
+            }
+            let seal = seal_of(&header);
+            chain.push((header, seal));
+        }
+        let now = 15 * 2_000;
+        let vouched = |chain: &[(ConsensusHeader, Seal)]| {
+            let range: Vec<(&ConsensusHeader, &[u8], &Approvals)> =
+                chain.iter().map(|(h, s)| (h, s.author_signature.as_ref(), &s.approvals)).collect();
+            a.vouched_from(&range, now)
+        };
+        assert_eq!(vouched(&chain), 0, "every block descends to the verified last one");
+        assert_eq!(vouched(&[]), 0);
+        // A broken link: only the blocks above it are vouched for.
+        let mut broken = chain.clone();
+        broken[2].0.auxpow = Bytes::from_static(b"not what the child committed to");
+        assert_eq!(vouched(&broken), 3);
+        // The last block's seal does not verify (another block's), or its slot is not yet: none are.
+        let mut forged = chain.clone();
+        forged[4].1 = chain[3].1.clone();
+        assert_eq!(vouched(&forged), 5);
+        assert_eq!(
+            a.vouched_from(&[(&chain[4].0, chain[4].1.author_signature.as_ref(), &chain[4].1.approvals)], 0),
+            1
+        );
     }
 
     #[test]

@@ -1163,6 +1163,7 @@ mod tests {
             let block = alys_primitives::SignedBlock {
                 header: alys_primitives::ConsensusHeader {
                     parent_hash: parent,
+                    parent_seal: Default::default(),
                     height: h,
                     slot: h,
                     author: 0,

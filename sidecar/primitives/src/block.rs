@@ -1,8 +1,9 @@
 //! The consensus block: one canonical RLP encoding and its hash.
 //!
 //! ```text
-//! ConsensusHeader = RLP[ parent_hash: B256, height: u64, slot: u64, author: u32,
+//! ConsensusHeader = RLP[ parent_hash: B256, parent_seal: Seal, height: u64, slot: u64, author: u32,
 //!                        execution_block_hash: B256, pegins: [PegInClaim], auxpow: bytes ]
+//! Seal            = RLP[ author_signature: bytes96, approvals: Approvals ]   (the parent's; empty for height 1)
 //! PegInClaim      = RLP[ txid: B256, bitcoin_block: B256, outputs: [PegInOutput], amount_sats: u64,
 //!                        evm_address: Address ]
 //! PegInOutput     = RLP[ vout: u32, amount_sats: u64, script_pubkey: bytes ]
@@ -21,7 +22,14 @@
 //!
 //! `parent_hash` is the parent consensus header's hash (the execution genesis hash for the first block),
 //! `height` equals the execution block number, `auxpow` is empty when the block carries no proof. The
-//! author signs `hash`; approvals are BLS signatures over the same `hash`, aggregated. The execution block
+//! author signs `hash`; approvals are BLS signatures over the same `hash`, aggregated.
+//!
+//! `parent_seal` is the parent's author signature and approvals, as the author of this block holds them
+//! (every importer checks them before it approves). A block's own seal travels beside its header, since
+//! it signs the header's hash; its child's header then commits to it. So one block's verified quorum
+//! vouches for every ancestor's header *and* seal through the hash chain: an honest authority approves a
+//! block only after checking its parent's seal, and only when the parent is committed in its store. Sync
+//! uses that to verify one quorum per range instead of one per block (see `alys-chain`'s `range`). The execution block
 //! travels RLP-encoded beside the header and must hash to `execution_block_hash`; its EIP-7685 requests
 //! (Prague) travel beside it, since `newPayloadV4` needs them and the block holds only their hash.
 
@@ -117,6 +125,9 @@ pub struct PegoutBlock {
 pub struct ConsensusHeader {
     /// Hash of the parent consensus header (the execution genesis hash for height 1).
     pub parent_hash: B256,
+    /// The parent's author signature and approvals (empty for height 1, whose parent is the execution
+    /// genesis): committed here, they are vouched for by every descendant's quorum.
+    pub parent_seal: Seal,
     /// Height, equal to the execution block number.
     pub height: u64,
     /// The Aura slot the block was produced in.
@@ -151,8 +162,26 @@ impl ConsensusHeader {
     }
 }
 
+/// The signatures that make a block committed: its author's and its approvals. A block's own seal
+/// travels beside its header ([`SignedBlock`]); its child's header carries a copy
+/// ([`ConsensusHeader::parent_seal`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, RlpEncodable, RlpDecodable)]
+pub struct Seal {
+    /// The author's BLS signature over the block hash (96 bytes).
+    pub author_signature: Bytes,
+    /// The aggregated approvals of the block hash.
+    pub approvals: Approvals,
+}
+
+impl Seal {
+    /// Whether this is the empty seal a first block carries for the execution genesis.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
 /// Aggregated approvals of a block.
-#[derive(Debug, Clone, PartialEq, Eq, RlpEncodable, RlpDecodable)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, RlpEncodable, RlpDecodable)]
 pub struct Approvals {
     /// Bitfield of the approving authorities: authority `i` is bit `i % 8` of byte `i / 8`.
     pub signers: Bytes,
@@ -206,6 +235,11 @@ pub struct SignedBlock {
 }
 
 impl SignedBlock {
+    /// This block's seal (its author signature and approvals), as its child's header carries it.
+    pub fn seal(&self) -> Seal {
+        Seal { author_signature: self.author_signature.clone(), approvals: self.approvals.clone() }
+    }
+
     /// The canonical encoding.
     pub fn encoded(&self) -> Vec<u8> {
         alloy_rlp::encode(self)
@@ -282,6 +316,13 @@ mod tests {
     fn header() -> ConsensusHeader {
         ConsensusHeader {
             parent_hash: B256::repeat_byte(1),
+            parent_seal: Seal {
+                author_signature: Bytes::from_static(&[5; 96]),
+                approvals: Approvals {
+                    signers: Bytes::from_static(&[3]),
+                    signature: Bytes::from_static(&[6; 96]),
+                },
+            },
             height: 7,
             slot: 1_000,
             author: 2,
@@ -307,11 +348,15 @@ mod tests {
         let h = header();
         assert_eq!(ConsensusHeader::decode(&h.encoded()).unwrap(), h);
         let base = h.hash();
+        let mut approvals = h.parent_seal.clone();
+        approvals.approvals.signers = Bytes::from_static(&[7]);
         let mut variants = Vec::new();
         variants.push(ConsensusHeader { height: 8, ..h.clone() });
         variants.push(ConsensusHeader { slot: 1_001, ..h.clone() });
         variants.push(ConsensusHeader { author: 3, ..h.clone() });
         variants.push(ConsensusHeader { parent_hash: B256::ZERO, ..h.clone() });
+        variants.push(ConsensusHeader { parent_seal: Seal::default(), ..h.clone() });
+        variants.push(ConsensusHeader { parent_seal: approvals, ..h.clone() });
         variants.push(ConsensusHeader { execution_block_hash: B256::ZERO, ..h.clone() });
         variants.push(ConsensusHeader { pegins: vec![], ..h.clone() });
         variants.push(ConsensusHeader { auxpow: Bytes::from_static(b"x"), ..h });

@@ -39,7 +39,7 @@ macro_rules! crash_point {
 
 pub use block::{
     Approval, Approvals, BurnRef, ConsensusHeader, EquivocationEvidence, PegInClaim, PegInOutput,
-    PegoutBlock, SignedBlock, outpoint_key,
+    PegoutBlock, Seal, SignedBlock, outpoint_key,
 };
 pub use keys::{
     AuthorityKey, AuthorityPublicKey, BatchItem, BlsSignature, KeyError, KeyFileError, verify_batch,

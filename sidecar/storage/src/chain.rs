@@ -346,6 +346,7 @@ mod tests {
         SignedBlock {
             header: ConsensusHeader {
                 parent_hash: parent,
+                parent_seal: Default::default(),
                 height,
                 slot,
                 author: 0,

@@ -491,6 +491,7 @@ mod tests {
         SignedBlock {
             header: ConsensusHeader {
                 parent_hash: parent,
+                parent_seal: Default::default(),
                 height,
                 slot: height * 1_000 + salt,
                 author: 0,

@@ -417,6 +417,7 @@ mod tests {
             let block = SignedBlock {
                 header: ConsensusHeader {
                     parent_hash: parent,
+                    parent_seal: Default::default(),
                     height: u64::from(h),
                     slot: u64::from(h),
                     author: 0,
@@ -478,6 +479,7 @@ mod tests {
         SignedBlock {
             header: ConsensusHeader {
                 parent_hash: parent,
+                parent_seal: Default::default(),
                 height,
                 slot: height + u64::from(salt),
                 author: 0,
@@ -547,6 +549,7 @@ mod tests {
             let block = SignedBlock {
                 header: ConsensusHeader {
                     parent_hash: parent,
+                    parent_seal: Default::default(),
                     height: u64::from(h),
                     slot: u64::from(h),
                     author: 0,

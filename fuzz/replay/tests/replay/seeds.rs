@@ -410,6 +410,7 @@ fn signed_block(execution: &Block<TxEnvelope>, header: ConsensusHeader, requests
 fn consensus_header(auxpow: Bytes) -> ConsensusHeader {
     ConsensusHeader {
         parent_hash: chain_spec().genesis_hash(),
+        parent_seal: Default::default(),
         height: 1,
         slot: 1_000,
         author: 2,
@@ -464,6 +465,20 @@ fn blocks(seeds: &mut Seeds) {
         ..consensus_header(Bytes::new())
     };
     seeds.add("consensus_header", "pegout", with_pegout.encoded());
+    // A block above the first: it carries its parent's seal.
+    let sealed = ConsensusHeader {
+        parent_hash: B256::repeat_byte(0x44),
+        parent_seal: alys_primitives::Seal {
+            author_signature: Bytes::from(vec![0xb1; 96]),
+            approvals: Approvals {
+                signers: Approvals::bitfield([0, 1]),
+                signature: Bytes::from(vec![0xb2; 96]),
+            },
+        },
+        height: 2,
+        ..consensus_header(Bytes::new())
+    };
+    seeds.add("consensus_header", "parent-seal", sealed.encoded());
 
     let parent = with_proof.parent_hash;
     let none = Requests::default();

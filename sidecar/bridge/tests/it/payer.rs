@@ -308,6 +308,7 @@ fn block(parent: B256, height: u64, pegins: Vec<PegInClaim>, pegout: Option<Pego
     SignedBlock {
         header: ConsensusHeader {
             parent_hash: parent,
+            parent_seal: Default::default(),
             height,
             slot: height,
             author: 0,

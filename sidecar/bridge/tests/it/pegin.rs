@@ -202,6 +202,7 @@ fn block(parent: B256, height: u64, salt: u64, pegins: Vec<PegInClaim>) -> Signe
     SignedBlock {
         header: ConsensusHeader {
             parent_hash: parent,
+            parent_seal: Default::default(),
             height,
             slot: height * 1_000 + salt,
             author: 0,

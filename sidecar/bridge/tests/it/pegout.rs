@@ -42,6 +42,7 @@ fn consensus_block(parent: B256, height: u64, execution: B256, salt: u64) -> Sig
     SignedBlock {
         header: ConsensusHeader {
             parent_hash: parent,
+            parent_seal: Default::default(),
             height,
             slot: height * 1_000 + salt,
             author: 0,
