@@ -7,9 +7,11 @@
 //! * approvals: the author's proposal → the quorum of approvals (`approval_ms` of "produced block"),
 //!   p50/p95;
 //! * sync: a fresh full node (`alys-devnet join`) fetching every block by range from its peers and
-//!   importing it (consensus checks, `newPayload`, `forkchoiceUpdated`, storage), in blocks/s, against
+//!   importing it (consensus checks, `newPayload`, `forkchoiceUpdated`, storage; "imported range"),
+//!   in blocks/s from the start of its first range to the end of its last, against
 //!   the execution engine's own `newPayload` rate for the same blocks sent straight to a fresh engine
-//!   (both with block production paused, so the other nodes and the miner are idle).
+//!   (both on a quiet machine: block production paused and the bench waiting until nothing, the
+//!   devnet's miner grinding its last batch included, uses more than 10 % of a core).
 //!
 //! Run: `cargo bench -p alys-devnet --bench federation` (`-- 300` for 300 blocks before the sync;
 //! default 200, 500 ms slots).
@@ -104,6 +106,28 @@ fn cpu_times() -> HashMap<u32, (u64, String)> {
     out
 }
 
+/// Waits until the machine is quiet: less than 10 % of one core busy over a second, all processes
+/// together (a paused federation's miner may still be grinding its last batch for several seconds).
+/// Returns how long it waited, or `None` if it never got quiet within `timeout`.
+fn wait_quiet(timeout: Duration) -> Option<Duration> {
+    let started = Instant::now();
+    while started.elapsed() < timeout {
+        let before = cpu_times();
+        std::thread::sleep(Duration::from_secs(1));
+        let busy: u64 = cpu_times()
+            .iter()
+            .map(|(pid, (after, name))| {
+                after - before.get(pid).filter(|(_, n)| n == name).map_or(*after, |(t, _)| *t.min(after))
+            })
+            .sum();
+        // Clock ticks are 10 ms: 10 ticks in a second is 10 % of a core.
+        if busy < 10 {
+            return Some(started.elapsed());
+        }
+    }
+    None
+}
+
 fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
     let start = line.find(&format!(" {name}="))? + name.len() + 2;
     line[start..].split_whitespace().next()
@@ -146,7 +170,13 @@ async fn main() {
     for node in ready["nodes"].as_array().unwrap().iter().filter(|n| n["role"] == "authority") {
         call(node["rpc"].as_str().unwrap(), "alys_pauseProduction", json!([token.trim()]));
     }
-    std::thread::sleep(Duration::from_secs(5));
+    std::thread::sleep(Duration::from_secs(2));
+    match wait_quiet(Duration::from_secs(120)) {
+        Some(waited) => {
+            eprintln!("quiet after {:.0} s (the miner done with its last batch)", waited.as_secs_f64())
+        }
+        None => eprintln!("warning: the machine never got quiet; the sync below competes with it"),
+    }
     let target = height(&rpc0);
     let cpu_before = cpu_times();
     // `BENCH_PERF=<file>`: a system-wide `perf record` of the sync, for profiling.
@@ -206,16 +236,21 @@ async fn main() {
             }
         }
     }
-    // Sync: the joined node's imports of the blocks that existed when it started.
-    let synced: Vec<i64> = lines(&datadir.join("node4/node.log"), "imported block")
+    // Sync: the joined node's ranges of the blocks that existed when it started, from the start of
+    // the first ("imported range" is logged at a range's end, with its duration) to the end of the
+    // last, its `forkchoiceUpdated` included.
+    let number = |line: &str, name: &str| -> f64 {
+        field(line, name).and_then(|v| v.trim_matches('"').parse().ok()).unwrap_or(0.0)
+    };
+    let ranges: Vec<(i64, String)> = lines(&datadir.join("node4/node.log"), "imported range")
         .into_iter()
-        .filter(|(_, l)| field(l, "height").and_then(|h| h.parse::<u64>().ok()).is_some_and(|h| h <= target))
-        .map(|(at, _)| at)
+        .filter(|(_, line)| number(line, "first") <= target as f64)
         .collect();
-    for (_, line) in lines(&datadir.join("node4/node.log"), "imported range") {
+    for (_, line) in &ranges {
         let fields = [
             "first",
             "blocks",
+            "imported",
             "ms",
             "verify_ms",
             "engine_ms",
@@ -224,11 +259,14 @@ async fn main() {
             "finish_ms",
         ];
         let shown: Vec<String> =
-            fields.iter().filter_map(|f| field(&line, f).map(|v| format!("{f}={v}"))).collect();
+            fields.iter().filter_map(|f| field(line, f).map(|v| format!("{f}={v}"))).collect();
         eprintln!("  range: {}", shown.join(" "));
     }
-    let sync_secs = (synced.last().unwrap() - synced.first().unwrap()) as f64 / 1e6;
-    let sync_rate = (synced.len() - 1) as f64 / sync_secs;
+    let (first_end, first_line) = ranges.first().expect("the fresh node imported ranges");
+    let sync_started = *first_end as f64 / 1e6 - number(first_line, "ms") / 1e3;
+    let sync_secs = ranges.last().unwrap().0 as f64 / 1e6 - sync_started;
+    let synced_blocks: f64 = ranges.iter().map(|(_, line)| number(line, "imported")).sum();
+    let sync_rate = synced_blocks / sync_secs;
 
     // The engine's own newPayload rate over the same blocks, sent straight to a fresh engine.
     let storage = Storage::open(datadir.join("node0/sidecar/alys.redb")).unwrap();
@@ -254,6 +292,9 @@ async fn main() {
     let spec = Arc::new(ChainSpec::from_file(root.join("etc/genesis/devnet.json")).unwrap());
     let secret = alloy_rpc_types_engine::JwtSecret::from_file(&root.join("etc/jwt/jwt.hex")).unwrap();
     let engine = EngineClient::new(el_ready["authrpc"].as_str().unwrap(), secret, Arc::clone(&spec)).unwrap();
+    if wait_quiet(Duration::from_secs(60)).is_none() {
+        eprintln!("warning: the machine never got quiet; the engine's own rate below competes with it");
+    }
     let started = Instant::now();
     for block in &stored {
         let execution = decode_execution_block(block).unwrap();
@@ -299,7 +340,7 @@ async fn main() {
     }
     println!(
         "sync of {} empty blocks from peers: {sync_rate:.0} blocks/s; engine newPayload alone: {engine_rate:.0} blocks/s; ratio {:.0} %",
-        synced.len(),
+        synced_blocks,
         100.0 * sync_rate / engine_rate
     );
 }

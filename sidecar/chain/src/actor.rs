@@ -583,7 +583,13 @@ impl ChainActor {
         metrics::histogram!("alys_chain_import_seconds", "part" => "consensus")
             .record(started.elapsed().saturating_sub(engine).as_secs_f64());
         let head = self.head.block.hash == hash;
-        tracing::info!(target: "alys::chain", height, slot, author, consensus_hash = %hash, head, "imported block");
+        // A range (sync) says what it imported once, at its end ("imported range"); its blocks one by
+        // one only at debug level, so a syncing node's log does not grow by a line per block.
+        if self.range {
+            tracing::debug!(target: "alys::chain", height, slot, author, consensus_hash = %hash, head, "imported block");
+        } else {
+            tracing::info!(target: "alys::chain", height, slot, author, consensus_hash = %hash, head, "imported block");
+        }
         Ok(hash)
     }
 

@@ -127,6 +127,10 @@ impl ChainActor {
                 engine_ms = format!("{:.1}", ms(engine)), engine_starved_ms = format!("{:.1}", ms(starved)),
                 actor_waited_ms = format!("{:.1}", ms(waited)),
                 finish_ms = format!("{:.1}", ms(finishing.elapsed())), "imported range");
+        } else if imported > 0 {
+            // Stopped at a refused block (the sync actor says which and why).
+            tracing::info!(target: "alys::chain", first, blocks = count, imported,
+                ms = format!("{:.1}", ms(started.elapsed())), "imported range");
         }
         RangeOutcome { imported, error }
     }
