@@ -157,10 +157,17 @@ impl Owned {
             other => {
                 let mut owned = owned;
                 let status = owned.child.try_wait();
+                let log = tail(&owned.log);
+                // The devnet names the log of a child that failed ("…; see <path>"): show it too.
+                let child_log = log
+                    .split("; see ")
+                    .nth(1)
+                    .and_then(|rest| rest.split_whitespace().next())
+                    .map(|path| format!("\n{path}:\n{}", tail(Path::new(path))))
+                    .unwrap_or_default();
                 panic!(
-                    "{} printed no ready line ({other:?}, status {status:?}); log:\n{}",
-                    owned.name,
-                    tail(&owned.log)
+                    "{} printed no ready line ({other:?}, status {status:?}); log:\n{log}{child_log}",
+                    owned.name
                 )
             }
         };
