@@ -63,7 +63,7 @@ async fn three_authorities_agree_and_keep_going_with_two() {
     let all = [0, 1, 2, 3];
 
     // Every node reaches the same head, and has the same block (and execution block) at every height.
-    let head = federation.wait_same_head(&all, 6, Duration::from_secs(30)).await;
+    let head = federation.wait_same_head(&all, 6, Duration::from_secs(60)).await;
     federation.assert_agree(&all, 1..=head.height).await;
     assert_eq!(federation.block_at(0, head.height).await.1, head.execution_hash);
     step(start, &format!("all 4 nodes agree on blocks 1..={}", head.height));
@@ -76,7 +76,7 @@ async fn three_authorities_agree_and_keep_going_with_two() {
     })
     .await;
     let finalized = finalized.unwrap();
-    until("every node has node 0's finalized block", Duration::from_secs(30), async || {
+    until("every node has node 0's finalized block", Duration::from_secs(60), async || {
         for i in all {
             if federation.status(i).await.finalized.is_none_or(|f| f.height < finalized.height) {
                 return false;
@@ -99,7 +99,7 @@ async fn three_authorities_agree_and_keep_going_with_two() {
         ids.push(peer_id(&federation, i).await);
     }
     assert_eq!(ids.iter().collect::<BTreeSet<_>>().len(), 4, "4 distinct peer ids: {ids:?}");
-    until("every node lists the 3 others with their heads", Duration::from_secs(20), async || {
+    until("every node lists the 3 others with their heads", Duration::from_secs(60), async || {
         for i in all {
             let peers = peers(&federation, i).await;
             let with_head: BTreeSet<&str> =
@@ -120,7 +120,7 @@ async fn three_authorities_agree_and_keep_going_with_two() {
     };
     until(
         "every authority authored and approved on authority 1's dashboard",
-        Duration::from_secs(40),
+        Duration::from_secs(60),
         async || {
             let dashboard = dashboard_of_1().await;
             dashboard["production"]["authorities"].as_array().is_some_and(|records| {
@@ -156,7 +156,7 @@ async fn three_authorities_agree_and_keep_going_with_two() {
     // Authority 2 dies: 0 and 1 are 2 of 3, enough approvals; the chain goes on, the same everywhere.
     federation.kill9_node(2);
     let before = federation.status(0).await.head.height;
-    let head = federation.wait_same_head(&[0, 1, 3], before + 4, Duration::from_secs(30)).await;
+    let head = federation.wait_same_head(&[0, 1, 3], before + 4, Duration::from_secs(60)).await;
     federation.assert_agree(&[0, 1, 3], before..=head.height).await;
     step(start, &format!("without authority 2: {before} -> {} on nodes 0, 1, 3", head.height));
 
@@ -165,7 +165,7 @@ async fn three_authorities_agree_and_keep_going_with_two() {
     tokio::time::sleep(slots(2)).await;
     let stalled = federation.status(0).await.head;
     assert_stalled(&federation, 0, stalled.hash, slots(5)).await;
-    let seen = federation.wait_same_head(&[0, 3], stalled.height, Duration::from_secs(10)).await;
+    let seen = federation.wait_same_head(&[0, 3], stalled.height, Duration::from_secs(30)).await;
     assert_eq!(seen.hash, stalled.hash);
     federation.assert_agree(&[0, 3], 1..=stalled.height).await;
     step(start, &format!("with authority 0 alone: stalled at {} for 5 slots, no fork", stalled.height));
@@ -173,7 +173,7 @@ async fn three_authorities_agree_and_keep_going_with_two() {
     // Authority 1 is back: production resumes.
     federation.restart_node(1);
     step(start, "authority 1 restarted");
-    let head = federation.wait_same_head(&[0, 1, 3], stalled.height + 3, Duration::from_secs(30)).await;
+    let head = federation.wait_same_head(&[0, 1, 3], stalled.height + 3, Duration::from_secs(60)).await;
     step(start, &format!("production resumed: head {}", head.height));
 
     // Authority 2 is back: it catches up and agrees block by block.
@@ -181,7 +181,7 @@ async fn three_authorities_agree_and_keep_going_with_two() {
     step(start, "authority 2 restarted");
     let target = federation.status(0).await.head.height;
     let mut states = BTreeSet::new();
-    until("authority 2 catches up", Duration::from_secs(30), async || {
+    until("authority 2 catches up", Duration::from_secs(60), async || {
         let Ok(status) = federation.client(2).sync_status().await else { return false };
         if let Some(sync) = &status.sync {
             states.insert(sync.state.clone());
@@ -189,7 +189,7 @@ async fn three_authorities_agree_and_keep_going_with_two() {
         status.head.height >= target
     })
     .await;
-    let head = federation.wait_same_head(&all, target, Duration::from_secs(20)).await;
+    let head = federation.wait_same_head(&all, target, Duration::from_secs(60)).await;
     federation.assert_agree(&all, 1..=head.height).await;
     step(start, &format!("authority 2 caught up ({states:?} seen) and all agree on 1..={}", head.height));
 
@@ -211,7 +211,7 @@ async fn a_late_node_catches_up_and_a_fresh_full_node_syncs_from_genesis() {
     let start = Instant::now();
     let mut federation = Federation::builder(3, 1).slot_ms(SLOT_1S).start();
     step(start, "3 authorities and a full node are up (1 s slots)");
-    federation.wait_same_head(&[0, 1, 2, 3], 2, Duration::from_secs(30)).await;
+    federation.wait_same_head(&[0, 1, 2, 3], 2, Duration::from_secs(60)).await;
 
     // The full node goes down early; the chain moves on by BLOCKS blocks.
     federation.kill9_node(3);
@@ -269,7 +269,7 @@ async fn an_equivocating_authority_and_a_hostile_peer_are_caught() {
     let start = Instant::now();
     let mut federation = Federation::builder(3, 1).slot_ms(SLOT_MS).start();
     step(start, "3 authorities and a full node are up");
-    federation.wait_same_head(&[0, 1, 2, 3], 2, Duration::from_secs(30)).await;
+    federation.wait_same_head(&[0, 1, 2, 3], 2, Duration::from_secs(60)).await;
     hostile_gossip_is_dropped_and_its_sender_penalized(&federation, start).await;
     an_equivocating_authority_is_caught_by_every_node(&mut federation, start).await;
     drop_and_check_gone(federation).await;
@@ -286,7 +286,7 @@ async fn hostile_gossip_is_dropped_and_its_sender_penalized(federation: &Federat
     let node0: PeerId = peer_id(federation, 0).await.parse().unwrap();
     let rogue = Rogue::join(federation, &federation.nodes[0].p2p[0], 11 * MIB).await;
     let me = rogue.network.local_peer_id().to_string();
-    until("the rogue and node 0 are connected and subscribed", Duration::from_secs(20), async || {
+    until("the rogue and node 0 are connected and subscribed", Duration::from_secs(60), async || {
         rogue.network.topic_peers(Topic::Blocks).await.contains(&node0)
             && peers(federation, 0).await.iter().any(|p| p.peer_id == me)
     })
@@ -319,7 +319,7 @@ async fn hostile_gossip_is_dropped_and_its_sender_penalized(federation: &Federat
     // 2. Garbage: rejected; the rogue's score goes negative.
     rogue.network.publish(Topic::Blocks, b"\xde\xad\xbe\xef not a block".to_vec()).unwrap();
     let mut score = 0.0;
-    until("the rogue's score on node 0 goes negative", Duration::from_secs(10), async || {
+    until("the rogue's score on node 0 goes negative", Duration::from_secs(30), async || {
         score = rogue_score().await.unwrap_or(0.0);
         score < 0.0
     })
@@ -337,21 +337,22 @@ async fn hostile_gossip_is_dropped_and_its_sender_penalized(federation: &Federat
     forged.author_signature = signature.into();
     let forged_hash = forged.header.hash();
     rogue.network.publish(Topic::Blocks, forged.encoded()).unwrap();
-    until("node 0 rejects the forged block", Duration::from_secs(10), async || penalties().await >= 2.0)
+    until("node 0 rejects the forged block", Duration::from_secs(30), async || penalties().await >= 2.0)
         .await;
     step(start, &format!("forged block {forged_hash} rejected: score {:?}", rogue_score().await));
 
     // 4. Over the 10 MiB gossip limit (the rogue's own limit is raised so it sends it).
     // Slow in a debug build: both sides hash and sign or verify the 10 MiB, and encrypt or decrypt it.
     rogue.network.publish(Topic::Blocks, vec![0x42; 10 * MIB + 1024]).unwrap();
-    until("node 0 drops the oversized message", Duration::from_secs(60), async || {
+    // Generous: on a loaded 2-core CI machine this alone has taken 41 s.
+    until("node 0 drops the oversized message", Duration::from_secs(180), async || {
         federation.metric(0, "alys_network_dropped_total{reason=\"oversize\"}").await >= 1.0
     })
     .await;
     step(start, "oversized message dropped");
 
     // The rogue is banned: disconnected, and node 0 no longer lists it.
-    until("node 0 bans the rogue", Duration::from_secs(20), async || {
+    until("node 0 bans the rogue", Duration::from_secs(60), async || {
         federation.metric(0, "alys_network_peers_banned_total").await >= 1.0
             && !peers(federation, 0).await.iter().any(|p| p.peer_id == me)
             && !rogue.network.peers().await.iter().any(|p| p.peer_id == node0)
@@ -363,7 +364,7 @@ async fn hostile_gossip_is_dropped_and_its_sender_penalized(federation: &Federat
     for i in all {
         assert_eq!(federation.client(i).block_by_hash(forged_hash).await.unwrap(), None, "node {i}");
     }
-    let head = federation.wait_same_head(&all, head_before + 3, Duration::from_secs(20)).await;
+    let head = federation.wait_same_head(&all, head_before + 3, Duration::from_secs(60)).await;
     federation.assert_agree(&all, 1..=head.height).await;
     step(start, &format!("chain went on to {} and agrees everywhere", head.height));
 }
@@ -380,7 +381,7 @@ async fn an_equivocating_authority_is_caught_by_every_node(federation: &mut Fede
     federation.restart_node_with_env(1, &[("FAILPOINTS", "chain::equivocate=return")]);
     let restarted_at = federation.status(0).await.head.height;
     step(start, &format!("authority 1 restarted equivocating at height {restarted_at}"));
-    until("every other node sees the equivocation", Duration::from_secs(30), async || {
+    until("every other node sees the equivocation", Duration::from_secs(60), async || {
         for i in others {
             if federation.status(i).await.equivocations < 1 {
                 return false;
@@ -393,7 +394,7 @@ async fn an_equivocating_authority_is_caught_by_every_node(federation: &mut Fede
 
     // A couple more of its slots: the chain goes on with one block per height, the same everywhere.
     let head = federation
-        .wait_same_head(&all, federation.status(0).await.head.height + 6, Duration::from_secs(30))
+        .wait_same_head(&all, federation.status(0).await.head.height + 6, Duration::from_secs(60))
         .await;
     federation.assert_agree(&all, 1..=head.height).await;
     let mut authors = Vec::new();
@@ -436,7 +437,7 @@ async fn a_partitioned_authority_stalls_and_catches_up_after_the_heal() {
     let start = Instant::now();
     let mut federation = Federation::builder(3, 0).slot_ms(SLOT_MS).start();
     step(start, "3 authorities are up");
-    federation.wait_same_head(&[0, 1, 2], 2, Duration::from_secs(30)).await;
+    federation.wait_same_head(&[0, 1, 2], 2, Duration::from_secs(60)).await;
 
     // Rewire: 0 and 1 only know each other; 2 knows only the proxies to them. Nobody exchanges peers.
     let proxies = [
@@ -453,7 +454,7 @@ async fn a_partitioned_authority_stalls_and_catches_up_after_the_heal() {
     federation.restart_node(2);
     step(start, "rewired and restarted");
     let ids = [peer_id(&federation, 0).await, peer_id(&federation, 1).await, peer_id(&federation, 2).await];
-    until("node 2 is connected to 0 and 1 through the proxies", Duration::from_secs(30), async || {
+    until("node 2 is connected to 0 and 1 through the proxies", Duration::from_secs(60), async || {
         let peers2 = peers(&federation, 2).await;
         let via_proxy = |i: usize| {
             peers2.iter().any(|p| {
@@ -488,7 +489,7 @@ async fn a_partitioned_authority_stalls_and_catches_up_after_the_heal() {
     for proxy in &proxies {
         proxy.cut();
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         // `alys_peers` is refreshed by the sync's status poll, every 2 s.
         let left = peers(&federation, 2).await;
@@ -505,7 +506,7 @@ async fn a_partitioned_authority_stalls_and_catches_up_after_the_heal() {
     let stalled = federation.status(2).await.head;
     let from = federation.status(0).await.head.height;
     let head =
-        federation.wait_same_head(&[0, 1], from.max(stalled.height) + 4, Duration::from_secs(30)).await;
+        federation.wait_same_head(&[0, 1], from.max(stalled.height) + 4, Duration::from_secs(60)).await;
     assert_eq!(federation.status(2).await.head.hash, stalled.hash, "node 2 produced alone");
     assert!(
         !peers(&federation, 0).await.iter().any(|p| p.peer_id == ids[2]),

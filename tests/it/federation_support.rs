@@ -132,7 +132,17 @@ struct Owned {
 
 impl Owned {
     /// Spawns `command` with stderr appended to `log` and waits up to `timeout` for its JSON ready line.
-    fn start(name: String, mut command: Command, log: &Path, timeout: Duration) -> (Self, Value) {
+    fn start(name: String, command: Command, log: &Path, timeout: Duration) -> (Self, Value) {
+        Self::try_start(name, command, log, timeout).unwrap_or_else(|failure| panic!("{failure}"))
+    }
+
+    /// [`start`](Self::start), the failure (with the logs) as an error rather than a panic.
+    fn try_start(
+        name: String,
+        mut command: Command,
+        log: &Path,
+        timeout: Duration,
+    ) -> Result<(Self, Value), String> {
         let log_file = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
         command
             .current_dir(root())
@@ -165,16 +175,21 @@ impl Owned {
                     .and_then(|rest| rest.split_whitespace().next())
                     .map(|path| format!("\n{path}:\n{}", tail(Path::new(path))))
                     .unwrap_or_default();
-                panic!(
+                let failure = format!(
                     "{} printed no ready line ({other:?}, status {status:?}); log:\n{log}{child_log}",
                     owned.name
-                )
+                );
+                // Killed and reaped now, without the drop's log dump: the caller decides.
+                let _ = owned.child.kill();
+                let _ = owned.child.wait();
+                std::mem::forget(owned);
+                return Err(failure);
             }
         };
         let ready: Value =
             serde_json::from_str(&line).unwrap_or_else(|e| panic!("{}: {e}: {line:?}", owned.name));
         assert_eq!(ready["event"], "ready", "{}: {ready}", owned.name);
-        (owned, ready)
+        Ok((owned, ready))
     }
 
     fn pid(&self) -> u32 {
@@ -313,21 +328,34 @@ impl FederationBuilder {
             }
         };
         let count = u16::try_from(self.authorities + self.full_nodes + 4).unwrap();
-        let offset = free_offset(count);
-        let mut command = Command::new(bin("alys-devnet"));
-        command
-            .args(["--authorities", &self.authorities.to_string()])
-            .args(["--full-nodes", &self.full_nodes.to_string()])
-            .args(["--ports.offset", &offset.to_string()])
-            .args(["--slot-ms", &self.slot_ms.to_string()])
-            .args(["--governance.addr", "127.0.0.1:0", "--governance.admin-addr", "127.0.0.1:0"])
-            .args(["--bitcoin.addr", "127.0.0.1:0"])
-            .args(&self.extra)
-            .arg("--datadir")
-            .arg(&datadir);
         std::fs::create_dir_all(&datadir).unwrap();
-        let (devnet, ready) =
-            Owned::start("alys-devnet".into(), command, &datadir.join("devnet.log"), READY_TIMEOUT);
+        // The devnet's fixed ports (P2P at 30333+, the burn feed at 50551+) lie in Linux's ephemeral
+        // range: between the free-port probe and the bind, another process's outgoing connection can
+        // take one. Such a start fails with "address in use"; it is retried on another offset.
+        let mut attempt = 1;
+        let (devnet, ready) = loop {
+            let offset = free_offset(count);
+            let mut command = Command::new(bin("alys-devnet"));
+            command
+                .args(["--authorities", &self.authorities.to_string()])
+                .args(["--full-nodes", &self.full_nodes.to_string()])
+                .args(["--ports.offset", &offset.to_string()])
+                .args(["--slot-ms", &self.slot_ms.to_string()])
+                .args(["--governance.addr", "127.0.0.1:0", "--governance.admin-addr", "127.0.0.1:0"])
+                .args(["--bitcoin.addr", "127.0.0.1:0"])
+                .args(&self.extra)
+                .arg("--datadir")
+                .arg(&datadir);
+            match Owned::try_start("alys-devnet".into(), command, &datadir.join("devnet.log"), READY_TIMEOUT)
+            {
+                Ok(started) => break started,
+                Err(failure) if attempt < 3 && failure.contains("in use") => {
+                    eprintln!("alys-devnet start {attempt} lost a port race; retrying on another offset");
+                    attempt += 1;
+                }
+                Err(failure) => panic!("{failure}"),
+            }
+        };
         let nodes = ready["nodes"].as_array().unwrap().iter().map(FederationNode::from_entry).collect();
         Federation {
             owned: HashMap::new(),

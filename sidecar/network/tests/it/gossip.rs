@@ -78,9 +78,12 @@ async fn peer_exchange_connects_bootnode_neighbours() {
     let (idb, idc) = (b.handle.local_peer_id(), c.handle.local_peer_id());
 
     assert!(eventually(Duration::from_secs(10), || connected(&b.handle, idc)).await, "B and C never met");
-    let info = b.handle.peers().await;
-    assert_eq!(info.len(), 2);
-    assert!(info.iter().all(|p| p.client.as_deref().is_some_and(|c| c.starts_with("alys/"))), "{info:?}");
+    // Identify runs just after the connection: wait until B has heard both peers' client versions.
+    let identified = || async {
+        let info = b.handle.peers().await;
+        info.len() == 2 && info.iter().all(|p| p.client.as_deref().is_some_and(|c| c.starts_with("alys/")))
+    };
+    assert!(eventually(Duration::from_secs(10), identified).await, "{:?}", b.handle.peers().await);
 
     wait_subscribed(&a.handle, &[idb, idc]).await;
     a.handle.publish(Topic::Approvals, b"approval".to_vec()).unwrap();
