@@ -38,6 +38,8 @@ struct Node {
     heads: tokio::sync::watch::Receiver<ChainHeads>,
     engine: alys_devnet_el::EngineHandle,
     _api: EngineApiHandle,
+    /// Between the node and its engine, when the test holds a request back.
+    proxy: Option<HoldingProxy>,
 }
 
 impl Node {
@@ -83,12 +85,28 @@ fn keys() -> Vec<Arc<AuthorityKey>> {
 }
 
 async fn node(spec: &Arc<ChainSpec>, keys: &[Arc<AuthorityKey>], me: usize, clock: &Arc<AtomicU64>) -> Node {
+    node_through(spec, keys, me, clock, None).await
+}
+
+/// [`node`], its Engine API calls through a [`HoldingProxy`] when `hold` is given.
+async fn node_through(
+    spec: &Arc<ChainSpec>,
+    keys: &[Arc<AuthorityKey>],
+    me: usize,
+    clock: &Arc<AtomicU64>,
+    hold: Option<Hold>,
+) -> Node {
     let secret = JwtSecret::from_file(&root().join("etc/jwt/jwt.hex")).unwrap();
     let engine = Engine::spawn(EngineConfig::new(Arc::clone(spec))).unwrap();
     let mut config = EngineApiConfig::new(secret);
     config.addr = "127.0.0.1:0".parse().unwrap();
     let api = EngineApiServer::new(engine.clone(), config).start().await.unwrap();
-    let client = EngineClient::new(&api.http_url(), secret, Arc::clone(spec)).unwrap();
+    let proxy = match hold {
+        Some(hold) => Some(HoldingProxy::start(api.local_addr(), hold).await),
+        None => None,
+    };
+    let url = proxy.as_ref().map_or_else(|| api.http_url(), |proxy| proxy.url.clone());
+    let client = EngineClient::new(&url, secret, Arc::clone(spec)).unwrap();
     let aura = Aura::new(keys.iter().map(|k| k.public().clone()).collect(), SLOT_MS, 500).unwrap();
     let clock = Arc::clone(clock);
     let config = ChainConfig {
@@ -116,7 +134,73 @@ async fn node(spec: &Arc<ChainSpec>, keys: &[Arc<AuthorityKey>], me: usize, cloc
         ChainActor::new(config, aura, Some(Arc::clone(&keys[me])), client, Arc::clone(&storage), heads_tx)
             .unwrap()
             .with_events(events_tx);
-    Node { chain, events, storage, heads, engine, _api: api }
+    Node { chain, events, storage, heads, engine, _api: api, proxy }
+}
+
+/// A request to hold back between a node and its engine: the first carrying `hold` waits `delay`;
+/// the requests carrying `count` are counted.
+struct Hold {
+    hold: String,
+    delay: std::time::Duration,
+    count: String,
+}
+
+/// A TCP forwarder in front of an Engine API server doing what a [`Hold`] says; it finds the strings
+/// in the request bytes.
+struct HoldingProxy {
+    url: String,
+    counted: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl HoldingProxy {
+    async fn start(target: std::net::SocketAddr, Hold { hold, delay, count }: Hold) -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let counted = Arc::new(AtomicU64::new(0));
+        let held = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let counter = Arc::clone(&counted);
+        let task = tokio::spawn(async move {
+            while let Ok((inbound, _)) = listener.accept().await {
+                let Ok(outbound) = tokio::net::TcpStream::connect(target).await else { continue };
+                let (mut from_client, mut to_client) = inbound.into_split();
+                let (mut from_server, mut to_server) = outbound.into_split();
+                tokio::spawn(async move { tokio::io::copy(&mut from_server, &mut to_client).await });
+                let (hold, count, counter, held) =
+                    (hold.clone(), count.clone(), Arc::clone(&counter), Arc::clone(&held));
+                tokio::spawn(async move {
+                    let mut buffer = vec![0u8; 1 << 16];
+                    while let Ok(n) = from_client.read(&mut buffer).await
+                        && n > 0
+                    {
+                        let text = String::from_utf8_lossy(&buffer[..n]);
+                        if text.contains(&count) {
+                            counter.fetch_add(1, Ordering::SeqCst);
+                        }
+                        if text.contains(&hold) && !held.swap(true, Ordering::SeqCst) {
+                            tokio::time::sleep(delay).await;
+                        }
+                        if to_server.write_all(&buffer[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        Self { url, counted, task }
+    }
+
+    /// How many requests carried the counted string so far.
+    fn counted(&self) -> u64 {
+        self.counted.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for HoldingProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 fn proposed(event: ChainEvent) -> SignedBlock {
@@ -467,4 +551,23 @@ async fn three_authorities_approve_refuse_and_choose_on_the_import_path() {
     assert_eq!(fresh.head(), BlockRef::new(4, canonical[3].header.hash()));
     let (engine_head, number) = fresh.engine.head().await.unwrap();
     assert_eq!((engine_head, number), (canonical[3].header.execution_block_hash, 4));
+
+    // Two calls are in flight, so block 3's can reach the execution client before block 2's: held back
+    // here, block 2's call arrives after block 3's, which is answered SYNCING (parent unknown). Block 3
+    // is sent again once block 2 is valid, and the whole range is imported.
+    let needle = |block: &SignedBlock| format!("\"blockHash\":\"{:#x}\"", block.header.execution_block_hash);
+    let hold = Hold {
+        hold: needle(&canonical[1]),
+        delay: std::time::Duration::from_millis(300),
+        count: needle(&canonical[2]),
+    };
+    let mut overtaken = node_through(&spec, &keys, 2, &clock, Some(hold)).await;
+    let outcome = overtaken.ask(|tx| ChainMessage::ImportRange(canonical.clone(), tx)).await;
+    assert!(outcome.error.is_none(), "{outcome:?}");
+    assert_eq!(outcome.imported, 4);
+    assert_eq!(overtaken.head(), BlockRef::new(4, canonical[3].header.hash()));
+    let (engine_head, number) = overtaken.engine.head().await.unwrap();
+    assert_eq!((engine_head, number), (canonical[3].header.execution_block_hash, 4));
+    let sent = overtaken.proxy.as_ref().unwrap().counted();
+    assert_eq!(sent, 2, "block 3's newPayload: overtook block 2's (SYNCING), then sent again");
 }

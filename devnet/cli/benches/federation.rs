@@ -255,6 +255,7 @@ async fn main() {
             "verify_ms",
             "engine_ms",
             "engine_starved_ms",
+            "resent",
             "actor_waited_ms",
             "finish_ms",
         ];

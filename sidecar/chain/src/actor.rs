@@ -1108,16 +1108,27 @@ pub(crate) async fn new_payload(
     block: &SignedBlock,
     execution: Execution,
 ) -> Result<alloy_rpc_types_engine::PayloadStatus, EngineClientError> {
+    new_payload_call(engine, block, execution).await
+}
+
+/// [`new_payload`] as a future that owns what it sends (the block's parts are copied out first), for
+/// calls that run as tasks of their own.
+pub(crate) fn new_payload_call(
+    engine: &EngineClient,
+    block: &SignedBlock,
+    execution: Execution,
+) -> impl Future<Output = Result<alloy_rpc_types_engine::PayloadStatus, EngineClientError>> + Send + 'static {
     let timestamp = execution.block.header.timestamp;
-    let payload = match execution.payload {
-        Some(payload) => payload,
-        None => block_to_payload(block.header.execution_block_hash, &execution.block),
-    };
     let spec = engine.chain_spec();
     let root = spec.is_active_at(Fork::Cancun, timestamp).then_some(block.header.parent_hash);
     let requests = spec.is_active_at(Fork::Prague, timestamp).then(|| requests_of(block));
     let hashes = versioned_hashes(&execution.block);
-    engine.new_payload(payload, root, hashes, requests).await
+    let payload = match execution.payload {
+        Some(payload) => payload,
+        None => block_to_payload(block.header.execution_block_hash, &execution.block),
+    };
+    let engine = engine.clone();
+    async move { engine.new_payload(payload, root, hashes, requests).await }
 }
 
 /// What the execution client's answer to a block's `newPayload` means for its import.
