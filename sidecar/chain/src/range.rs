@@ -247,7 +247,8 @@ impl ChainActor {
     ///
     /// A call made while its parent's was still pending can reach the execution client first, which
     /// then does not know the parent yet (`SYNCING`, or `ACCEPTED` from geth): once the parent is
-    /// found valid, it is sent again, alone.
+    /// found valid, it is sent again, and so are the calls that left after it (they met the same
+    /// unknown parent).
     ///
     /// The task returns the time spent waiting for `newPayload` answers, the time spent waiting for
     /// verification, and the number of calls sent again.
