@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Fails when modules of one crate import each other in a cycle (a `use crate::a` in `b` and a
-`use crate::b` in `a`, directly or through other modules), or when a crate's non-test code is longer than
+`use crate::b` in `a`, directly or through other modules; every item of a `crate::{…}` group counts), or when a crate's non-test code is longer than
 the limit. Reads every workspace member's `src/` (test modules, `#[cfg(test)]` to the end of the file,
 excluded). Run from the repository root: `python3 .ci/module-cycles.py`.
 """
@@ -36,6 +36,39 @@ def strip_tests(text):
     return text if index < 0 else text[:index]
 
 
+def paths(text):
+    """Every `(crate|super, first module)` a path names, brace groups included:
+    `use crate::{Type, a::b, c}` names `a` and `c` (and `Type`, which is no module)."""
+    for match in re.finditer(r"\b(crate|super)::", text):
+        kind, rest = match.group(1), text[match.end():]
+        if not rest.startswith("{"):
+            name = re.match(r"[A-Za-z_][A-Za-z0-9_]*", rest)
+            if name:
+                yield kind, name.group(0)
+            continue
+        depth, item, items = 0, "", []
+        for char in rest:
+            if char == "{":
+                depth += 1
+                if depth == 1:
+                    continue
+            elif char == "}":
+                depth -= 1
+                if depth == 0:
+                    items.append(item)
+                    break
+            elif char == "," and depth == 1:
+                items.append(item)
+                item = ""
+                continue
+            if depth >= 1:
+                item += char
+        for entry in items:
+            name = re.match(r"\s*([A-Za-z_][A-Za-z0-9_]*)", entry)
+            if name:
+                yield kind, name.group(1)
+
+
 def edges(src_dir):
     graph, lines = {}, 0
     for root, _, files in os.walk(src_dir):
@@ -49,8 +82,7 @@ def edges(src_dir):
             top = module[:1]
             if not top:
                 continue  # the crate root may name every module
-            for match in re.finditer(r"\b(crate|super)::\{?([a-z_][a-z0-9_]*)", text):
-                kind, target = match.groups()
+            for kind, target in paths(text):
                 # `super::x` from a nested module stays inside the same top-level module.
                 if kind == "super" and len(module) > 1:
                     continue

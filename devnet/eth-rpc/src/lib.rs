@@ -65,13 +65,15 @@ mod args;
 pub mod config;
 pub mod error;
 mod filters;
+mod module;
 mod pubsub;
 mod server;
 mod tooling;
 mod trace;
 
-pub use api::{EthApi, rpc_module};
+pub use api::EthApi;
 pub use config::{EthRpcConfig, default_client_version};
+pub use module::rpc_module;
 pub use pubsub::rpc_header;
 pub use server::{EthRpcHandle, StartError, start};
 pub use tooling::{MAX_PROOF_KEYS, MODULE_VERSION};

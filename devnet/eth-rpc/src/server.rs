@@ -12,11 +12,8 @@ use jsonrpsee::{
 };
 
 use crate::{
-    api::{EthApi, rpc_module},
-    config::EthRpcConfig,
-    error::METHOD_NOT_FOUND_CODE,
-    pubsub::HexIdProvider,
-    trace::Traced,
+    api::EthApi, config::EthRpcConfig, error::METHOD_NOT_FOUND_CODE, module::rpc_module,
+    pubsub::HexIdProvider, trace::Traced,
 };
 
 /// Why the servers could not start.

@@ -5,9 +5,8 @@ use std::{
     time::{SystemTime, UNIX_EPOCH},
 };
 
-use alloy_consensus::{Block, TxEnvelope};
 use alloy_primitives::{Address, B256, Bytes};
-use alloy_rpc_types_engine::{ExecutionPayload, ForkchoiceState, PayloadAttributes, PayloadStatusEnum};
+use alloy_rpc_types_engine::{ForkchoiceState, PayloadAttributes, PayloadStatusEnum};
 use alys_actor::{Actor, ActorError};
 use alys_auxpow::{AuxPowHeader, MiningParams};
 use alys_bridge::{
@@ -30,6 +29,7 @@ use alys_storage::{ChainRead, Storage, StorageError};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::{
+    execution::{Executed, Execution},
     federation::{ApprovalOutcome, ChainEvent},
     mining::{self, AuxTemplate, MiningError},
 };
@@ -299,22 +299,6 @@ pub(crate) struct AheadStatus {
     /// How long the actor waited for it, in nanoseconds (execution-client time in the import's
     /// metrics).
     pub(crate) waited_nanos: u64,
-}
-
-/// An execution block ready for `newPayload`: decoded and checked, with its payload when it was built
-/// here (so our own blocks are neither decoded nor hashed again).
-#[derive(Debug)]
-pub(crate) struct Execution {
-    pub(crate) block: Block<TxEnvelope>,
-    pub(crate) payload: Option<ExecutionPayload>,
-}
-
-/// A block the execution client validated, ready to commit: the proof it carries and its execution
-/// timestamp.
-#[derive(Debug)]
-pub(crate) struct Executed {
-    pub(crate) proof: Option<AuxPowHeader>,
-    pub(crate) timestamp: u64,
 }
 
 impl ChainActor {

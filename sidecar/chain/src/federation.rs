@@ -43,7 +43,7 @@ use alys_storage::{ChainRead, EvidenceRead, StorageError};
 
 use crate::{
     ChainActor, ImportError,
-    actor::{Executed, Execution},
+    execution::{Executed, Execution},
     mining::ProofError,
 };
 

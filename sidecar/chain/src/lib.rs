@@ -18,6 +18,7 @@
 //! commit.
 
 mod actor;
+mod execution;
 mod federation;
 pub mod metrics;
 pub mod mining;

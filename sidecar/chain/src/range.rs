@@ -45,7 +45,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::{
     ChainActor, ImportError,
-    actor::{AheadStatus, Execution, RangeOutcome, new_payload, new_payload_call},
+    actor::{AheadStatus, RangeOutcome, new_payload, new_payload_call},
+    execution::Execution,
 };
 
 /// Blocks verified in the first batch of a range: few, so that execution starts early.

@@ -5,13 +5,12 @@ use std::sync::Arc;
 use alys_rpc::{
     ErrorCode,
     jsonrpsee::{
-        PendingSubscriptionSink,
-        core::{RpcResult, SubscriptionResult, async_trait},
+        PendingSubscriptionSink, RpcModule,
+        core::{RegisterMethodError, RpcResult, SubscriptionResult, async_trait},
         proc_macros::rpc,
     },
     rpc_error,
 };
-use tokio::sync::watch;
 
 use crate::{Dashboard, sample::DashboardService};
 
@@ -59,5 +58,11 @@ impl DashboardApiServer for DashboardService {
     }
 }
 
-/// The receiver type the service hands out.
-pub(crate) type Snapshots = watch::Receiver<Option<Arc<Dashboard>>>;
+impl DashboardService {
+    /// The dashboard's RPC methods, to merge into the node's module.
+    pub fn rpc_module(&self) -> Result<RpcModule<()>, RegisterMethodError> {
+        let mut module = RpcModule::new(());
+        module.merge(DashboardApiServer::into_rpc(self.clone()))?;
+        Ok(module)
+    }
+}

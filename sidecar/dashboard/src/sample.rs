@@ -13,7 +13,7 @@ use std::{
 use alloy_primitives::{Address, B256};
 use alys_engine_client::EngineStats;
 use alys_rpc::{
-    jsonrpsee::{Methods, RpcModule, core::RegisterMethodError, rpc_params},
+    jsonrpsee::{Methods, rpc_params},
     types::{
         FederationUtxos, GovernanceStatus, Peers, PeginPage, PeginStatus, PendingPegouts, Proposals,
         SyncStatus,
@@ -22,10 +22,7 @@ use alys_rpc::{
 use alys_storage::{ChainRead, PegoutRead, Storage, StorageError};
 use tokio::{sync::watch, task::JoinHandle};
 
-use crate::{
-    api::{DashboardApiServer, Snapshots},
-    snapshot::*,
-};
+use crate::snapshot::*;
 
 /// How many canonical blocks the authority records, miners and block times cover.
 pub const WINDOW: u64 = 64;
@@ -82,14 +79,10 @@ impl DashboardService {
     pub(crate) fn watch(&self) -> Snapshots {
         self.snapshots.clone()
     }
-
-    /// The dashboard's RPC methods, to merge into the node's module.
-    pub fn rpc_module(&self) -> Result<RpcModule<()>, RegisterMethodError> {
-        let mut module = RpcModule::new(());
-        module.merge(DashboardApiServer::into_rpc(self.clone()))?;
-        Ok(module)
-    }
 }
+
+/// The receiver type the service hands out.
+pub(crate) type Snapshots = watch::Receiver<Option<Arc<Dashboard>>>;
 
 /// A recent canonical block, as the sampler remembers it.
 #[derive(Debug, Clone)]
